@@ -1,0 +1,1 @@
+"""scoregen reference: pure NumPy/SciPy score-based generative modelling, the test oracle."""
