@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 
 from reference.distributions import GaussianMixture
+from reference.toy import TOY_SAMPLERS, ToySampler
 
 
 def _rotated_cov(scale_major: float, scale_minor: float, angle: float) -> np.ndarray:
@@ -38,3 +41,22 @@ def separated4() -> GaussianMixture:
 
 
 EXACT_MIXTURES = {"mixture5": mixture5, "separated4": separated4}
+
+
+def _mixture_sampler(factory: Callable[[], GaussianMixture]) -> ToySampler:
+    """Wrap a mixture factory as a sampler ``fn(rng, n) -> (n, 2)`` (one mixture, built once)."""
+    mixture = factory()
+
+    def sample(rng: np.random.Generator, n: int) -> np.ndarray:
+        """Draw n points from the mixture."""
+        return mixture.sample(rng, n)
+
+    sample.__doc__ = f"Draw n points from `{factory.__name__}()` (exact density known)."
+    return sample
+
+
+TOY_SETS: dict[str, ToySampler] = {
+    **{name: _mixture_sampler(factory) for name, factory in EXACT_MIXTURES.items()},
+    **TOY_SAMPLERS,
+}
+"""Every built-in 2-D set as a sampler ``fn(rng, n) -> (n, 2)``: exact mixtures first."""

@@ -1,0 +1,218 @@
+"""Data sets for training: toy 2-D sets, digits, keras.datasets images, files and image folders.
+
+Every loader returns a `Dataset`: float32 examples in model space (batch-first) together with
+the `Scaler` that maps them back to the data's original scale. Loading never executes code from
+a file: arrays are read with `allow_pickle=False` and images through Pillow.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import numpy as np
+
+from reference import datasets as reference_datasets
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+PIXEL_MAX_8BIT = 255.0
+DIGITS_PIXEL_MAX = 16.0  # scikit-learn's digits take integer values 0..16
+TOY_DEFAULT_SIZE = 50_000
+
+
+class DataError(ValueError):
+    """A data set could not be loaded or is unusable; the message is one sentence for the user."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Scaler:
+    """Affine map between the data's original scale and model space: model = (x - shift) / scale."""
+
+    shift: float = 0.0
+    scale: float = 1.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """Map data from its original scale to model space."""
+        return ((np.asarray(x, dtype=np.float64) - self.shift) / self.scale).astype(np.float32)
+
+    def inverse(self, x: np.ndarray) -> np.ndarray:
+        """Map model-space arrays back to the data's original scale."""
+        return np.asarray(x, dtype=np.float64) * self.scale + self.shift
+
+    def to_config(self) -> dict:
+        """Plain-JSON description of the scaler, stored with a run."""
+        return {"shift": self.shift, "scale": self.scale}
+
+    @classmethod
+    def from_config(cls, config: dict) -> Scaler:
+        """Rebuild a scaler from `to_config()` output."""
+        return cls(shift=float(config["shift"]), scale=float(config["scale"]))
+
+
+def pixel_scaler(pixel_max: float, centered: bool) -> Scaler:
+    """Scaler from integer pixels in [0, pixel_max] to [0, 1], or to [-1, 1] when centred."""
+    if centered:
+        return Scaler(shift=pixel_max / 2.0, scale=pixel_max / 2.0)
+    return Scaler(shift=0.0, scale=pixel_max)
+
+
+@dataclasses.dataclass
+class Dataset:
+    """Training examples in model space, the scaler back to original units, and their kind."""
+
+    name: str
+    x: np.ndarray  # (n, *dims) float32, model space
+    scaler: Scaler
+    kind: str  # "points" or "images"
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        """Shape of one example."""
+        return tuple(self.x.shape[1:])
+
+
+def _check_finite(x: np.ndarray, source: str) -> None:
+    """Raise DataError when the array holds NaN or inf."""
+    if not np.all(np.isfinite(x)):
+        bad = int(np.size(x) - np.count_nonzero(np.isfinite(x)))
+        raise DataError(f"{source} contains {bad} NaN or infinite values.")
+
+
+def _as_images(x: np.ndarray, source: str) -> np.ndarray:
+    """Bring an image array to (n, H, W, C), adding a channel axis to grey-scale images."""
+    if x.ndim == 3:
+        x = x[..., None]
+    if x.ndim != 4:
+        raise DataError(f"{source} has shape {x.shape}; expected (n, H, W) or (n, H, W, C) images.")
+    return x
+
+
+def _toy(name: str, n: int, seed: int) -> Dataset:
+    """Draw n points of a toy 2-D set."""
+    x = reference_datasets.TOY_SETS[name](np.random.default_rng(seed), n)
+    return Dataset(name, x.astype(np.float32), Scaler(), "points")
+
+
+def _digits(centered: bool) -> Dataset:
+    """scikit-learn's 8x8 digits (1 797 images, shipped with scikit-learn), scaled to [0, 1]."""
+    from sklearn.datasets import load_digits
+
+    images = load_digits().images[..., None]
+    scaler = pixel_scaler(DIGITS_PIXEL_MAX, centered)
+    return Dataset("digits", scaler.forward(images), scaler, "images")
+
+
+def _keras_images(name: str, centered: bool) -> Dataset:
+    """Training split of a keras.datasets image set (downloaded once, then cached by Keras)."""
+    import keras
+
+    module = getattr(keras.datasets, name)
+    try:
+        (images, _), _ = module.load_data()
+    except Exception as error:  # network or cache failures surface as many types
+        raise DataError(f"could not download or read the {name} data set ({error}).") from error
+    images = _as_images(np.asarray(images), name)
+    scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
+    return Dataset(name, scaler.forward(images), scaler, "images")
+
+
+def _array_file(path: str, centered: bool) -> Dataset:
+    """Examples from a .npy file or the array under key `x` (or the only array) of a .npz file."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path} does not exist.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError) as error:
+        raise DataError(f"could not read {path} as a NumPy array file ({error}).") from error
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        keys = list(loaded.keys())
+        key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+        if key is None:
+            raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
+        x = loaded[key]
+    else:
+        x = loaded
+    if x.ndim < 2 or x.shape[0] == 0:
+        raise DataError(f"{path} has shape {x.shape}; expected (n, *dims) with n > 0.")
+    if not np.issubdtype(x.dtype, np.number):
+        raise DataError(f"{path} holds {x.dtype} values; expected numbers.")
+    _check_finite(x, path)
+    if np.issubdtype(x.dtype, np.integer) and x.ndim >= 3:
+        scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
+        return Dataset(path, scaler.forward(x if x.ndim == 4 else x[..., None]), scaler, "images")
+    kind = "images" if x.ndim >= 3 else "points"
+    if kind == "images":
+        x = _as_images(x, path)
+    return Dataset(path, x.astype(np.float32), Scaler(), kind)
+
+
+def _image_folder(path: str, image_size: int | None, centered: bool) -> Dataset:
+    """PNG/JPEG files in a folder, resized to image_size x image_size, RGB unless all are grey."""
+    from PIL import Image, UnidentifiedImageError
+
+    files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+    if not files:
+        raise DataError(f"folder {path} has no PNG or JPEG images.")
+    opened = []
+    for name in files:
+        try:
+            opened.append(Image.open(os.path.join(path, name)))
+        except (UnidentifiedImageError, OSError) as error:
+            raise DataError(f"could not read image {name} in {path} ({error}).") from error
+    mode = "L" if all(img.mode in ("L", "1") for img in opened) else "RGB"
+    size = image_size or opened[0].size[0]
+    arrays = [
+        np.asarray(img.convert(mode).resize((size, size), Image.Resampling.BICUBIC))
+        for img in opened
+    ]
+    scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
+    images = _as_images(np.stack(arrays), path)
+    return Dataset(path, scaler.forward(images), scaler, "images")
+
+
+KERAS_IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
+
+
+def dataset_names() -> dict[str, str]:
+    """Every built-in data set name with a one-line description."""
+    names = {
+        name: "toy 2-D Gaussian mixture with an exact density"
+        if name in reference_datasets.EXACT_MIXTURES
+        else "toy 2-D point set"
+        for name in reference_datasets.TOY_SETS
+    }
+    names["digits"] = "8x8 grey digits from scikit-learn (1 797 images, offline)"
+    names["mnist"] = "28x28 grey handwritten digits via keras.datasets (downloaded once)"
+    names["fashion_mnist"] = "28x28 grey clothing images via keras.datasets (downloaded once)"
+    names["cifar10"] = "32x32 colour images via keras.datasets (downloaded once)"
+    names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis"
+    names["PATH/ (a folder)"] = "PNG/JPEG images, resized to the model's size"
+    return names
+
+
+def load_dataset(
+    spec: str,
+    *,
+    n: int = TOY_DEFAULT_SIZE,
+    seed: int = 0,
+    image_size: int | None = None,
+    centered: bool = False,
+) -> Dataset:
+    """Load a data set: a built-in name, `npz:PATH`, `npy:PATH` or a folder of images."""
+    if spec in reference_datasets.TOY_SETS:
+        return _toy(spec, n, seed)
+    if spec == "digits":
+        return _digits(centered)
+    if spec in KERAS_IMAGE_SETS:
+        return _keras_images(spec, centered)
+    for prefix in ("npz:", "npy:"):
+        if spec.startswith(prefix):
+            return _array_file(spec[len(prefix) :], centered)
+    if spec.endswith((".npz", ".npy")):
+        return _array_file(spec, centered)
+    if os.path.isdir(spec):
+        return _image_folder(spec, image_size, centered)
+    known = ", ".join(k for k in dataset_names() if " " not in k)
+    raise DataError(
+        f"unknown data set '{spec}'; choose one of {known}, npz:PATH, npy:PATH or a folder."
+    )

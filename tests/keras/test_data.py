@@ -1,0 +1,78 @@
+"""Data loading: built-in sets, array files, image folders, and the errors for bad input."""
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from scoregen_keras import data
+
+
+def test_toy_set_is_seeded_and_two_dimensional():
+    a = data.load_dataset("mixture5", n=500, seed=3)
+    b = data.load_dataset("mixture5", n=500, seed=3)
+    assert a.x.shape == (500, 2) and a.kind == "points" and a.x.dtype == np.float32
+    np.testing.assert_array_equal(a.x, b.x)
+
+
+def test_digits_scaled_to_unit_interval_and_back():
+    digits = data.load_dataset("digits")
+    assert digits.x.shape == (1797, 8, 8, 1) and digits.kind == "images"
+    assert digits.x.min() == 0.0 and digits.x.max() == 1.0
+    centred = data.load_dataset("digits", centered=True)
+    assert centred.x.min() == -1.0 and centred.x.max() == 1.0
+    np.testing.assert_allclose(centred.scaler.inverse(centred.x), digits.scaler.inverse(digits.x))
+    assert digits.scaler.inverse(digits.x).max() == data.DIGITS_PIXEL_MAX
+
+
+def test_npz_and_npy_files(tmp_path):
+    points = np.random.default_rng(0).standard_normal((20, 3))
+    np.savez(tmp_path / "p.npz", x=points)
+    np.save(tmp_path / "p.npy", points)
+    for spec in (f"npz:{tmp_path / 'p.npz'}", f"npy:{tmp_path / 'p.npy'}", str(tmp_path / "p.npy")):
+        loaded = data.load_dataset(spec)
+        np.testing.assert_allclose(loaded.x, points.astype(np.float32))
+        assert loaded.kind == "points"
+    pixels = np.random.default_rng(0).integers(0, 256, (4, 6, 6), dtype=np.uint8)
+    np.save(tmp_path / "img.npy", pixels)
+    images = data.load_dataset(f"npy:{tmp_path / 'img.npy'}")
+    assert images.x.shape == (4, 6, 6, 1) and images.kind == "images"
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[..., 0], pixels, atol=1e-4)
+
+
+def test_image_folder_resized(tmp_path):
+    rng = np.random.default_rng(1)
+    for i in range(3):
+        pixels = rng.integers(0, 256, (10, 12, 3), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    (tmp_path / "notes.txt").write_text("not an image")
+    images = data.load_dataset(str(tmp_path), image_size=8)
+    assert images.x.shape == (3, 8, 8, 3)
+    assert 0.0 <= images.x.min() and images.x.max() <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("make", "message"),
+    [
+        (lambda p: f"npz:{p / 'missing.npz'}", "does not exist"),
+        (lambda p: "no-such-set", "unknown data set"),
+        (lambda p: _save(p / "nan.npy", np.array([[0.0, np.nan]])), "NaN or infinite"),
+        (lambda p: _save(p / "inf.npy", np.array([[0.0, np.inf]])), "NaN or infinite"),
+        (lambda p: _save(p / "flat.npy", np.zeros(5)), "expected (n, *dims)"),
+        (lambda p: _write(p / "junk.npy", b"not numpy"), "could not read"),
+        (lambda p: str(p), "no PNG or JPEG"),
+    ],
+)
+def test_bad_input_is_one_clear_error(tmp_path, make, message):
+    with pytest.raises(data.DataError) as info:
+        data.load_dataset(make(tmp_path))
+    assert message in str(info.value)
+
+
+def _save(path, array):
+    np.save(path, array)
+    return str(path)
+
+
+def _write(path, payload):
+    path.write_bytes(payload)
+    return str(path)
