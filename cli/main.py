@@ -10,7 +10,12 @@ from typing import Any
 import click
 
 from cli import __version__
+from cli.colorize_cmd import colorize
+from cli.evaluate_cmd import evaluate
 from cli.info_cmd import datasets, presets
+from cli.inpaint_cmd import inpaint
+from cli.interpolate_cmd import interpolate
+from cli.likelihood_cmd import likelihood
 from cli.reference_cmd import reference
 from cli.sample_cmd import sample
 from cli.train_cmd import train
@@ -72,6 +77,11 @@ main.add_command(train)
 main.add_command(sample)
 main.add_command(datasets)
 main.add_command(presets)
+main.add_command(likelihood)
+main.add_command(inpaint)
+main.add_command(colorize)
+main.add_command(interpolate)
+main.add_command(evaluate)
 
 if __name__ == "__main__":
     main()

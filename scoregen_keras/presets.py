@@ -13,6 +13,10 @@ from typing import Any
 SDE_PAPER_STEPS = 1_300_001
 SDE_PAPER_WARMUP = 5_000
 
+# Scaling out (scoregen_keras.distribute): how a step is spread over devices, and in what precision.
+DISTRIBUTE_MODES = ("none", "data-parallel")
+PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
+
 BASE: dict[str, Any] = {
     "dataset": "mixture5",
     "n_train": 50_000,  # toy sets only: points drawn once with `seed`
@@ -38,6 +42,9 @@ BASE: dict[str, Any] = {
     "n_sample_preview": 2_000,
     "sampler": "pc",
     "sampler_steps": None,  # None: the SDE's N
+    "distribute": "none",  # "data-parallel": the global batch is split over devices
+    "devices": None,  # data-parallel: number of devices (None: all of them; ignored otherwise)
+    "precision": "float32",  # or a Keras mixed policy: the network runs in float16 / bfloat16
 }
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -204,3 +211,28 @@ def validate_config(config: dict[str, Any]) -> None:
         )
     if config["ema"] is not None and not 0.0 <= config["ema"] < 1.0:
         raise ConfigError(f"ema must lie in [0, 1), got {config['ema']!r}.")
+    _validate_scaling(config)
+
+
+def _validate_scaling(config: dict[str, Any]) -> None:
+    """Check distribute / devices / precision (configs written before they existed lack them)."""
+    distribute = config.get("distribute", "none")
+    devices = config.get("devices")
+    precision = config.get("precision", "float32")
+    if distribute not in DISTRIBUTE_MODES:
+        raise ConfigError(
+            f"unknown distribute '{distribute}'; choose one of {', '.join(DISTRIBUTE_MODES)}."
+        )
+    if devices is not None and (
+        isinstance(devices, bool) or not isinstance(devices, int) or devices <= 0
+    ):
+        raise ConfigError(f"devices must be a positive integer, got {devices!r}.")
+    if distribute != "none" and devices is not None and config["batch_size"] % devices:
+        raise ConfigError(
+            f"the global batch size {config['batch_size']} does not split evenly over "
+            f"{devices} devices; choose a batch size that is a multiple of {devices}."
+        )
+    if precision not in PRECISIONS:
+        raise ConfigError(
+            f"unknown precision '{precision}'; choose one of {', '.join(PRECISIONS)}."
+        )

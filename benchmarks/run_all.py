@@ -1,0 +1,435 @@
+"""Rerun every benchmark and regenerate the README's results section from their JSON files.
+
+Each script of SCRIPTS found in benchmarks/ runs as a subprocess (its own Python, so each can set
+KERAS_BACKEND before Keras starts), one after the other; a script that fails or misses a target
+is recorded with its exit status and the others still run. Then the section of README.md between
+the markers <!-- results:start --> and <!-- results:end --> is rewritten from the JSON files in
+benchmarks/results/: markdown tables, links to the PNG plots, the machine and the budgets.
+
+    python benchmarks/run_all.py                 # full budgets (an hour or more on 2 CPU cores)
+    python benchmarks/run_all.py --quick         # smoke budgets; the section says so
+    python benchmarks/run_all.py --only quality_toy quality_digits
+    python benchmarks/run_all.py --render-only   # only rewrite the README from existing JSON
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parents[1]
+BENCHMARKS = ROOT / "benchmarks"
+RESULTS = BENCHMARKS / "results"
+README = ROOT / "README.md"
+RUN_LOG = RESULTS / "run_all.json"
+START, END = "<!-- results:start -->", "<!-- results:end -->"
+
+# script -> extra arguments under --quick (small budgets); scripts missing here are skipped
+SCRIPTS: dict[str, list[str]] = {
+    "reference_samplers": ["--n", "2000"],
+    "reference_training": ["--steps", "800", "300", "--budget", "10", "5"],
+    "reference_likelihood": ["--points", "50", "--hutchinson-points", "5"],
+    "param_counts": [],
+    "sampler_overhead": ["--backends", "jax"],
+    "nfe_quality": ["--samples", "1000"],
+    "quality_toy": ["--quick"],
+    "quality_digits": ["--quick"],
+    "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
+}
+QUICK_FLAG = "--quick"
+
+Row = list[Any]
+
+
+# ------------------------------------------------------------------------------ running
+
+
+def _accepts(script: Path, flag: str) -> bool:
+    """True when the script's --help mentions flag (for optional quick flags)."""
+    try:
+        help_text = subprocess.run(
+            [sys.executable, str(script), "--help"],
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+            timeout=300,
+            check=False,
+        ).stdout
+    except subprocess.TimeoutExpired:
+        return False
+    return flag in help_text
+
+
+def run_scripts(names: list[str], quick: bool) -> dict[str, dict[str, Any]]:
+    """Run each benchmark script; return name -> {argv, returncode, seconds} (skipped if absent)."""
+    log: dict[str, dict[str, Any]] = {}
+    for name in names:
+        script = BENCHMARKS / f"{name}.py"
+        if not script.exists():
+            print(f"-- {name}: no {script.name}, skipped")
+            log[name] = {"skipped": True}
+            continue
+        extra = list(SCRIPTS.get(name, [])) if quick else []
+        if extra == [QUICK_FLAG] and not _accepts(script, QUICK_FLAG):
+            extra = []
+        argv = [sys.executable, str(script), *extra]
+        print(f"-- {name}: {' '.join(argv[1:])}", flush=True)
+        start = time.perf_counter()
+        returncode = subprocess.run(argv, cwd=ROOT, check=False).returncode
+        seconds = time.perf_counter() - start
+        print(f"-- {name}: exit {returncode} after {seconds:.0f} s", flush=True)
+        log[name] = {"argv": argv[1:], "returncode": returncode, "seconds": round(seconds, 1)}
+    return log
+
+
+# ---------------------------------------------------------------------------- rendering
+
+
+def fmt(value: Any, digits: int = 4) -> str:
+    """A table cell: floats to `digits` significant figures, booleans as pass / FAIL."""
+    if isinstance(value, bool):
+        return "pass" if value else "**FAIL**"
+    if isinstance(value, float):
+        if value != value:  # NaN
+            return "n/a"
+        return f"{value:.{digits}g}"
+    if value is None:
+        return "–"
+    return str(value).replace("|", "\\|")
+
+
+def md_table(headers: list[str], rows: list[Row]) -> str:
+    """A markdown table."""
+    lines = ["| " + " | ".join(headers) + " |", "|" + " --- |" * len(headers)]
+    lines += ["| " + " | ".join(fmt(cell) for cell in row) + " |" for row in rows]
+    return "\n".join(lines)
+
+
+def image(path: Path, alt: str) -> str:
+    """A markdown image link as seen from the README (benchmarks/results/NAME), '' if missing."""
+    if not path.exists():
+        return ""
+    return f"![{alt}](benchmarks/results/{path.name})"
+
+
+def _seconds(value: Any) -> str:
+    """Seconds as '123 s' (or 'unknown')."""
+    return "unknown" if value is None else f"{float(value):.0f} s"
+
+
+def render_quality_toy(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 6 item 1: per SDE and sampler, the checks against mixture5's exact density."""
+    t = data["targets"]
+    out = [
+        f"Targets: |NLL gap| ≤ {t['nll_gap_abs']} nats, |log-density gap| ≤ {t['logp_gap_abs']} "
+        f"nats, occupancy TV ≤ {t['occupancy_tv']}, SW1 / floor ≤ {t['sw1_ratio']}; "
+        f"{data['n_samples']} samples per sampler, NLL on {data['n_nll_points']} held-out points.",
+        "",
+    ]
+    rows = [
+        [
+            sde.upper(),
+            row["sampler"],
+            row["nfe"],
+            row["logp_gap"],
+            row["occupancy_tv"],
+            row["sw1_ratio"],
+            row["passed"],
+        ]
+        for sde, entry in data["runs"].items()
+        for row in entry["rows"]
+    ]
+    out += [
+        md_table(["SDE", "sampler", "NFE", "logp gap", "occ. TV", "SW1 / floor", "verdict"], rows)
+    ]
+    nll_rows = [
+        [
+            sde.upper(),
+            e["nll"]["model_nll"],
+            e["nll"]["exact_nll"],
+            e["nll"]["nll_gap"],
+            e["nll"]["nll_gap_std_error"],
+            e["nll"]["passed"],
+        ]
+        for sde, e in data["runs"].items()
+    ]
+    out += [
+        "",
+        md_table(["SDE", "model NLL", "exact NLL", "gap", "± s.e.", "verdict"], nll_rows),
+        "",
+    ]
+    for sde, entry in data["runs"].items():
+        tr = entry["training"]
+        out.append(
+            f"- {sde.upper()}: preset `{tr['preset']}`, {tr['step']} steps × batch "
+            f"{tr['batch_size']} (lr {tr['lr']:g}), trained in {_seconds(tr['train_seconds'])}"
+            f"{'' if tr.get('trained_now') else ' (run reused)'}."
+        )
+    link = image(results / "quality_toy.png", "toy samples")
+    return out + (["", link] if link else [])
+
+
+def render_quality_digits(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 6 item 2: Fréchet distance in digits-classifier features beside the real floor."""
+    m, tr, sa = data["metrics"], data["training"], data["sampling"]
+    fd, kid, conf = m["fd_digits"], m["kid_digits"], m["class_confidence_digits"]
+    budget = f" (budget {_seconds(tr['budget_s'])})" if tr.get("budget_s") else ""
+    kid_ratio = kid["value"] / kid["floor_mean"] if kid["floor_mean"] > 0 else float("nan")
+    rows = [
+        ["Fréchet distance", fd["value"], fd["floor_mean"], fd["value"] / fd["floor_mean"]],
+        ["KID", kid["value"], kid["floor_mean"], kid_ratio],
+        ["class confidence (IS-like)", conf["value"], conf["floor_mean"], None],
+    ]
+    out = [
+        f"Budget: preset `{tr['preset']}` ({tr['model']}, {tr['sde'].upper()}) trained "
+        f"{tr['step']} steps × batch {tr['batch_size']} (the preset's full schedule is "
+        f"{tr['preset_steps']}) in {_seconds(tr.get('wall_s', tr['train_seconds']))}"
+        f"{budget}; {sa['n_samples']} samples "
+        f"with `{sa['sampler']}` ({sa['nfe']} NFE). Floor: the same figure between two random "
+        f"halves of the real digits (mean of {data['n_pairs']} splits).",
+        "",
+        md_table(["digits-classifier features", "samples", "real vs real", "ratio"], rows),
+        "",
+        f"Fréchet ratio {data['fd_ratio']:.2f} (target ≤ {data['fd_ratio_target']:g}): "
+        f"{fmt(bool(data['passed']))}.",
+    ]
+    links = [
+        image(results / "digits_samples.png", "digits samples"),
+        image(results / "digits_loss.png", "digits training loss"),
+    ]
+    links = [link for link in links if link]
+    return out + (["", " ".join(links)] if links else [])
+
+
+def render_nfe_quality(data: dict[str, Any], results: Path) -> list[str]:
+    """Sample quality against NFE for each sampler on a trained toy model."""
+    tr = data.get("training", {})
+    rows = [
+        [r["sampler"], r["setting"], r["nfe"], r["logp_gap"], r["occupancy_tv"], r["sw1_ratio"]]
+        for r in data["rows"]
+    ]
+    out = [
+        f"Model: {data.get('model', '?')}; {tr.get('steps', '?')} steps × batch "
+        f"{tr.get('batch_size', '?')}; {data.get('n_samples', '?')} samples.",
+        "",
+        md_table(["sampler", "setting", "NFE", "logp gap", "occ. TV", "SW1 / floor"], rows),
+    ]
+    link = image(results / "nfe_quality.png", "NFE vs quality")
+    return out + (["", link] if link else [])
+
+
+def render_reference_samplers(data: dict[str, Any], results: Path) -> list[str]:
+    """Exact-score samplers and likelihoods of the NumPy oracle."""
+    rows = [
+        [s["sampler"], s["nfe"], s["logp_gap"], s["occupancy_tv"], s["sw1_ratio"], s["passed"]]
+        for s in data["samplers"]
+    ]
+    out = [
+        f"Exact scores of mixture5, {data.get('n', '?')} samples each.",
+        "",
+        md_table(["sampler", "NFE", "logp gap", "occ. TV", "SW1 / floor", "verdict"], rows),
+    ]
+    if data.get("likelihood"):
+        keys = [k for k in data["likelihood"][0] if k != "seconds"]
+        out += ["", md_table(keys, [[entry.get(k) for k in keys] for entry in data["likelihood"]])]
+    return out
+
+
+def render_reference_training(data: dict[str, Any], results: Path) -> list[str]:
+    """The NumPy MLP trained on mixture5: relative score error by noise level."""
+    rows = [[r["t"], r["sigma"], r["relative_score_error"]] for r in data["rows"]]
+    return [
+        f"Steps per phase {data.get('steps')}, wall time {_seconds(data.get('wall_time_s'))}.",
+        "",
+        md_table(["t", "σ(t)", "relative score error"], rows),
+    ]
+
+
+def render_param_counts(data: dict[str, Any], results: Path) -> list[str]:
+    """Parameter counts of the CIFAR-10 configurations against the paper."""
+    rows = [[r["name"], r["count"], r["target"], r["rel_diff"], r["pass"]] for r in data["results"]]
+    return [md_table(["network", "parameters", "paper", "rel. diff.", "verdict"], rows)]
+
+
+def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
+    """Wall time per NFE relative to one compiled score evaluation."""
+    rows = [
+        [r["backend"], m["model"], m["batch"], name, s["nfe"], s["wall_s"], s["overhead"]]
+        for r in data["results"]
+        for m in r.get("models", [])
+        for name, s in m["samplers"].items()
+    ]
+    headers = ["backend", "model", "batch", "sampler", "NFE", "wall s", "overhead"]
+    return [f"Target overhead ≤ {data.get('target')}.", "", md_table(headers, rows)]
+
+
+def render_train_throughput(data: dict[str, Any], results: Path) -> list[str]:
+    """Optimizer steps per second by backend, model, batch and precision."""
+    rows = [
+        [
+            r["backend"],
+            row["model"],
+            row["parameters"],
+            row["batch"],
+            row["precision"],
+            row["devices"],
+            row["steps_per_s"],
+            row["examples_per_s"],
+        ]
+        for r in data["results"]
+        for row in r["rows"]
+    ]
+    headers = ["backend", "model", "params", "batch", "precision", "devices", "steps/s", "ex./s"]
+    out = [f"{data.get('definition', '')}; {data.get('machine', '')}.", "", md_table(headers, rows)]
+    notes = [f"- {r['backend']}: {note}" for r in data["results"] for note in r.get("notes", [])]
+    return out + (["", *notes] if notes else [])
+
+
+def render_train_digits_classifier(data: dict[str, Any], results: Path) -> list[str]:
+    """The shipped digits feature classifier."""
+    r = data["result"]
+    rows = [[r["n_train"], r["train_accuracy"], r["n_held_out"], r["held_out_accuracy"], r["pass"]]]
+    return [md_table(["train", "train acc.", "held out", "held-out acc.", "verdict"], rows)]
+
+
+def _scalar(value: Any) -> bool:
+    """True for a JSON scalar."""
+    return value is None or isinstance(value, (bool, int, float, str))
+
+
+def _find_records(data: Any) -> list[dict[str, Any]] | None:
+    """The first list of flat-ish dicts in a JSON document (depth-first)."""
+    if isinstance(data, list) and data and all(isinstance(item, dict) for item in data):
+        return data
+    children = data.values() if isinstance(data, dict) else data if isinstance(data, list) else []
+    for child in children:
+        found = _find_records(child)
+        if found is not None:
+            return found
+    return None
+
+
+def render_generic(data: dict[str, Any], results: Path) -> list[str]:
+    """Fallback: the scalar fields of the first list of records as a table."""
+    records = _find_records(data)
+    if not records:
+        scalars = {k: v for k, v in data.items() if _scalar(v)} if isinstance(data, dict) else {}
+        return [md_table(["field", "value"], [[k, v] for k, v in scalars.items()])]
+    keys = [k for k in records[0] if _scalar(records[0][k])]
+    return [md_table(keys, [[record.get(k) for k in keys] for record in records])]
+
+
+TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
+    "quality_toy": ("Toy quality: default presets against the exact density", render_quality_toy),
+    "quality_digits": ("Digits: Fréchet distance after a CPU budget", render_quality_digits),
+    "nfe_quality": ("Sample quality against NFE (toy, VE)", render_nfe_quality),
+    "reference_samplers": ("NumPy oracle: exact-score samplers", render_reference_samplers),
+    "reference_training": ("NumPy oracle: MLP training", render_reference_training),
+    "reference_likelihood": ("NumPy oracle: likelihood", render_generic),
+    "param_counts": ("Parameter counts against the papers", render_param_counts),
+    "sampler_overhead": ("Sampler overhead over the model", render_sampler_overhead),
+    "train_throughput": ("Training throughput", render_train_throughput),
+    "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),
+}
+
+
+def _machine_line(payloads: dict[str, dict[str, Any]]) -> str:
+    """The machine: this platform and CPU count, and what the quality runs recorded."""
+    line = f"Machine: `{platform.platform()}`, {os.cpu_count()} CPUs"
+    recorded = payloads.get("quality_toy", {}).get("machine")
+    if isinstance(recorded, dict):
+        line += (
+            f"; the quality runs recorded `{recorded.get('platform')}`, "
+            f"{recorded.get('cpu_count')} CPUs, backend {recorded.get('backend')}, "
+            f"1-min load {recorded.get('load_average_1min_at_start')} at the start "
+            "(the cores were shared)"
+        )
+    return line + "."
+
+
+def render_results(
+    results: Path = RESULTS, run_log: dict[str, dict[str, Any]] | None = None, quick: bool = False
+) -> str:
+    """The markdown of the results section, from the JSON files in `results`."""
+    payloads: dict[str, dict[str, Any]] = {}
+    for name in TITLES:
+        path = results / f"{name}.json"
+        if path.exists():
+            payloads[name] = json.loads(path.read_text(encoding="utf-8"))
+    lines = [
+        "## Results",
+        "",
+        "Generated by `python benchmarks/run_all.py` from the JSON files in `benchmarks/results/`"
+        "; every figure below is regenerated by that one command.",
+        "",
+        _machine_line(payloads),
+    ]
+    if quick:
+        lines += ["", "**Smoke budgets (`--quick`): these are not the reference figures.**"]
+    for name, (title, render) in TITLES.items():
+        if name not in payloads:
+            continue
+        lines += ["", f"### {title}", "", f"`benchmarks/{name}.py`"]
+        entry = (run_log or {}).get(name)
+        if entry and not entry.get("skipped"):
+            lines[-1] += f" (exit {entry['returncode']}, {entry['seconds']:.0f} s in this rerun)"
+        lines.append("")
+        try:
+            lines += render(payloads[name], results)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError):
+            lines += render_generic(payloads[name], results)
+    return "\n".join(lines) + "\n"
+
+
+def update_readme(readme: Path, section: str) -> None:
+    """Replace the text between the results markers (appending the markers when absent)."""
+    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    block = f"{START}\n{section}{END}"
+    if START in text and END in text and text.index(START) < text.index(END):
+        head, rest = text.split(START, 1)
+        _, tail = rest.split(END, 1)
+        text = head + block + tail
+    else:
+        text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
+    readme.write_text(text, encoding="utf-8")
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Rerun the benchmarks (unless --render-only), then regenerate the README section."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small budgets where supported")
+    parser.add_argument("--only", nargs="+", default=None, choices=list(SCRIPTS))
+    parser.add_argument("--skip", nargs="+", default=[], choices=list(SCRIPTS))
+    parser.add_argument("--render-only", action="store_true", help="rerun nothing")
+    parser.add_argument("--readme", type=Path, default=README)
+    args = parser.parse_args(argv)
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    log: dict[str, dict[str, Any]] = {}
+    quick = args.quick
+    if not args.render_only:
+        names = [n for n in (args.only or list(SCRIPTS)) if n not in args.skip]
+        log = run_scripts(names, args.quick)
+        RUN_LOG.write_text(
+            json.dumps({"quick": args.quick, "scripts": log}, indent=2) + "\n", encoding="utf-8"
+        )
+    elif RUN_LOG.exists():
+        stored = json.loads(RUN_LOG.read_text(encoding="utf-8"))
+        log, quick = stored.get("scripts", {}), bool(stored.get("quick", False)) or quick
+    update_readme(args.readme, render_results(RESULTS, log, quick))
+    print(f"rewrote the results section of {args.readme}")
+    failed = [n for n, e in log.items() if not e.get("skipped") and e.get("returncode")]
+    if failed:
+        print(f"scripts that failed or missed a target: {', '.join(failed)}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,38 @@
+"""Options and checks shared by the commands that work on a run folder."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+from cli.train_cmd import BACKENDS, default_backend
+
+backend_option = click.option(
+    "--backend",
+    type=str,
+    default=default_backend,
+    show_default="$KERAS_BACKEND, else tensorflow",
+    help=f"Keras backend: {', '.join(BACKENDS)}.",
+)
+json_option = click.option(
+    "--json", "as_json", is_flag=True, default=False, help="Print one JSON object."
+)
+
+
+def require_positive(**options: float | None) -> None:
+    """Reject any given option value that is not positive (None means "not given")."""
+    for name, value in options.items():
+        if value is not None and value <= 0:
+            flag = "--" + name.replace("_", "-")
+            raise click.BadParameter(f"must be positive, got {value}.", param_hint=f"'{flag}'")
+
+
+def run_summary(run: Any, backend: str) -> dict[str, Any]:
+    """The fields every run command reports: which run, checkpoint, step and backend."""
+    return {
+        "run_dir": str(run.paths.root),
+        "checkpoint": str(run.checkpoint),
+        "step": run.step,
+        "backend": backend,
+    }

@@ -1,0 +1,534 @@
+"""The one module that touches TensorFlow, JAX or PyTorch directly: autodiff and compilation.
+
+Every public function dispatches on ``keras.backend.backend()`` to a few lines of backend code
+that import their framework lazily, so importing this module costs nothing beyond Keras.
+All functions nest: an input gradient taken inside `value_and_param_grad`'s loss is itself
+differentiated w.r.t. the parameters (what exact and sliced score matching need).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import keras
+from keras import ops
+
+Tensor = Any
+VjpFn = Callable[[Tensor], Tensor]
+
+
+def name() -> str:
+    """The active Keras backend: "tensorflow", "jax" or "torch"."""
+    return keras.backend.backend()
+
+
+def _dispatch(table: dict[str, Callable[..., Any]]) -> Callable[..., Any]:
+    """The implementation for the active backend."""
+    backend = name()
+    if backend not in table:
+        raise NotImplementedError(f"scoregen_keras does not support the {backend!r} backend")
+    return table[backend]
+
+
+# --- vector-Jacobian products (reverse mode) w.r.t. the input ------------------------------------
+
+
+def _vjp_tensorflow(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool):
+    import tensorflow as tf
+
+    x = tf.convert_to_tensor(x)
+    tape = tf.GradientTape(persistent=True)  # persistent: vjp_fn may be called many times
+    with tape:
+        tape.watch(x)
+        y = fn(x)
+
+    def vjp_fn(cotangent: Tensor) -> Tensor:
+        return tape.gradient(
+            y,
+            x,
+            output_gradients=tf.cast(cotangent, y.dtype),
+            unconnected_gradients=tf.UnconnectedGradients.ZERO,
+        )
+
+    return y, vjp_fn
+
+
+def _vjp_jax(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool):
+    import jax
+
+    y, pullback = jax.vjp(fn, ops.convert_to_tensor(x))
+    return y, lambda cotangent: pullback(ops.cast(cotangent, y.dtype))[0]
+
+
+def _vjp_torch(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool):
+    import torch
+
+    x = ops.convert_to_tensor(x)
+    with torch.enable_grad():
+        if not x.requires_grad:
+            x = x.detach().requires_grad_(True)
+        y = fn(x)
+
+    def vjp_fn(cotangent: Tensor) -> Tensor:
+        with torch.enable_grad():
+            (grad,) = torch.autograd.grad(
+                y,
+                x,
+                grad_outputs=ops.cast(cotangent, y.dtype),
+                create_graph=create_graph,
+                retain_graph=True,
+                allow_unused=True,
+            )
+        return torch.zeros_like(x) if grad is None else grad
+
+    return y, vjp_fn
+
+
+def vjp(
+    fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool = True
+) -> tuple[Tensor, VjpFn]:
+    """(y, vjp_fn) with y = fn(x) and vjp_fn(u) = uᵀ ∂y/∂x; vjp_fn may be called repeatedly.
+
+    create_graph (PyTorch only; other backends always can) keeps the graph of the result so it
+    can be differentiated again, e.g. w.r.t. parameters; pass False when sampling.
+    """
+    return _dispatch({"tensorflow": _vjp_tensorflow, "jax": _vjp_jax, "torch": _vjp_torch})(
+        fn, x, create_graph
+    )
+
+
+def value_and_input_grad(
+    fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool = True
+) -> tuple[Tensor, Tensor]:
+    """(fn(x), ∇ₓ sum(fn(x))): e.g. the score of an energy, or the gradient of a log-density."""
+    y, vjp_fn = vjp(fn, x, create_graph)
+    return y, vjp_fn(ops.ones_like(y))
+
+
+def input_gradient(fn: Callable[[Tensor], Tensor], x: Tensor, create_graph: bool = True) -> Tensor:
+    """∇ₓ sum(fn(x)) (for per-example scalar fn this is the per-example gradient)."""
+    return value_and_input_grad(fn, x, create_graph)[1]
+
+
+# --- Jacobian-vector products (forward mode) -----------------------------------------------------
+
+
+def jvp(fn: Callable[[Tensor], Tensor], x: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    """(fn(x), J v) with J = ∂fn/∂x, by forward mode (``keras.ops.jvp`` on every backend)."""
+    x = ops.convert_to_tensor(x)
+    y, y_dot = ops.jvp(fn, (x,), (ops.cast(v, x.dtype),))
+    # TensorFlow's ForwardAccumulator returns None for an output that does not depend on x
+    return y, ops.zeros_like(y) if y_dot is None else y_dot
+
+
+# --- gradients w.r.t. Keras variables ------------------------------------------------------------
+
+
+def _param_grad_tensorflow(loss_fn: Callable[[], Tensor], variables: Sequence[Any]):
+    import tensorflow as tf
+
+    with tf.GradientTape() as tape:
+        loss = loss_fn()
+    grads = tape.gradient(loss, list(variables), unconnected_gradients=tf.UnconnectedGradients.ZERO)
+    return loss, grads
+
+
+def _param_grad_jax(loss_fn: Callable[[], Tensor], variables: Sequence[Any]):
+    import jax
+
+    def pure_loss(values: list[Tensor]) -> Tensor:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return loss_fn()
+
+    return jax.value_and_grad(pure_loss)([v.value for v in variables])
+
+
+def _param_grad_torch(loss_fn: Callable[[], Tensor], variables: Sequence[Any]):
+    import torch
+
+    with torch.enable_grad():
+        loss = loss_fn()
+        grads = torch.autograd.grad(
+            loss, [v.value for v in variables], allow_unused=True, materialize_grads=True
+        )
+    return loss.detach(), list(grads)
+
+
+def value_and_param_grad(
+    loss_fn: Callable[[], Tensor], variables: Sequence[Any]
+) -> tuple[Tensor, list[Tensor]]:
+    """(loss, [∂loss/∂v for v in variables]) for a scalar loss_fn() reading Keras variables.
+
+    loss_fn must not assign to variables (no BatchNorm updates inside it).
+    """
+    return _dispatch(
+        {"tensorflow": _param_grad_tensorflow, "jax": _param_grad_jax, "torch": _param_grad_torch}
+    )(loss_fn, variables)
+
+
+# --- compilation ---------------------------------------------------------------------------------
+
+
+def _jit_tensorflow(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+    import tensorflow as tf
+
+    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+
+
+def _jit_jax(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+    import jax
+
+    if variables is None:
+        return jax.jit(fn)
+    variables = list(variables)
+
+    @jax.jit
+    def pure_fn(values: list[Tensor], *args: Any) -> Any:
+        with keras.StatelessScope(state_mapping=list(zip(variables, values, strict=True))):
+            return fn(*args)
+
+    return lambda *args: pure_fn([v.value for v in variables], *args)
+
+
+def _jit_torch(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+    import torch
+
+    return torch.compile(fn) if jit_compile else fn
+
+
+def jit(
+    fn: Callable[..., Any],
+    variables: Sequence[Any] | None = None,
+    jit_compile: bool = False,
+) -> Callable[..., Any]:
+    """Compile fn(*tensors) for repeated calls with same-shaped tensor arguments.
+
+    JAX: ``jax.jit`` (always XLA). Keras variables that fn reads are baked in as constants at
+    the first trace unless listed in `variables`, whose current values are then passed on
+    every call (so later weight updates are seen). Build networks before jitting.
+    TensorFlow: ``tf.function`` (XLA only with jit_compile=True; variables are always live).
+    PyTorch: fn unchanged, or ``torch.compile(fn)`` with jit_compile=True.
+    Non-tensor arguments (Python floats, ints) must be bound beforehand (functools.partial).
+    """
+    return _dispatch({"tensorflow": _jit_tensorflow, "jax": _jit_jax, "torch": _jit_torch})(
+        fn, variables, jit_compile
+    )
+
+
+@contextlib.contextmanager
+def no_grad() -> Iterator[None]:
+    """Context without gradient recording (PyTorch: torch.no_grad; elsewhere a no-op).
+
+    Input gradients taken with `vjp` inside it still work.
+    """
+    if name() == "torch":
+        import torch
+
+        with torch.no_grad():
+            yield
+    else:
+        yield
+
+
+# =================================================================================================
+# Train-step hook (section owned by the ScoreModel helper; appended, the code above is not theirs).
+# Keras' train_step is stateful on TensorFlow / PyTorch (variables are assigned) and stateless on
+# JAX (a state tuple goes in and out), so "update some non-trainable variables right after the
+# optimizer step" (the EMA of the weights) needs these few lines per backend.
+# =================================================================================================
+
+# update_fn(trainable values, non-trainable values) -> {index in non_trainable_variables: value}
+StateUpdateFn = Callable[[Sequence[Tensor], Sequence[Tensor]], dict[int, Tensor]]
+
+
+def _assign_state_updates(model: Any, update_fn: StateUpdateFn) -> None:
+    """Evaluate update_fn on the model's current variable values and assign the results."""
+    non_trainable = model.non_trainable_variables
+    updates = update_fn(
+        [v.value for v in model.trainable_variables], [v.value for v in non_trainable]
+    )
+    for index, value in updates.items():
+        non_trainable[index].assign(value)
+
+
+def _train_then_update_stateful(
+    model: Any, train_step: Callable[..., Any], update_fn: StateUpdateFn, data: Any
+) -> Any:
+    """TensorFlow: run the step, then assign (tf.function orders the reads after the step)."""
+    logs = train_step(data)
+    _assign_state_updates(model, update_fn)
+    return logs
+
+
+def _train_then_update_torch(
+    model: Any, train_step: Callable[..., Any], update_fn: StateUpdateFn, data: Any
+) -> Any:
+    """PyTorch: run the step, then assign without recording a graph."""
+    import torch
+
+    logs = train_step(data)
+    with torch.no_grad():
+        _assign_state_updates(model, update_fn)
+    return logs
+
+
+def _train_then_update_jax(
+    model: Any, train_step: Callable[..., Any], update_fn: StateUpdateFn, state: Any, data: Any
+) -> Any:
+    """JAX: run the stateless step, then replace entries of its non-trainable state."""
+    logs, (trainable, non_trainable, optimizer_vars, metrics_vars) = train_step(state, data)
+    non_trainable = list(non_trainable)
+    for index, value in update_fn(trainable, non_trainable).items():
+        non_trainable[index] = value
+    return logs, (trainable, non_trainable, optimizer_vars, metrics_vars)
+
+
+def train_step_then_update(
+    model: Any, train_step: Callable[..., Any], update_fn: StateUpdateFn, *args: Any
+) -> Any:
+    """Run Keras' `train_step(*args)`, then set the model's non-trainable variables from update_fn.
+
+    Call from an overridden ``Model.train_step(self, *args)`` with ``super().train_step``;
+    update_fn sees the values after the optimizer step and must be pure (keras.ops only).
+    """
+    return _dispatch(
+        {
+            "tensorflow": _train_then_update_stateful,
+            "jax": _train_then_update_jax,
+            "torch": _train_then_update_torch,
+        }
+    )(model, train_step, update_fn, *args)
+
+
+# =================================================================================================
+# Sampler hook (section owned by the samplers helper; appended, the code above is not theirs).
+# Whether `jit` freezes the Keras variables a function reads decides whether a compiled sampler
+# step may be reused after the weights change.
+# =================================================================================================
+
+
+def jit_bakes_variables() -> bool:
+    """True where `jit` without `variables` compiles the variables it reads as constants (JAX)."""
+    return name() == "jax"
+
+
+# =================================================================================================
+# Distribution hook (section owned by the scaling-out helper; appended, the code above is not
+# theirs). Data-parallel training on the JAX backend goes through keras.distribution (a device
+# mesh; one SPMD program sees the whole global batch), on TensorFlow through tf.distribute (one
+# replica per device, each running the train step on its slice of the global batch). Keras has
+# neither for PyTorch. The policy (which mode, how many devices) is scoregen_keras.distribute's.
+# =================================================================================================
+
+XLA_CPU_COUNT_FLAG = "--xla_force_host_platform_device_count"
+JAX_HOST_ENV = ("KERAS_DISTRIBUTION_JOB_ADDRESSES", "KERAS_DISTRIBUTION_NUM_PROCESSES")
+TF_CONFIG_ENV = "TF_CONFIG"
+_ACCELERATOR_KINDS = ("GPU", "TPU")
+
+
+@dataclasses.dataclass(frozen=True)
+class Replicas:
+    """Where a data-parallel step runs: replicas over all hosts, and this process among them."""
+
+    devices: int  # replicas (devices) over all processes
+    process_index: int
+    process_count: int
+    feed_shard: tuple[int, int]  # (index, count): the slice of each global batch this process feeds
+    description: str
+
+
+def split_host_cpu(n: int) -> None:
+    """Show the host CPU as n devices (for testing data parallelism without accelerators).
+
+    Must run before the backend initialises its devices; afterwards it is a no-op, and the
+    device count is what it is. JAX: the jax_num_cpu_devices option (or XLA_FLAGS set by the
+    caller); TensorFlow: n logical CPU devices; PyTorch: nothing.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        if XLA_CPU_COUNT_FLAG in os.environ.get("XLA_FLAGS", ""):
+            return  # the caller chose the count through XLA_FLAGS
+        with contextlib.suppress(RuntimeError):  # raised once the backends are initialised
+            jax.config.update("jax_num_cpu_devices", int(n))
+    elif backend == "tensorflow":
+        import tensorflow as tf
+
+        cpu = tf.config.list_physical_devices("CPU")[0]
+        with contextlib.suppress(RuntimeError):  # raised once the runtime is initialised
+            tf.config.set_logical_device_configuration(
+                cpu, [tf.config.LogicalDeviceConfiguration() for _ in range(int(n))]
+            )
+
+
+def _tf_worker_count() -> int:
+    """Workers listed in $TF_CONFIG (1 when it is unset or names no cluster)."""
+    text = os.environ.get(TF_CONFIG_ENV)
+    if not text:
+        return 1
+    cluster = json.loads(text).get("cluster", {})
+    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+
+
+def initialize_hosts() -> int:
+    """Join a multi-host run described by the environment; return the number of processes.
+
+    JAX: keras.distribution.initialize() when $KERAS_DISTRIBUTION_JOB_ADDRESSES or
+    $KERAS_DISTRIBUTION_NUM_PROCESSES is set (with $KERAS_DISTRIBUTION_PROCESS_ID).
+    TensorFlow: $TF_CONFIG, read by MultiWorkerMirroredStrategy in `data_parallel`.
+    """
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        wanted = os.environ.get(JAX_HOST_ENV[1])
+        if any(os.environ.get(key) for key in JAX_HOST_ENV) and (wanted is None or int(wanted) > 1):
+            if not jax.distributed.is_initialized():
+                keras.distribution.initialize()
+        return jax.process_count()
+    if backend == "tensorflow":
+        return _tf_worker_count()
+    return 1
+
+
+def _tf_local_devices() -> list[Any]:
+    """This process's logical devices of the best kind (accelerators, else CPUs)."""
+    import tensorflow as tf
+
+    for kind in _ACCELERATOR_KINDS:
+        found = tf.config.list_logical_devices(kind)
+        if found:
+            return found
+    return tf.config.list_logical_devices("CPU")
+
+
+def device_count() -> int:
+    """Devices of the best kind (accelerators, else CPUs) over all processes of the run."""
+    backend = name()
+    if backend == "jax":
+        import jax
+
+        return jax.device_count()
+    if backend == "tensorflow":
+        return len(_tf_local_devices()) * _tf_worker_count()
+    return 1
+
+
+@contextlib.contextmanager
+def _data_parallel_jax(n_devices: int) -> Iterator[Replicas]:
+    """keras.distribution.DataParallel over n devices, set for the duration of the context."""
+    import jax
+
+    devices = keras.distribution.list_devices()
+    chosen = devices if jax.process_count() > 1 else devices[:n_devices]
+    previous = keras.distribution.distribution()
+    # each process feeds its own slice of the global batch (StepBatches), so no auto-sharding
+    keras.distribution.set_distribution(
+        keras.distribution.DataParallel(devices=chosen, auto_shard_dataset=False)
+    )
+    try:
+        yield Replicas(
+            devices=len(chosen),
+            process_index=jax.process_index(),
+            process_count=jax.process_count(),
+            feed_shard=(jax.process_index(), jax.process_count()),
+            description=f"keras.distribution.DataParallel over {', '.join(map(str, chosen))}",
+        )
+    finally:
+        keras.distribution.set_distribution(previous)
+
+
+@contextlib.contextmanager
+def _data_parallel_tensorflow(n_devices: int) -> Iterator[Replicas]:
+    """tf.distribute Mirrored (one host) or MultiWorkerMirrored ($TF_CONFIG) strategy scope."""
+    import tensorflow as tf
+
+    if _tf_worker_count() > 1:
+        strategy = tf.distribute.MultiWorkerMirroredStrategy()
+        resolver = strategy.cluster_resolver
+        index, count = int(resolver.task_id or 0), _tf_worker_count()
+        if "chief" in resolver.cluster_spec().as_dict() and resolver.task_type != "chief":
+            index += 1  # the chief is process 0, workers follow
+        kind = "MultiWorkerMirroredStrategy"
+    else:
+        names = [device.name for device in _tf_local_devices()[:n_devices]]
+        strategy = tf.distribute.MirroredStrategy(devices=names)
+        index, count = 0, 1
+        kind = f"MirroredStrategy over {', '.join(names)}"
+    with strategy.scope():
+        # tf.distribute splits every global batch over the replicas of all workers itself
+        yield Replicas(strategy.num_replicas_in_sync, index, count, (0, 1), f"tf.distribute.{kind}")
+
+
+def data_parallel(n_devices: int) -> contextlib.AbstractContextManager[Replicas]:
+    """Context in which models are created and trained data-parallel over n devices.
+
+    JAX: keras.distribution.DataParallel (all global devices when several processes run).
+    TensorFlow: MirroredStrategy over the first n local devices, or MultiWorkerMirroredStrategy
+    when $TF_CONFIG lists several workers. Models must be built (or loaded) inside the context.
+    """
+    return _dispatch({"jax": _data_parallel_jax, "tensorflow": _data_parallel_tensorflow})(
+        n_devices
+    )
+
+
+def replica_position() -> tuple[Any, int]:
+    """(index, count) of the replica running this code inside a tf.distribute step, else (0, 1).
+
+    Only TensorFlow runs the step once per replica on a slice of the batch; JAX's data-parallel
+    step is one program over the global batch, so it is (0, 1) there.
+    """
+    if name() != "tensorflow":
+        return 0, 1
+    import tensorflow as tf
+
+    context = tf.distribute.get_replica_context()
+    if context is None or context.num_replicas_in_sync == 1:
+        return 0, 1
+    return context.replica_id_in_sync_group, int(context.num_replicas_in_sync)
+
+
+def scale_loss_for_replicas(loss: Tensor) -> Tensor:
+    """loss / replicas inside a tf.distribute step (the gradients are then summed), else loss.
+
+    Keras does this in its own `compute_loss`; a model that overrides it must do it too.
+    """
+    _, count = replica_position()
+    return loss if count == 1 else loss / count
+
+
+def clip_after_all_reduce(optimizer: Any) -> None:
+    """Make a Keras optimizer clip the all-reduced gradient under tf.distribute (TensorFlow).
+
+    Keras 3 clips (clipnorm, global_clipnorm, clipvalue) each replica's gradient before the
+    optimizer sums them over replicas, which is not the clipping of the single-device step.
+    Patched, the optimizer sums first, clips, and hands each replica 1/replicas of the result,
+    which its own all-reduce sums back. No-op elsewhere and for optimizers that do not clip.
+    """
+    if name() != "tensorflow":
+        return
+    import tensorflow as tf
+
+    inner = getattr(optimizer, "inner_optimizer", optimizer)  # LossScaleOptimizer wraps one
+    if getattr(inner, "_scoregen_clips_after_all_reduce", False):
+        return
+    if inner.clipnorm is None and inner.global_clipnorm is None and inner.clipvalue is None:
+        return
+    clip_replica = inner._clip_gradients
+
+    def clip(grads: list[Tensor]) -> list[Tensor]:
+        context = tf.distribute.get_replica_context()
+        if context is None or context.num_replicas_in_sync == 1:
+            return clip_replica(grads)
+        count = context.num_replicas_in_sync
+        summed = context.all_reduce(tf.distribute.ReduceOp.SUM, list(grads))
+        return [g / count for g in clip_replica(summed)]
+
+    inner._clip_gradients = clip
+    inner._scoregen_clips_after_all_reduce = True

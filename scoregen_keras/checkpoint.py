@@ -1,0 +1,75 @@
+"""Checkpoint helpers: atomic `.keras` saves and loads with a clear error for damaged files."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import keras
+
+KERAS_SUFFIX = ".keras"
+# Members every `.keras` archive written by `model.save` holds.
+REQUIRED_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint file that cannot be read: missing members, corrupt or truncated archive."""
+
+
+def save_checkpoint(model: keras.Model, path: str | os.PathLike[str]) -> Path:
+    """Save `model` (weights, EMA, optimizer and seed state) to `path` atomically; return the path.
+
+    The archive is written to a temporary file in the same folder and moved over `path` with
+    `os.replace`, so a crash mid-save never leaves a half-written checkpoint under `path`.
+    """
+    path = Path(path)
+    if path.suffix != KERAS_SUFFIX:
+        raise ValueError(f"checkpoint path must end in {KERAS_SUFFIX!r}, got {str(path)!r}.")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=KERAS_SUFFIX, dir=path.parent)
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        model.save(tmp, overwrite=True)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def check_checkpoint(path: str | os.PathLike[str]) -> None:
+    """Raise CheckpointError unless `path` is a complete, uncorrupted `.keras` archive."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {str(path)!r}.")
+    try:
+        with zipfile.ZipFile(path) as archive:
+            missing = [m for m in REQUIRED_MEMBERS if m not in archive.namelist()]
+            bad_member = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as err:
+        raise CheckpointError(
+            f"{str(path)!r} is not a readable checkpoint (corrupt or truncated archive: {err})."
+        ) from err
+    if missing or bad_member is not None:
+        reason = f"missing {missing}" if missing else f"bad CRC in {bad_member!r}"
+        raise CheckpointError(f"{str(path)!r} is not a readable checkpoint ({reason}).")
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str],
+    compile: bool = True,
+    safe_mode: bool = True,
+    custom_objects: dict[str, Any] | None = None,
+) -> keras.Model:
+    """Load a checkpoint from `save_checkpoint` (or `model.save`), ready to resume training."""
+    # registers ScoreModel, the networks and the schedules before deserialisation
+    from scoregen_keras import score_model  # noqa: F401
+
+    check_checkpoint(path)
+    return keras.saving.load_model(
+        path, custom_objects=custom_objects, compile=compile, safe_mode=safe_mode
+    )

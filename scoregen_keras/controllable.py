@@ -1,0 +1,276 @@
+"""Controllable generation with a score model: imputation, inpainting, colorization, guidance.
+
+Song et al. 2021, Section 5 and Appendix I. Imputation / inpainting / colorization run
+predictor-corrector sampling and, after every corrector and every predictor update, replace the
+observed part by a forward-noised copy of the observation drawn from p_t(y_obs(t) | y_obs)
+(``sde.marginal_prob``). The observed part is a set of coordinates of ``decouple(x)`` for an
+orthonormal linear map: the identity for inpainting, and for colorization the per-pixel channel
+rotation whose first row is (1, 1, 1)/sqrt(3), so that the observed channel is the grey image.
+Class-conditional sampling adds a classifier's gradient to the score,
+grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (eq. 14).
+
+Same names, signatures and random draws as ``reference.controllable``; ``seed`` (int or
+``keras.random.SeedGenerator``) replaces ``rng``, and ``noise`` (a callable ``noise(shape)`` such as
+a NumPy generator's ``standard_normal``, or an iterable) may inject the normals in the reference's
+order, as in ``scoregen_keras.samplers``, whose predictor and corrector steps are used here.
+Every PC step is one call of a function compiled by ``backend.jit``; the noise is drawn outside.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+from keras import ops
+
+from scoregen_keras import backend
+from scoregen_keras.classifier import log_posterior_grad_fn as classifier_grad_fn
+from scoregen_keras.latent import tempered_prior
+from scoregen_keras.samplers import (
+    CORRECTOR_NFE,
+    CORRECTORS,
+    PREDICTOR_NFE,
+    PREDICTORS,
+    Noise,
+    NoiseSource,
+    pc_sample,
+)
+from scoregen_keras.sde import SDE, batch_scalar, to_float
+
+Tensor = Any
+ScoreFn = Callable[[Tensor, Tensor], Tensor]
+LogPosteriorGradFn = Callable[[Tensor, Tensor, Tensor], Tensor]
+LinearMap = Callable[[Tensor], Tensor]
+
+# Orthonormal colour decoupling (score_sde's colorizer): row 0 = grey direction (1, 1, 1)/sqrt(3);
+# rows 1, 2 span the colour plane. decouple(x) = x M^T per pixel, couple(y) = y M (M^-1 = M^T).
+COLOR_DECOUPLING = np.array(
+    [
+        [1.0, 1.0, 1.0],
+        [-2.0, 1.0, 1.0],
+        [0.0, 1.0, -1.0],
+    ]
+) / np.array([[math.sqrt(3.0)], [math.sqrt(6.0)], [math.sqrt(2.0)]])
+GREY_CHANNEL = 0
+N_COLOR_CHANNELS = 3
+
+
+def _identity(x: Tensor) -> Tensor:
+    """The identity map (inpainting and imputation observe coordinates of x itself)."""
+    return x
+
+
+def pc_sample_with_replacement(
+    score_fn: ScoreFn,
+    sde: SDE,
+    y_obs: Tensor,
+    mask: Tensor,
+    seed: Any = None,
+    decouple: LinearMap = _identity,
+    couple: LinearMap = _identity,
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    snr: float = 0.16,
+    n_corrector_steps: int = 1,
+    eps: float | None = None,
+    denoise: bool = True,
+    n_steps: int | None = None,
+    x_init: Tensor | None = None,
+    noise: Noise = None,
+    temperature: float = 1.0,
+    jit: bool = True,
+) -> tuple[Tensor, int]:
+    """PC sampling (Song et al. 2021, Alg. 1) that keeps ``decouple(x)[mask]`` on ``y_obs``.
+
+    ``y_obs`` (batch, *dims) lives in the decoupled space (``decouple`` orthonormal, ``couple`` its
+    inverse) and ``mask`` (True = observed) broadcasts against it. Draws: the prior (scaled by
+    ``temperature``; none with ``x_init``), then per step the corrector's normals, one replacement
+    normal, the predictor's normal, one replacement normal. t = linspace(T, eps, n_steps) and
+    dt = -T/n_steps; returns the noise-free mean of the last step when ``denoise``.
+    """
+    if predictor not in PREDICTORS or corrector not in CORRECTORS:
+        raise ValueError(
+            f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
+            f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
+        )
+    predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
+    n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
+    n_predictor = PREDICTOR_NFE[predictor]
+    eps = sde.eps if eps is None else eps
+    n_steps = sde.N if n_steps is None else n_steps
+    dt = -sde.T / n_steps
+    y_obs = to_float(y_obs)
+    shape = tuple(y_obs.shape)
+    observed = ops.broadcast_to(ops.convert_to_tensor(mask, "bool"), shape)
+    source = NoiseSource(shape, seed, noise)
+    if x_init is None:
+        x = tempered_prior(sde, source.draw_one(), temperature)
+    else:
+        x = to_float(x_init)
+
+    def replace(x: Tensor, x_mean: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Observed part := a draw of p_t(y_obs(t) | y_obs); the mean gets the noise-free part."""
+        obs_mean, std = sde.marginal_prob(y_obs, t)
+        obs_t = obs_mean + batch_scalar(std, y_obs) * z
+        return (
+            couple(ops.where(observed, obs_t, decouple(x))),
+            couple(ops.where(observed, obs_mean, decouple(x_mean))),
+        )
+
+    def step(x: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """Corrector, replacement, predictor, replacement at time t; z stacks the step's normals."""
+        x, x_mean = corrector_fn(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+        x, x_mean = replace(x, x_mean, t, z[n_corrector])
+        z_predictor = z[n_corrector + 1] if n_predictor else None
+        x, x_mean = predictor_fn(score_fn, sde, x, t, z_predictor, dt)
+        return replace(x, x_mean, t, z[-1])
+
+    step_fn = backend.jit(step) if jit else step
+    n_draws = n_corrector + n_predictor + 2  # two replacement normals per step
+    x = couple(ops.where(observed, y_obs, decouple(x)))
+    x_mean = x
+    with backend.no_grad():
+        for t in np.linspace(sde.T, eps, n_steps):
+            x, x_mean = step_fn(x, to_float(np.full(shape[0], t)), source.draw(n_draws))
+    x = x_mean if denoise else x
+    return couple(ops.where(observed, y_obs, decouple(x))), n_steps * (n_corrector + n_predictor)
+
+
+def impute(
+    score_fn: ScoreFn,
+    sde: SDE,
+    x_obs: Tensor,
+    mask: Tensor,
+    seed: Any = None,
+    predictor: str = "reverse_diffusion",
+    corrector: str = "langevin",
+    snr: float = 0.16,
+    n_corrector_steps: int = 1,
+    eps: float | None = None,
+    denoise: bool = True,
+    n_steps: int | None = None,
+    x_init: Tensor | None = None,
+    noise: Noise = None,
+    temperature: float = 1.0,
+    jit: bool = True,
+) -> tuple[Tensor, int]:
+    """Impute the coordinates where ``mask`` is False given ``x_obs`` (batch, *dims) by PC sampling.
+
+    ``mask`` (bool, True = observed) broadcasts against ``x_obs``; unobserved entries of ``x_obs``
+    are ignored. Draws as ``reference.controllable.impute`` (prior, then per step the corrector's
+    normals, a replacement normal, the predictor's normal, a replacement normal). The result
+    carries ``x_obs`` exactly at the observed coordinates.
+    """
+    return pc_sample_with_replacement(
+        score_fn,
+        sde,
+        x_obs,
+        mask,
+        seed,
+        predictor=predictor,
+        corrector=corrector,
+        snr=snr,
+        n_corrector_steps=n_corrector_steps,
+        eps=eps,
+        denoise=denoise,
+        n_steps=n_steps,
+        x_init=x_init,
+        noise=noise,
+        temperature=temperature,
+        jit=jit,
+    )
+
+
+def inpaint(
+    score_fn: ScoreFn,
+    sde: SDE,
+    x_obs: Tensor,
+    mask: Tensor,
+    seed: Any = None,
+    **pc_kwargs: Any,
+) -> tuple[Tensor, int]:
+    """Inpaint images (batch, H, W, C): keep the pixels where ``mask`` is True (as ``impute``)."""
+    return impute(score_fn, sde, x_obs, mask, seed, **pc_kwargs)
+
+
+def decouple_colors(x: Tensor) -> Tensor:
+    """Per-pixel rotation y = M x to (grey, colour, colour) channels, x (..., 3)."""
+    return ops.einsum("...j,ij->...i", to_float(x), to_float(COLOR_DECOUPLING))
+
+
+def couple_colors(y: Tensor) -> Tensor:
+    """Inverse of ``decouple_colors``: x = M^T y."""
+    return ops.einsum("...i,ij->...j", to_float(y), to_float(COLOR_DECOUPLING))
+
+
+def colorize(
+    score_fn: ScoreFn,
+    sde: SDE,
+    x_grey: Tensor,
+    seed: Any = None,
+    **pc_kwargs: Any,
+) -> tuple[Tensor, int]:
+    """Colour images (batch, H, W, 3) whose grey channel (mean of RGB) is that of ``x_grey``.
+
+    ``x_grey`` is (batch, H, W, 1) intensities or (batch, H, W, 3) colour images (only their
+    grey channel is used). PC sampling with replacement of decouple(x)[..., 0], the grey channel
+    of the orthonormal colour decoupling ``COLOR_DECOUPLING``; keywords as ``impute``.
+    """
+    x_grey = to_float(x_grey)
+    if x_grey.shape[-1] != N_COLOR_CHANNELS:
+        x_grey = ops.repeat(x_grey, N_COLOR_CHANNELS, axis=-1)
+    mask = np.arange(N_COLOR_CHANNELS) == GREY_CHANNEL
+    return pc_sample_with_replacement(
+        score_fn,
+        sde,
+        decouple_colors(x_grey),
+        mask,
+        seed,
+        decouple=decouple_colors,
+        couple=couple_colors,
+        **pc_kwargs,
+    )
+
+
+# --------------------------------------------------------------------------- class-conditional
+
+
+def guided_score(
+    score_fn: ScoreFn,
+    log_posterior_grad_fn: LogPosteriorGradFn,
+    y: Tensor | int,
+    scale: float = 1.0,
+) -> ScoreFn:
+    """score + scale * grad_x log p_t(y | x): the conditional score (Song et al. 2021, eq. 14)."""
+
+    def score(x: Tensor, t: Tensor) -> Tensor:
+        labels = ops.broadcast_to(ops.cast(ops.convert_to_tensor(y), "int32"), (x.shape[0],))
+        return score_fn(x, t) + scale * log_posterior_grad_fn(x, t, labels)
+
+    return score
+
+
+def class_conditional_sample(
+    score_fn: ScoreFn,
+    log_posterior_grad_fn: LogPosteriorGradFn | keras.Model,
+    sde: SDE,
+    shape: tuple[int, ...],
+    seed: Any = None,
+    y: Tensor | int = 0,
+    scale: float = 1.0,
+    **pc_kwargs: Any,
+) -> tuple[Tensor, int]:
+    """PC sampling of p(x | y) with the guided score; ``y`` int or (batch,) labels.
+
+    ``log_posterior_grad_fn(x, t, y)`` is grad_x log p_t(y | x); a trained
+    ``NoiseConditionalClassifier`` may be passed instead. Other keywords go to
+    ``scoregen_keras.samplers.pc_sample`` (which draws as the reference's). NFE counts
+    guided score evaluations (each one score plus one classifier gradient).
+    """
+    if isinstance(log_posterior_grad_fn, keras.Model):
+        log_posterior_grad_fn = classifier_grad_fn(log_posterior_grad_fn)
+    guided = guided_score(score_fn, log_posterior_grad_fn, y, scale)
+    return pc_sample(guided, sde, shape, seed, **pc_kwargs)

@@ -1,0 +1,328 @@
+"""Sample quality of a trained model: distances to the data, each beside its noise floor.
+
+Sample-set distances are noisy and biased by the set sizes, so every figure comes with the same
+figure between two disjoint random halves of the true data (the real-vs-real floor). For each
+of ``n_pairs`` random splits of the data into halves A and B (k points each,
+k = min(n_samples, n_data // 2)), the value is metric(samples, A) and the floor is
+metric(B, A); both are reported as mean and std over the splits. A perfect model (samples drawn
+like B) scores the floor.
+
+- points: sliced Wasserstein-1, MMD² (RBF, median bandwidth) and energy distance; with an exact
+  density (the Gaussian mixtures of `reference.datasets.EXACT_MIXTURES`) also the mean exact
+  log-density gap (samples − data: samples too wide or too narrow), the total variation of the
+  component occupancies (mode imbalance), and, given the model's log-likelihood, the NLL gap
+  E_data[log p(x) − log p_model(x)] = KL(p || p_model) ≥ 0.
+- images: Fréchet distance and KID in a feature space: the shipped digits classifier for 8×8×1
+  images (plus the Inception-score-like class confidence), else InceptionV3 pool features
+  (`features.InceptionWeightsError` when its weights are unavailable).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from reference.datasets import EXACT_MIXTURES
+from scoregen_keras import features, metrics, runs
+from scoregen_keras.data import Scaler, load_dataset
+from scoregen_keras.likelihood import ode_likelihood
+
+POINTS, IMAGES = "points", "images"
+DEFAULT_PAIRS = 5
+DEFAULT_PROJECTIONS = metrics.DEFAULT_PROJECTIONS
+KID_SUBSETS = 50
+"""KID subsets per comparison (the usual 100 halved: each evaluation runs 2 x n_pairs KIDs)."""
+DEFAULT_NLL_POINTS = 200
+DIGITS_SHAPE = features.DIGITS_SHAPE
+EVAL_DATA_SEED_OFFSET = 1
+"""Toy data for evaluation are drawn with the run's seed plus this: independent of training."""
+
+Entry = dict[str, float | int]
+Metric = Callable[[np.ndarray, np.ndarray], float]
+
+
+def _flat(x: Any) -> np.ndarray:
+    """A sample set as float64 (n, D)."""
+    x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
+    return x.reshape(len(x), -1)
+
+
+def _stats(values: list[float]) -> tuple[float, float]:
+    """Mean and std (ddof=1; 0 for one value)."""
+    array = np.asarray(values, dtype=np.float64)
+    return float(array.mean()), float(array.std(ddof=1)) if len(array) > 1 else 0.0
+
+
+def _splits(n_data: int, k: int, n_pairs: int, rng: np.random.Generator) -> list[tuple]:
+    """n_pairs random pairs of disjoint index sets (A, B) of size k each."""
+    splits = []
+    for _ in range(n_pairs):
+        order = rng.permutation(n_data)
+        splits.append((order[:k], order[k : 2 * k]))
+    return splits
+
+
+def _against_floor(
+    metric_fn: Metric, samples: np.ndarray, data: np.ndarray, splits: list[tuple]
+) -> Entry:
+    """metric(samples, A) and the floor metric(B, A), mean and std over the splits."""
+    values = [metric_fn(samples, data[a]) for a, _ in splits]
+    floors = [metric_fn(data[b], data[a]) for a, b in splits]
+    value, value_std = _stats(values)
+    floor_mean, floor_std = _stats(floors)
+    return {
+        "value": value,
+        "value_std": value_std,
+        "floor_mean": floor_mean,
+        "floor_std": floor_std,
+    }
+
+
+def _occupancy(mixture: Any, x: np.ndarray) -> np.ndarray:
+    """Fraction of points assigned to each component by the largest exact posterior."""
+    labels = np.argmax(mixture.posterior(x), axis=1)
+    return np.bincount(labels, minlength=mixture.n_components) / len(x)
+
+
+def _point_metrics(
+    samples: np.ndarray,
+    data: np.ndarray,
+    splits: list[tuple],
+    seed: int,
+    n_projections: int,
+    density: Any,
+    model_log_prob: Callable[[np.ndarray], np.ndarray] | None,
+    n_nll: int,
+) -> dict[str, Entry]:
+    """SW1, MMD², energy (and the exact-density checks) against the two-halves floor."""
+    generator = keras.random.SeedGenerator(seed)
+
+    def sw(x: np.ndarray, y: np.ndarray) -> float:
+        """Sliced Wasserstein with fresh projections from the evaluation's seed generator."""
+        return metrics.sliced_wasserstein(x, y, generator, n_projections)
+
+    report = {
+        "sliced_wasserstein": _against_floor(sw, samples, data, splits),
+        "mmd_rbf": _against_floor(metrics.mmd_rbf, samples, data, splits),
+        "energy": _against_floor(metrics.energy_distance, samples, data, splits),
+    }
+    if density is None:
+        return report
+
+    def logp_gap(x: np.ndarray, y: np.ndarray) -> float:
+        """Mean exact log-density of x minus that of y (nats)."""
+        return float(np.mean(density.log_prob(x)) - np.mean(density.log_prob(y)))
+
+    def occupancy_tv(x: np.ndarray, y: np.ndarray) -> float:
+        """Total variation between the component occupancies of x and y."""
+        return 0.5 * float(np.sum(np.abs(_occupancy(density, x) - _occupancy(density, y))))
+
+    report["logp_gap"] = _against_floor(logp_gap, samples, data, splits)
+    report["occupancy_tv"] = _against_floor(occupancy_tv, samples, data, splits)
+    if model_log_prob is not None and n_nll > 0:
+        points = data[splits[0][0][:n_nll]]
+        gap = density.log_prob(points) - np.asarray(model_log_prob(points), dtype=np.float64)
+        report["nll_gap"] = {
+            "value": float(np.mean(gap)),
+            "std_error": float(np.std(gap, ddof=1) / np.sqrt(len(gap))) if len(gap) > 1 else 0.0,
+            "n": len(gap),
+        }
+    return report
+
+
+def _image_metrics(
+    samples: np.ndarray,
+    data: np.ndarray,
+    splits: list[tuple],
+    seed: int,
+    pixel_range: tuple[float, float],
+    inception_weights: str | Path | None,
+) -> dict[str, Entry]:
+    """Fréchet distance and KID in digits-classifier or Inception features, with floors."""
+    low, high = pixel_range
+    if tuple(samples.shape[1:]) == DIGITS_SHAPE:
+        space = "digits"
+
+        def extract(x: np.ndarray) -> np.ndarray:
+            """Digits-classifier features of images in [0, 1]."""
+            return features.digits_features(np.clip((x - low) / (high - low), 0.0, 1.0))
+    else:
+        space = "inception"
+
+        def extract(x: np.ndarray) -> np.ndarray:
+            """InceptionV3 pool features."""
+            return features.inception_features(x, pixel_range, inception_weights)
+
+    used = np.unique(np.concatenate([np.concatenate(pair) for pair in splits]))
+    sample_features = extract(samples)
+    data_features = np.zeros((len(data), sample_features.shape[1]))
+    data_features[used] = extract(data[used])  # only the images some split uses
+
+    def kid(x: np.ndarray, y: np.ndarray) -> float:
+        """KID with subsets drawn from the evaluation's seed."""
+        return metrics.kernel_inception_distance(x, y, seed, KID_SUBSETS)
+
+    names = {"digits": ("fd_digits", "kid_digits"), "inception": ("fid", "kid")}[space]
+    report = {
+        names[0]: _against_floor(
+            metrics.frechet_distance_from_samples, sample_features, data_features, splits
+        ),
+        names[1]: _against_floor(kid, sample_features, data_features, splits),
+    }
+    if space == "digits":
+        unit = np.clip((samples - low) / (high - low), 0.0, 1.0)
+        unit_data = np.clip((data - low) / (high - low), 0.0, 1.0)
+        score = features.class_confidence_score(features.digits_class_probabilities(unit))
+        floors = [
+            features.class_confidence_score(features.digits_class_probabilities(unit_data[b]))
+            for _, b in splits
+        ]
+        floor_mean, floor_std = _stats(floors)
+        report["class_confidence_digits"] = {
+            "value": score,
+            "floor_mean": floor_mean,
+            "floor_std": floor_std,
+        }
+    return report
+
+
+def evaluate_samples(
+    samples: Any,
+    data: Any,
+    kind: str,
+    *,
+    seed: int = 0,
+    n_pairs: int = DEFAULT_PAIRS,
+    n_projections: int = DEFAULT_PROJECTIONS,
+    pixel_range: tuple[float, float] = (0.0, 1.0),
+    density: Any = None,
+    model_log_prob: Callable[[np.ndarray], np.ndarray] | None = None,
+    n_nll: int = DEFAULT_NLL_POINTS,
+    inception_weights: str | Path | None = None,
+) -> dict[str, Entry]:
+    """Metrics of samples against data ("points" or "images"), each beside its noise floor.
+
+    Returns {metric: {"value", "value_std", "floor_mean", "floor_std"}} (see the module
+    docstring); "nll_gap" has "value", "std_error" and "n" instead. ``density``: an object with
+    log_prob(x) and posterior(x) (a `reference.distributions.GaussianMixture`) for point data.
+    ``model_log_prob(x)``: the model's log-likelihood per example (nats), evaluated on the first
+    ``n_nll`` points of the first reference half. ``pixel_range``: the values of black and
+    white in the image arrays. Data splits draw from numpy.random.default_rng(seed).
+    """
+    if kind not in (POINTS, IMAGES):
+        raise ValueError(f"kind must be '{POINTS}' or '{IMAGES}', got {kind!r}")
+    if n_pairs < 1:
+        raise ValueError(f"n_pairs must be positive, got {n_pairs}")
+    samples_np = np.asarray(keras.ops.convert_to_numpy(samples), dtype=np.float64)
+    data_np = np.asarray(keras.ops.convert_to_numpy(data), dtype=np.float64)
+    if samples_np.shape[1:] != data_np.shape[1:]:
+        raise ValueError(
+            f"samples have examples of shape {samples_np.shape[1:]}, data {data_np.shape[1:]}"
+        )
+    if len(samples_np) < 2 or len(data_np) < 4:
+        raise ValueError("need at least 2 samples and 4 data points")
+    k = min(len(samples_np), len(data_np) // 2)
+    splits = _splits(len(data_np), k, n_pairs, np.random.default_rng(seed))
+    if kind == POINTS:
+        return _point_metrics(
+            _flat(samples_np),
+            _flat(data_np),
+            splits,
+            seed,
+            n_projections,
+            density,
+            model_log_prob,
+            n_nll,
+        )
+    return _image_metrics(samples_np, data_np, splits, seed, pixel_range, inception_weights)
+
+
+# ------------------------------------------------------------------------------------ runs
+
+
+def model_log_prob_fn(run: runs.Run) -> Callable[[np.ndarray], np.ndarray] | None:
+    """log p_model(x) in the data's original scale via the probability-flow ODE (exact divergence).
+
+    None for runs without an SDE (discrete NCSN noise levels have no likelihood ODE).
+    """
+    model = run.model
+    if model.sde is None:
+        return None
+    scaler = run.scaler
+
+    def log_prob(x: np.ndarray) -> np.ndarray:
+        """Model log-density (nats) of original-scale points, change of scale included."""
+        z = scaler.forward(x)
+        log_p, _, _ = ode_likelihood(model.score_fn(use_ema=True), model.sde, z)
+        return log_p - z[0].size * np.log(scaler.scale)
+
+    return log_prob
+
+
+def _pixel_range(scaler: Scaler) -> tuple[float, float]:
+    """Black and white in the original scale (pixel scalers map [0, shift + scale] to model)."""
+    return 0.0, float(scaler.shift + scaler.scale)
+
+
+def evaluate_run(
+    run: runs.Run,
+    n: int,
+    sampler: str = "pc",
+    seed: int = 0,
+    steps: int | None = None,
+    n_pairs: int = DEFAULT_PAIRS,
+    n_nll: int = DEFAULT_NLL_POINTS,
+    inception_weights: str | Path | None = None,
+    progress: bool = False,
+) -> dict[str, Any]:
+    """Draw n samples from a loaded run and evaluate them against its data (original scale).
+
+    Toy sets are drawn afresh (2n points, seed = run seed + EVAL_DATA_SEED_OFFSET); other data
+    sets are loaded whole. Returns the run's identity, the sampler's cost and the metrics.
+    """
+    config = run.config
+    kind = config["data"]["kind"]
+    shape = config["data"]["shape"]
+    dataset = load_dataset(
+        config["dataset"],
+        n=2 * n,
+        seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET,
+        image_size=shape[0] if kind == IMAGES else None,
+        centered=bool(config.get("centered", False)),
+    )
+    drawn = runs.draw_samples(
+        run.model, config, n, sampler=sampler, seed=seed, steps=steps, progress=progress
+    )
+    density = None
+    if kind == POINTS and config["dataset"] in EXACT_MIXTURES:
+        density = EXACT_MIXTURES[config["dataset"]]()
+    report = evaluate_samples(
+        drawn.x_original,
+        dataset.scaler.inverse(dataset.x),
+        kind,
+        seed=seed,
+        n_pairs=n_pairs,
+        pixel_range=_pixel_range(dataset.scaler),
+        density=density,
+        model_log_prob=model_log_prob_fn(run) if density is not None else None,
+        n_nll=n_nll,
+        inception_weights=inception_weights,
+    )
+    return {
+        "run_dir": str(run.paths.root),
+        "checkpoint": str(run.checkpoint),
+        "step": run.step,
+        "backend": keras.backend.backend(),
+        "dataset": config["dataset"],
+        "kind": kind,
+        "sampler": sampler,
+        "n": n,
+        "seed": seed,
+        "nfe": drawn.nfe,
+        "sampling_seconds": round(drawn.seconds, 3),
+        "metrics": report,
+    }

@@ -1,0 +1,571 @@
+"""Shared layers of NCSN++ / DDPM++ (Song et al. 2021, score SDEs), in keras.ops.
+
+Everything is written in ``keras.ops`` and channels-last ``(batch, H, W, C)``:
+Gaussian Fourier features and sinusoidal timestep embeddings, StyleGAN2's FIR resampling
+(``upfirdn2d`` with the ``[1, 3, 3, 1]`` kernel) including the fused conv+resample layers,
+DDPM and BigGAN residual blocks, the DDPM self-attention block and the ``Combine`` layer used
+by the progressive input pyramid.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import keras
+import numpy as np
+from keras import ops
+
+PACKAGE = "scoregen"
+
+FIR_KERNEL: tuple[int, ...] = (1, 3, 3, 1)  # StyleGAN2 / NCSN++ resampling filter
+RESAMPLE_FACTOR = 2  # every up/down-sampling step halves or doubles H and W
+GROUPNORM_EPS = 1e-6
+GROUPNORM_MAX_GROUPS = 32
+GROUPNORM_CHANNELS_PER_GROUP = 4  # groups = min(channels // 4, 32), as in score_sde
+SKIP_RESCALE = 1.0 / math.sqrt(2.0)  # (x + h) / sqrt(2) keeps the variance of a residual sum
+MAX_POSITIONS = 10000  # base of the sinusoidal timestep embedding (Transformer / DDPM)
+ZERO_INIT_SCALE = 1e-10  # score_sde replaces init_scale=0 by this tiny scale
+DEFAULT_DROPOUT = 0.1
+
+
+# ----------------------------------------------------------------------------- initialisers
+
+
+def default_init(scale: float = 1.0) -> keras.initializers.Initializer:
+    """DDPM initialiser: variance scaling, fan-average, uniform (scale 0 is read as 1e-10)."""
+    scale = ZERO_INIT_SCALE if scale == 0 else scale
+    return keras.initializers.VarianceScaling(scale=scale, mode="fan_avg", distribution="uniform")
+
+
+def group_norm(channels: int, name: str | None = None) -> keras.layers.GroupNormalization:
+    """GroupNorm with min(channels // 4, 32) groups and eps 1e-6, as in score_sde."""
+    groups = max(1, min(channels // GROUPNORM_CHANNELS_PER_GROUP, GROUPNORM_MAX_GROUPS))
+    return keras.layers.GroupNormalization(groups=groups, epsilon=GROUPNORM_EPS, name=name)
+
+
+def conv3x3(filters: int, init_scale: float = 1.0, name: str | None = None) -> keras.layers.Conv2D:
+    """3x3 'same' convolution with the DDPM initialiser and zero bias."""
+    return keras.layers.Conv2D(
+        filters, 3, padding="same", kernel_initializer=default_init(init_scale), name=name
+    )
+
+
+def nin(units: int, init_scale: float = 1.0, name: str | None = None) -> keras.layers.Dense:
+    """Network-in-network: a 1x1 convolution written as a Dense on the channel axis."""
+    return keras.layers.Dense(units, kernel_initializer=default_init(init_scale), name=name)
+
+
+def dense(units: int, name: str | None = None) -> keras.layers.Dense:
+    """Dense layer with the DDPM initialiser and zero bias."""
+    return keras.layers.Dense(units, kernel_initializer=default_init(), name=name)
+
+
+# ----------------------------------------------------------------------------- embeddings
+
+
+def get_timestep_embedding(
+    timesteps: keras.KerasTensor, embedding_dim: int, max_positions: int = MAX_POSITIONS
+) -> keras.KerasTensor:
+    """Sinusoidal embedding [sin(t w_k), cos(t w_k)], w_k = max_positions^(-k/(half-1)) (DDPM)."""
+    half_dim = embedding_dim // 2
+    timesteps = ops.cast(timesteps, "float32")
+    exponent = -math.log(max_positions) / (half_dim - 1)
+    freqs = ops.exp(ops.arange(half_dim, dtype="float32") * exponent)
+    args = timesteps[:, None] * freqs[None, :]
+    emb = ops.concatenate([ops.sin(args), ops.cos(args)], axis=-1)
+    if embedding_dim % 2 == 1:
+        emb = ops.pad(emb, [[0, 0], [0, 1]])
+    return emb
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class GaussianFourierProjection(keras.layers.Layer):
+    """Gaussian Fourier features [sin(2π W x), cos(2π W x)] with fixed W ~ N(0, scale²)."""
+
+    def __init__(self, embedding_size: int = 256, scale: float = 1.0, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.embedding_size = embedding_size
+        self.scale = scale
+
+    def build(self, input_shape: tuple) -> None:
+        """Draw the fixed random frequencies W (non-trainable, saved with the model)."""
+        self.W = self.add_weight(
+            name="W",
+            shape=(self.embedding_size,),
+            initializer=keras.initializers.RandomNormal(stddev=self.scale),
+            trainable=False,
+        )
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """Embed per-example scalars x (batch,) into (batch, 2 * embedding_size)."""
+        x_proj = ops.cast(x, self.W.dtype)[:, None] * self.W[None, :] * (2.0 * math.pi)
+        return ops.concatenate([ops.sin(x_proj), ops.cos(x_proj)], axis=-1)
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """(batch, 2 * embedding_size)."""
+        return (input_shape[0], 2 * self.embedding_size)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {**super().get_config(), "embedding_size": self.embedding_size, "scale": self.scale}
+
+
+# ----------------------------------------------------------------------------- FIR resampling
+
+
+def setup_kernel(k: Sequence[float]) -> np.ndarray:
+    """2-D FIR kernel from a separable 1-D one (outer product), normalised to sum to one."""
+    k = np.asarray(k, dtype=np.float64)
+    if k.ndim == 1:
+        k = np.outer(k, k)
+    return k / np.sum(k)
+
+
+def upfirdn2d(
+    x: keras.KerasTensor,
+    kernel: np.ndarray,
+    up: int = 1,
+    down: int = 1,
+    pad: tuple[int, int] = (0, 0),
+) -> keras.KerasTensor:
+    """StyleGAN2's upfirdn2d, channels-last: zero-insert (up), pad, FIR-filter, stride (down)."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    if up > 1:  # zero insertion: x[i] goes to position up * i
+        x = ops.reshape(x, (-1, height, 1, width, 1, channels))
+        x = ops.pad(x, [[0, 0], [0, 0], [0, up - 1], [0, 0], [0, up - 1], [0, 0]])
+        x = ops.reshape(x, (-1, height * up, width * up, channels))
+    pad0, pad1 = pad
+    x = ops.pad(x, [[0, 0], [pad0, pad1], [pad0, pad1], [0, 0]])
+    # true convolution = cross-correlation with the flipped kernel; one copy per channel
+    flipped = np.ascontiguousarray(kernel[::-1, ::-1])
+    depthwise = np.tile(flipped[:, :, None, None], (1, 1, channels, 1))
+    depthwise = ops.convert_to_tensor(depthwise, dtype=x.dtype)
+    return ops.depthwise_conv(x, depthwise, strides=down, padding="valid")
+
+
+def upsample_2d(
+    x: keras.KerasTensor, k: Sequence[float] = FIR_KERNEL, factor: int = RESAMPLE_FACTOR
+) -> keras.KerasTensor:
+    """FIR upsampling by `factor`: a constant image stays constant away from the border."""
+    kernel = setup_kernel(k) * factor**2
+    p = kernel.shape[0] - factor
+    return upfirdn2d(x, kernel, up=factor, pad=((p + 1) // 2 + factor - 1, p // 2))
+
+
+def downsample_2d(
+    x: keras.KerasTensor, k: Sequence[float] = FIR_KERNEL, factor: int = RESAMPLE_FACTOR
+) -> keras.KerasTensor:
+    """FIR downsampling by `factor` (anti-aliased; pixels outside the image count as zero)."""
+    kernel = setup_kernel(k)
+    p = kernel.shape[0] - factor
+    return upfirdn2d(x, kernel, down=factor, pad=((p + 1) // 2, p // 2))
+
+
+def naive_upsample_2d(x: keras.KerasTensor, factor: int = RESAMPLE_FACTOR) -> keras.KerasTensor:
+    """Nearest-neighbour upsampling by `factor`."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    x = ops.reshape(x, (-1, height, 1, width, 1, channels))
+    x = ops.concatenate([x] * factor, axis=2)
+    x = ops.concatenate([x] * factor, axis=4)
+    return ops.reshape(x, (-1, height * factor, width * factor, channels))
+
+
+def naive_downsample_2d(x: keras.KerasTensor, factor: int = RESAMPLE_FACTOR) -> keras.KerasTensor:
+    """Average pooling over factor x factor blocks."""
+    height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+    x = ops.reshape(x, (-1, height // factor, factor, width // factor, factor, channels))
+    return ops.mean(x, axis=(2, 4))
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class FIRConv2D(keras.layers.Layer):
+    """Convolution fused with FIR 2x up/down-sampling (StyleGAN2's upsample_conv_2d & co.)."""
+
+    def __init__(
+        self,
+        filters: int,
+        kernel_size: int = 3,
+        up: bool = False,
+        down: bool = False,
+        fir_kernel: Sequence[float] = FIR_KERNEL,
+        use_bias: bool = True,
+        init_scale: float = 1.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if up and down:
+            raise ValueError("FIRConv2D cannot both upsample and downsample.")
+        if kernel_size < 1 or kernel_size % 2 == 0:
+            raise ValueError(f"kernel_size must be odd and positive, got {kernel_size}.")
+        self.filters = filters
+        self.kernel_size = kernel_size
+        self.up = up
+        self.down = down
+        self.fir_kernel = tuple(fir_kernel)
+        self.use_bias = use_bias
+        self.init_scale = init_scale
+
+    def build(self, input_shape: tuple) -> None:
+        """Create the convolution kernel (and bias)."""
+        in_ch = input_shape[-1]
+        # conv_transpose wants (k, k, out, in); conv wants (k, k, in, out)
+        shape = (
+            (self.kernel_size, self.kernel_size, self.filters, in_ch)
+            if self.up
+            else (self.kernel_size, self.kernel_size, in_ch, self.filters)
+        )
+        self.kernel = self.add_weight(
+            name="kernel", shape=shape, initializer=default_init(self.init_scale)
+        )
+        self.bias = (
+            self.add_weight(name="bias", shape=(self.filters,), initializer="zeros")
+            if self.use_bias
+            else None
+        )
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """Resample by 2 (up or down) and convolve; plain 'same' convolution otherwise."""
+        factor = RESAMPLE_FACTOR
+        fir = setup_kernel(self.fir_kernel)
+        if self.up:
+            # transposed conv (H -> 2H + k - 2), then FIR filter back to 2H
+            x = ops.conv_transpose(x, self.kernel, strides=factor, padding="valid")
+            p = (fir.shape[0] - factor) - (self.kernel_size - 1)
+            x = upfirdn2d(x, fir * factor**2, pad=((p + 1) // 2 + factor - 1, p // 2 + 1))
+        elif self.down:
+            # FIR filter (H -> H + k - 2), then strided conv to H / 2
+            p = (fir.shape[0] - factor) + (self.kernel_size - 1)
+            x = upfirdn2d(x, fir, pad=((p + 1) // 2, p // 2))
+            x = ops.conv(x, self.kernel, strides=factor, padding="valid")
+        else:
+            x = ops.conv(x, self.kernel, strides=1, padding="same")
+        if self.bias is not None:
+            x = x + self.bias
+        return x
+
+    def compute_output_shape(self, input_shape: tuple) -> tuple:
+        """Spatial size times 2 (up), divided by 2 (down) or kept."""
+        batch, height, width, _ = input_shape
+        scale = RESAMPLE_FACTOR if self.up else 1
+        shrink = RESAMPLE_FACTOR if self.down else 1
+        return (batch, height * scale // shrink, width * scale // shrink, self.filters)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "filters": self.filters,
+            "kernel_size": self.kernel_size,
+            "up": self.up,
+            "down": self.down,
+            "fir_kernel": list(self.fir_kernel),
+            "use_bias": self.use_bias,
+            "init_scale": self.init_scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Upsample(keras.layers.Layer):
+    """2x upsampling: FIR or nearest neighbour, optionally with a (fused) 3x3 convolution."""
+
+    def __init__(
+        self,
+        out_ch: int | None = None,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = FIR_KERNEL,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if with_conv and out_ch is None:
+            raise ValueError("Upsample with_conv=True needs out_ch.")
+        self.out_ch = out_ch
+        self.with_conv = with_conv
+        self.fir = fir
+        self.fir_kernel = tuple(fir_kernel)
+        self.conv = None
+        if with_conv:
+            self.conv = (
+                FIRConv2D(out_ch, 3, up=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
+                if fir
+                else conv3x3(out_ch, name="Conv_0")
+            )
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """(B, H, W, C) -> (B, 2H, 2W, out_ch)."""
+        if self.fir:
+            return self.conv(x) if self.with_conv else upsample_2d(x, self.fir_kernel)
+        h = naive_upsample_2d(x)
+        return self.conv(h) if self.with_conv else h
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "out_ch": self.out_ch,
+            "with_conv": self.with_conv,
+            "fir": self.fir,
+            "fir_kernel": list(self.fir_kernel),
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Downsample(keras.layers.Layer):
+    """2x downsampling: FIR or average pooling, optionally with a (fused) strided 3x3 conv."""
+
+    def __init__(
+        self,
+        out_ch: int | None = None,
+        with_conv: bool = False,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = FIR_KERNEL,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if with_conv and out_ch is None:
+            raise ValueError("Downsample with_conv=True needs out_ch.")
+        self.out_ch = out_ch
+        self.with_conv = with_conv
+        self.fir = fir
+        self.fir_kernel = tuple(fir_kernel)
+        self.conv = None
+        if with_conv:
+            self.conv = (
+                FIRConv2D(out_ch, 3, down=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
+                if fir
+                else keras.layers.Conv2D(
+                    out_ch,
+                    3,
+                    strides=RESAMPLE_FACTOR,
+                    padding="valid",
+                    kernel_initializer=default_init(),
+                    name="Conv_0",
+                )
+            )
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """(B, H, W, C) -> (B, H/2, W/2, out_ch)."""
+        if self.fir:
+            return self.conv(x) if self.with_conv else downsample_2d(x, self.fir_kernel)
+        if self.with_conv:  # pad one pixel at the end, strided 'valid' conv (DDPM)
+            return self.conv(ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]))
+        return naive_downsample_2d(x)
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "out_ch": self.out_ch,
+            "with_conv": self.with_conv,
+            "fir": self.fir,
+            "fir_kernel": list(self.fir_kernel),
+        }
+
+
+# ----------------------------------------------------------------------------- blocks
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Combine(keras.layers.Layer):
+    """Combine the input pyramid with the main path: 1x1 conv of x, then concat or sum with y."""
+
+    def __init__(self, out_ch: int, method: str = "cat", **kwargs) -> None:
+        super().__init__(**kwargs)
+        if method not in ("cat", "sum"):
+            raise ValueError(f"Combine method {method!r} not recognised (cat, sum).")
+        self.out_ch = out_ch
+        self.method = method
+        self.Conv_0 = nin(out_ch, name="Conv_0")
+
+    def call(self, x: keras.KerasTensor, y: keras.KerasTensor) -> keras.KerasTensor:
+        """Conv1x1(x) concatenated with (cat) or added to (sum) y."""
+        h = self.Conv_0(x)
+        return ops.concatenate([h, y], axis=-1) if self.method == "cat" else h + y
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {**super().get_config(), "out_ch": self.out_ch, "method": self.method}
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class AttnBlockpp(keras.layers.Layer):
+    """Self-attention over the H*W positions (DDPM), residual with optional 1/sqrt(2) rescale."""
+
+    def __init__(
+        self, channels: int, skip_rescale: bool = False, init_scale: float = 0.0, **kwargs
+    ) -> None:
+        super().__init__(**kwargs)
+        self.channels = channels
+        self.skip_rescale = skip_rescale
+        self.init_scale = init_scale
+        self.GroupNorm_0 = group_norm(channels, name="GroupNorm_0")
+        self.NIN_0 = nin(channels, name="NIN_0")
+        self.NIN_1 = nin(channels, name="NIN_1")
+        self.NIN_2 = nin(channels, name="NIN_2")
+        self.NIN_3 = nin(channels, init_scale=init_scale, name="NIN_3")
+
+    def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """x + NIN(softmax(q kᵀ / sqrt(C)) v), q, k, v = NIN(GroupNorm(x))."""
+        height, width, channels = x.shape[1], x.shape[2], x.shape[3]
+        h = self.GroupNorm_0(x)
+        q = ops.reshape(self.NIN_0(h), (-1, height * width, channels))
+        k = ops.reshape(self.NIN_1(h), (-1, height * width, channels))
+        v = ops.reshape(self.NIN_2(h), (-1, height * width, channels))
+        w = ops.matmul(q, ops.transpose(k, (0, 2, 1))) * (channels**-0.5)
+        w = ops.softmax(w, axis=-1)
+        h = ops.reshape(ops.matmul(w, v), (-1, height, width, channels))
+        h = self.NIN_3(h)
+        return (x + h) * SKIP_RESCALE if self.skip_rescale else x + h
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "channels": self.channels,
+            "skip_rescale": self.skip_rescale,
+            "init_scale": self.init_scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResnetBlockDDPMpp(keras.layers.Layer):
+    """DDPM residual block: GN-act-conv, + Dense(act(temb)), GN-act-dropout-conv, 1x1 shortcut."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        use_temb: bool = True,
+        conv_shortcut: bool = False,
+        dropout: float = DEFAULT_DROPOUT,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        out_ch = out_ch or in_ch
+        self.in_ch = in_ch
+        self.out_ch = out_ch
+        self.use_temb = use_temb
+        self.conv_shortcut = conv_shortcut
+        self.dropout = dropout
+        self.skip_rescale = skip_rescale
+        self.init_scale = init_scale
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.Conv_0 = conv3x3(out_ch, name="Conv_0")
+        self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
+        self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
+        self.Dropout_0 = keras.layers.Dropout(dropout, name="Dropout_0")
+        self.Conv_1 = conv3x3(out_ch, init_scale=init_scale, name="Conv_1")
+        self.shortcut = None
+        if in_ch != out_ch:
+            self.shortcut = (
+                conv3x3(out_ch, name="Conv_2") if conv_shortcut else nin(out_ch, name="NIN_0")
+            )
+
+    def call(
+        self, x: keras.KerasTensor, temb: keras.KerasTensor | None = None, training: bool = False
+    ) -> keras.KerasTensor:
+        """(B, H, W, in_ch), temb (B, E) -> (B, H, W, out_ch)."""
+        h = self.Conv_0(ops.silu(self.GroupNorm_0(x)))
+        if temb is not None and self.Dense_0 is not None:
+            h = h + self.Dense_0(ops.silu(temb))[:, None, None, :]
+        h = self.Dropout_0(ops.silu(self.GroupNorm_1(h)), training=training)
+        h = self.Conv_1(h)
+        if self.shortcut is not None:
+            x = self.shortcut(x)
+        return (x + h) * SKIP_RESCALE if self.skip_rescale else x + h
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "in_ch": self.in_ch,
+            "out_ch": self.out_ch,
+            "use_temb": self.use_temb,
+            "conv_shortcut": self.conv_shortcut,
+            "dropout": self.dropout,
+            "skip_rescale": self.skip_rescale,
+            "init_scale": self.init_scale,
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class ResnetBlockBigGANpp(keras.layers.Layer):
+    """BigGAN residual block with optional FIR (or naive) 2x up/down-sampling inside the block."""
+
+    def __init__(
+        self,
+        in_ch: int,
+        out_ch: int | None = None,
+        use_temb: bool = True,
+        up: bool = False,
+        down: bool = False,
+        dropout: float = DEFAULT_DROPOUT,
+        fir: bool = False,
+        fir_kernel: Sequence[float] = FIR_KERNEL,
+        skip_rescale: bool = True,
+        init_scale: float = 0.0,
+        **kwargs,
+    ) -> None:
+        super().__init__(**kwargs)
+        if up and down:
+            raise ValueError("A residual block cannot both upsample and downsample.")
+        out_ch = out_ch or in_ch
+        self.in_ch = in_ch
+        self.out_ch = out_ch
+        self.use_temb = use_temb
+        self.up = up
+        self.down = down
+        self.dropout = dropout
+        self.fir = fir
+        self.fir_kernel = tuple(fir_kernel)
+        self.skip_rescale = skip_rescale
+        self.init_scale = init_scale
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.Conv_0 = conv3x3(out_ch, name="Conv_0")
+        self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
+        self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
+        self.Dropout_0 = keras.layers.Dropout(dropout, name="Dropout_0")
+        self.Conv_1 = conv3x3(out_ch, init_scale=init_scale, name="Conv_1")
+        self.Conv_2 = nin(out_ch, name="Conv_2") if (in_ch != out_ch or up or down) else None
+
+    def _resample(self, x: keras.KerasTensor) -> keras.KerasTensor:
+        """Apply this block's up/down-sampling (identity when neither)."""
+        if self.up:
+            return upsample_2d(x, self.fir_kernel) if self.fir else naive_upsample_2d(x)
+        if self.down:
+            return downsample_2d(x, self.fir_kernel) if self.fir else naive_downsample_2d(x)
+        return x
+
+    def call(
+        self, x: keras.KerasTensor, temb: keras.KerasTensor | None = None, training: bool = False
+    ) -> keras.KerasTensor:
+        """(B, H, W, in_ch), temb (B, E) -> (B, H', W', out_ch), H' = 2H (up), H/2 (down) or H."""
+        h = self._resample(ops.silu(self.GroupNorm_0(x)))
+        x = self._resample(x)
+        h = self.Conv_0(h)
+        if temb is not None and self.Dense_0 is not None:
+            h = h + self.Dense_0(ops.silu(temb))[:, None, None, :]
+        h = self.Dropout_0(ops.silu(self.GroupNorm_1(h)), training=training)
+        h = self.Conv_1(h)
+        if self.Conv_2 is not None:
+            x = self.Conv_2(x)
+        return (x + h) * SKIP_RESCALE if self.skip_rescale else x + h
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "in_ch": self.in_ch,
+            "out_ch": self.out_ch,
+            "use_temb": self.use_temb,
+            "up": self.up,
+            "down": self.down,
+            "dropout": self.dropout,
+            "fir": self.fir,
+            "fir_kernel": list(self.fir_kernel),
+            "skip_rescale": self.skip_rescale,
+            "init_scale": self.init_scale,
+        }

@@ -1,0 +1,139 @@
+"""PNG figures of samples: an image grid, or a 2-D scatter beside the training data (Agg only)."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+
+import numpy as np
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+PANEL_SIZE_IN = 4.5
+DPI = 110
+POINT_SIZE = 2.0
+POINT_ALPHA = 0.4
+QUANTILE_RANGE = (0.001, 0.999)
+"""Per-axis quantiles of the plotted points that set the view (outliers do not zoom it out)."""
+MARGIN_FRACTION = 0.1
+"""Extra space around the view, as a fraction of its extent."""
+GRID_PAD = 1
+"""Pixels of padding between images of a grid."""
+MAX_GRID_IMAGES = 100
+PATH_MARKER_SIZE = 3.0
+"""Marker size (points) of the frames of a path; its two ends are drawn twice as large."""
+UINT8_MAX = 255
+
+
+def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
+    """Write the figure to `path` atomically (temporary name, then rename)."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp")
+    fig.savefig(tmp, format="png")
+    os.replace(tmp, path)
+    return path
+
+
+def _bounds(points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Lower and upper corners of the view: the quantile range of the points plus a margin."""
+    low, high = np.quantile(points, QUANTILE_RANGE, axis=0)
+    pad = MARGIN_FRACTION * np.maximum(high - low, np.finfo(np.float32).eps)
+    return low - pad, high + pad
+
+
+def save_scatter(
+    path: str | os.PathLike[str],
+    samples: np.ndarray,
+    title: str = "samples",
+    reference: np.ndarray | None = None,
+) -> Path:
+    """PNG scatter of the first two coordinates: samples, beside reference points when given."""
+    samples = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)[:, :2]
+    finite = samples[np.all(np.isfinite(samples), axis=1)]
+    shown = finite if reference is None else np.concatenate([finite, reference[:, :2]])
+    low, high = _bounds(shown) if len(shown) else (np.full(2, -1.0), np.full(2, 1.0))
+    panels = 1 if reference is None else 2
+    fig = Figure(figsize=(panels * PANEL_SIZE_IN, PANEL_SIZE_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    axes = np.atleast_1d(fig.subplots(1, panels, sharex=True, sharey=True))
+    if reference is not None:
+        axes[0].scatter(*reference[:, :2].T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:gray")
+        axes[0].set_title("training data")
+    axes[-1].scatter(*finite.T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:red")
+    axes[-1].set_title(title)
+    for ax in axes:
+        ax.set_xlim(low[0], high[0])
+        ax.set_ylim(low[1], high[1])
+        ax.set_aspect("equal")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def image_grid(
+    images: np.ndarray, value_range: tuple[float, float], columns: int | None = None
+) -> np.ndarray:
+    """Tile (n, H, W, C) images into one uint8 (rows*H, cols*W, C) array, clipped to the range.
+
+    The grid is square unless `columns` is given; images fill it row by row.
+    """
+    images = np.asarray(images, dtype=np.float64)[:MAX_GRID_IMAGES]
+    n, height, width, channels = images.shape
+    low, high = value_range
+    unit = np.clip((np.nan_to_num(images, nan=low) - low) / (high - low), 0.0, 1.0)
+    cols = math.ceil(math.sqrt(n)) if columns is None else max(1, min(int(columns), n))
+    rows = math.ceil(n / cols)
+    cell_h, cell_w = height + GRID_PAD, width + GRID_PAD
+    grid = np.ones((rows * cell_h + GRID_PAD, cols * cell_w + GRID_PAD, channels))
+    for k in range(n):
+        r, c = divmod(k, cols)
+        top, left = GRID_PAD + r * cell_h, GRID_PAD + c * cell_w
+        grid[top : top + height, left : left + width] = unit[k]
+    return np.round(grid * UINT8_MAX).astype(np.uint8)
+
+
+def save_image_grid(
+    path: str | os.PathLike[str],
+    images: np.ndarray,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    columns: int | None = None,
+) -> Path:
+    """PNG of (n, H, W, C) images in a grid (square, or `columns` wide), mapped from value_range."""
+    grid = image_grid(images, value_range, columns)
+    height, width = grid.shape[:2]
+    scale = PANEL_SIZE_IN / max(height, width)
+    fig = Figure(figsize=(max(width * scale, 1.0), max(height * scale, 1.0)), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.add_axes((0.0, 0.0, 1.0, 1.0))
+    if grid.shape[2] == 1:
+        ax.imshow(grid[..., 0], cmap="gray", vmin=0, vmax=UINT8_MAX, interpolation="nearest")
+    else:
+        ax.imshow(grid, interpolation="nearest")
+    ax.set_axis_off()
+    return _save(fig, path)
+
+
+def save_path(
+    path: str | os.PathLike[str],
+    points: np.ndarray,
+    title: str = "path",
+    reference: np.ndarray | None = None,
+) -> Path:
+    """PNG of a path through the plane: (n, 2) points joined in order, over reference points."""
+    points = np.asarray(points, dtype=np.float64).reshape(len(points), -1)[:, :2]
+    shown = points if reference is None else np.concatenate([points, reference[:, :2]])
+    finite = shown[np.all(np.isfinite(shown), axis=1)]
+    low, high = _bounds(finite) if len(finite) else (np.full(2, -1.0), np.full(2, 1.0))
+    fig = Figure(figsize=(PANEL_SIZE_IN, PANEL_SIZE_IN), dpi=DPI)
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    if reference is not None:
+        ax.scatter(*reference[:, :2].T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:gray")
+    ax.plot(*points.T, "-o", color="tab:red", markersize=PATH_MARKER_SIZE)
+    ax.plot(*points[[0, -1]].T, "s", color="tab:blue", markersize=2 * PATH_MARKER_SIZE)
+    ax.set_title(title)
+    ax.set_xlim(low[0], high[0])
+    ax.set_ylim(low[1], high[1])
+    ax.set_aspect("equal")
+    fig.tight_layout()
+    return _save(fig, path)

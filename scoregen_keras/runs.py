@@ -1,0 +1,937 @@
+"""Run folders: train a ScoreModel from a resolved config into a folder, load it back, sample.
+
+A run folder holds::
+
+    config.json           the fully resolved configuration (backend, data shape and scaler too)
+    run.json              status: "running" | "interrupted" | "failed" | "complete", step, times
+    checkpoints/          latest.keras and step_N.keras (model, EMA, optimizer and seed state)
+    metrics.jsonl         one JSON object a line: step, loss, lr, examples_per_s, wall_time
+    samples/step_N.png    sample previews written during training
+
+Every file that another process may read is written atomically (temporary name, then
+`os.replace`), and run.json says "complete" only after the final checkpoint is on disk, so an
+interrupted or failed run never looks complete.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import keras
+import numpy as np
+
+from scoregen_keras import callbacks as run_callbacks
+from scoregen_keras import distribute, plots
+from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset
+from scoregen_keras.networks import CONFIGS, get_network
+from scoregen_keras.presets import ConfigError, validate_config
+from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
+
+BACKENDS = ("tensorflow", "jax", "torch")
+SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
+PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
+CORRECTORS = ("langevin", "ald", "none")
+
+CONFIG_FILE = "config.json"
+STATUS_FILE = "run.json"
+METRICS_FILE = "metrics.jsonl"
+CHECKPOINT_DIR = "checkpoints"
+SAMPLES_DIR = "samples"
+TENSORBOARD_DIR = "tensorboard"
+LATEST = "latest.keras"
+SAMPLE_SUFFIXES = (".npz", ".png")
+
+STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
+STATUS_FAILED, STATUS_COMPLETE = "failed", "complete"
+
+# Keys a resumed run may change: the length of training and its bookkeeping, never the model.
+RESUMABLE_KEYS = frozenset(
+    {
+        "steps",
+        "log_every",
+        "checkpoint_every",
+        "sample_every",
+        "n_sample_preview",
+        "sampler",
+        "distribute",  # where a run trains is not part of the model: resume on other devices
+        "devices",
+    }
+)
+MAX_REFERENCE_POINTS = 2_000
+"""Training points drawn beside 2-D samples in scatter plots."""
+DEFAULT_FILE_MODE = 0o666
+ERROR_MESSAGE_CHARS = 300
+"""Library error messages are cut to their first line and at most this many characters."""
+
+
+class RunError(ValueError):
+    """A run folder cannot be created, resumed, loaded or sampled; the message is one sentence."""
+
+
+def one_line(error: BaseException) -> str:
+    """The first line of an exception's message, shortened: for one-sentence error reports."""
+    text = str(error).strip().splitlines()
+    first = text[0] if text else type(error).__name__
+    if len(first) > ERROR_MESSAGE_CHARS:
+        first = first[:ERROR_MESSAGE_CHARS] + "..."
+    return first
+
+
+# ------------------------------------------------------------------------------------ paths
+
+
+@dataclasses.dataclass(frozen=True)
+class RunPaths:
+    """Where each file of a run folder lives."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        """The resolved configuration."""
+        return self.root / CONFIG_FILE
+
+    @property
+    def status(self) -> Path:
+        """run.json: status and summary."""
+        return self.root / STATUS_FILE
+
+    @property
+    def metrics(self) -> Path:
+        """metrics.jsonl."""
+        return self.root / METRICS_FILE
+
+    @property
+    def checkpoints(self) -> Path:
+        """Folder of checkpoints."""
+        return self.root / CHECKPOINT_DIR
+
+    @property
+    def latest(self) -> Path:
+        """checkpoints/latest.keras."""
+        return self.checkpoints / LATEST
+
+    @property
+    def samples(self) -> Path:
+        """Folder of sample previews."""
+        return self.root / SAMPLES_DIR
+
+    @property
+    def tensorboard(self) -> Path:
+        """TensorBoard logs (only when tensorboard is installed)."""
+        return self.root / TENSORBOARD_DIR
+
+    def step_checkpoint(self, step: int) -> Path:
+        """checkpoints/step_N.keras."""
+        return self.checkpoints / f"step_{step}.keras"
+
+    def sample_plot(self, step: int) -> Path:
+        """samples/step_N.png."""
+        return self.samples / f"step_{step}.png"
+
+
+def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
+    """Write a JSON file through a temporary name in the same folder and `os.replace`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            json.dump(payload, handle, indent=2, sort_keys=True)
+            handle.write("\n")
+        make_readable(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def make_readable(path: Path) -> None:
+    """Give a file written through mkstemp (mode 0600) the permissions the umask allows."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(path, DEFAULT_FILE_MODE & ~umask)
+
+
+def copy_atomic(source: Path, target: Path) -> None:
+    """Copy a file through a temporary name in the target's folder and `os.replace`."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{target.stem}.", suffix=target.suffix, dir=target.parent)
+    os.close(fd)
+    try:
+        shutil.copyfile(source, tmp)
+        make_readable(Path(tmp))
+        os.replace(tmp, target)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def read_json(path: Path, what: str) -> dict[str, Any]:
+    """Read a JSON object, or raise RunError naming `what` it should have been."""
+    try:
+        payload = json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError as error:
+        raise RunError(f"{path.parent} is not a run folder (no {path.name}).") from error
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as error:
+        raise RunError(f"could not read the {what} {path} ({one_line(error)}).") from error
+    if not isinstance(payload, dict):
+        raise RunError(f"the {what} {path} does not hold a JSON object.")
+    return payload
+
+
+# ------------------------------------------------------------------------------------ model
+
+
+def _network_family(model_name: str) -> str:
+    """'mlp' for 'mlp/toy', 'ncsnpp' for 'ncsnpp/digits', ..."""
+    return model_name.split("/", 1)[0]
+
+
+def network_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """Constructor arguments of the run's network: its named config plus model_config."""
+    name = config["model"]
+    if name not in CONFIGS:
+        raise RunError(f"unknown model '{name}'; choose one of {', '.join(sorted(CONFIGS))}.")
+    arguments = {**CONFIGS[name][1], **config.get("model_config", {})}
+    family = _network_family(name)
+    if family == "mlp":
+        arguments.setdefault("conditioning", "sigma" if config["sde"] == NCSN else "t")
+    if family == "ncsn" and config["sde"] == NCSN and "num_scales" in config["sde_config"]:
+        arguments.setdefault("num_classes", int(config["sde_config"]["num_scales"]))
+    return arguments
+
+
+def expected_shape(arguments: dict[str, Any]) -> tuple[int, ...] | None:
+    """Shape of one example the network takes, from its arguments (None when not stated)."""
+    if "dim" in arguments:
+        return (int(arguments["dim"]),)
+    channels = arguments.get("num_channels", arguments.get("channels"))
+    if "image_size" in arguments and channels is not None:
+        size = int(arguments["image_size"])
+        return (size, size, int(channels))
+    return None
+
+
+def _sde_arguments(config: dict[str, Any]) -> dict[str, Any]:
+    """ScoreModel's sde / sigmas arguments from the run config."""
+    sde_config = dict(config.get("sde_config", {}))
+    if config["sde"] == NCSN:
+        if not sde_config:
+            return {"sde": NCSN}
+        sigma_max = float(sde_config["sigma_max"])
+        sigma_min = float(sde_config["sigma_min"])
+        levels = int(sde_config["num_scales"])
+        sigmas = np.exp(np.linspace(np.log(sigma_max), np.log(sigma_min), levels))
+        return {"sde": NCSN, "sigmas": [float(s) for s in sigmas]}
+    if "num_scales" in sde_config:
+        sde_config["N"] = sde_config.pop("num_scales")
+    return {"sde": {"type": SDE_NAMES[config["sde"]], **sde_config}}
+
+
+def build_model(config: dict[str, Any], data_shape: tuple[int, ...]) -> ScoreModel:
+    """A compiled ScoreModel for the config, built for examples of `data_shape`."""
+    arguments = network_arguments(config)
+    if _network_family(config["model"]) == "mlp" and "dim" not in arguments:
+        arguments["dim"] = int(np.prod(data_shape))
+    wanted = expected_shape(arguments)
+    if wanted is not None and tuple(wanted) != tuple(data_shape):
+        raise RunError(
+            f"the data have examples of shape {tuple(data_shape)} but model '{config['model']}' "
+            f"takes {tuple(wanted)}; choose a matching --model or set model_config."
+        )
+    keras.utils.set_random_seed(int(config["seed"]))
+    precision = config.get("precision", distribute.FLOAT32)
+    try:
+        with distribute.precision_scope(precision):  # the network's layers; the rest is float32
+            network = get_network(config["model"], **arguments)
+    except (TypeError, ValueError) as error:
+        raise RunError(f"cannot build model '{config['model']}' ({one_line(error)}).") from error
+    try:
+        model = ScoreModel(
+            network,
+            **_sde_arguments(config),
+            loss=config["loss"],
+            weighting=config["weighting"],
+            reduce=config["reduce"],
+            ema_rate=config["ema"],
+            seed=int(config["seed"]),
+            input_shape=(None, *data_shape),
+        )
+    except (TypeError, ValueError) as error:
+        raise RunError(f"invalid model configuration ({one_line(error)}).") from error
+    model.compile(
+        learning_rate=float(config["lr"]),
+        warmup_steps=int(config["warmup"]),
+        global_clipnorm=config["grad_clip"],
+        loss_scale=distribute.needs_loss_scaling(precision),
+    )
+    return model
+
+
+def _comparable(network_config: dict[str, Any]) -> dict[str, Any]:
+    """A network's config without its (auto-generated) name, JSON-normalised."""
+    return json.loads(json.dumps({k: v for k, v in network_config.items() if k != "name"}))
+
+
+# ------------------------------------------------------------------------------------- data
+
+
+class StepBatches(keras.utils.PyDataset):
+    """Batches for global steps [start, stop): epoch e is the permutation default_rng([seed, e]).
+
+    The batch of a step depends only on (seed, step), so a resumed run sees the same batches.
+    shard=(i, k): this process feeds part i of k equal parts of every global batch (multi-host).
+    """
+
+    def __init__(
+        self,
+        x: np.ndarray,
+        batch_size: int,
+        start: int,
+        stop: int,
+        seed: int,
+        shard: tuple[int, int] = (0, 1),
+    ) -> None:
+        """Examples x (n, *dims) in model space; batch_size is the global batch."""
+        super().__init__()
+        self.x, self.batch_size, self.seed = x, int(batch_size), int(seed)
+        self.start, self.stop = int(start), int(stop)
+        index, count = (int(v) for v in shard)
+        if self.batch_size % count or not 0 <= index < count:
+            raise RunError(f"cannot feed part {index} of {count} of a batch of {batch_size}.")
+        self.local_size = self.batch_size // count
+        self.local_offset = index * self.local_size
+        self._permutations: dict[int, np.ndarray] = {}
+
+    def __len__(self) -> int:
+        """Number of steps left."""
+        return self.stop - self.start
+
+    def _permutation(self, epoch: int) -> np.ndarray:
+        """The shuffled order of data epoch `epoch` (only the last two are kept)."""
+        if epoch not in self._permutations:
+            if len(self._permutations) > 1:
+                self._permutations.pop(min(self._permutations))
+            rng = np.random.default_rng([self.seed, epoch])
+            self._permutations[epoch] = rng.permutation(len(self.x))
+        return self._permutations[epoch]
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        """The batch (this process's part of it) of global step start + index + 1."""
+        n = len(self.x)
+        first = (self.start + index) * self.batch_size + self.local_offset
+        positions = np.arange(self.local_size) + first
+        epochs, offsets = np.divmod(positions, n)
+        order = np.empty_like(positions)
+        for epoch in np.unique(epochs):
+            chosen = epochs == epoch
+            order[chosen] = self._permutation(int(epoch))[offsets[chosen]]
+        return self.x[order]
+
+
+def data_info(dataset: Dataset) -> dict[str, Any]:
+    """What config.json records about the training data."""
+    return {
+        "name": dataset.name,
+        "kind": dataset.kind,
+        "shape": list(dataset.shape),
+        "n": len(dataset.x),
+        "scaler": dataset.scaler.to_config(),
+        "value_range": [float(np.min(dataset.x)), float(np.max(dataset.x))],
+    }
+
+
+def _load_training_data(config: dict[str, Any]) -> Dataset:
+    """The config's data set, in model space."""
+    wanted = expected_shape(network_arguments(config))
+    image_size = config.get("image_size") or (wanted[0] if wanted and len(wanted) == 3 else None)
+    dataset = load_dataset(
+        config["dataset"],
+        n=int(config["n_train"]),
+        seed=int(config["seed"]),
+        image_size=image_size,
+        centered=bool(config["centered"]),
+    )
+    if len(dataset.x) == 0:
+        raise DataError(f"data set {config['dataset']} is empty.")
+    return dataset
+
+
+# --------------------------------------------------------------------------------- sampling
+
+
+@dataclasses.dataclass
+class Samples:
+    """Samples in model space and in the data's original scale, with the cost of drawing them."""
+
+    x: np.ndarray  # model space
+    x_original: np.ndarray  # original scale (scaler inverse)
+    nfe: int
+    seconds: float
+    sampler: str
+
+
+def _sampler_kwargs(**options: Any) -> dict[str, Any]:
+    """The given sampler options, leaving out those not set (None) so defaults apply."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def draw_samples(
+    model: ScoreModel,
+    config: dict[str, Any],
+    n: int,
+    sampler: str = "pc",
+    seed: int = 0,
+    steps: int | None = None,
+    snr: float | None = None,
+    predictor: str | None = None,
+    corrector: str | None = None,
+    temperature: float | None = None,
+    progress: bool = False,
+) -> Samples:
+    """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'."""
+    from scoregen_keras import samplers
+
+    if sampler not in SAMPLERS:
+        raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
+    if n <= 0 or (steps is not None and steps <= 0):
+        raise RunError("the number of samples and of sampler steps must be positive.")
+    shape = (int(n), *config["data"]["shape"])
+    score_fn = model.score_fn(use_ema=True)
+    common = _sampler_kwargs(seed=seed, temperature=temperature, progress=progress or None)
+    # the weights the EMA score reads: passed so a compiled step sees later weight updates (JAX)
+    common["variables"] = [*model.ema_variables, *model.network.non_trainable_variables]
+    start = time.perf_counter()
+    if model.sde is None:
+        if sampler != "ald":
+            raise RunError(
+                f"sampler '{sampler}' needs an SDE; this run uses discrete NCSN noise levels, "
+                "so use --sampler ald."
+            )
+        x, nfe = samplers.annealed_langevin(
+            score_fn, model.sigmas, shape, **common, **_sampler_kwargs(n_steps_each=steps)
+        )
+    elif sampler == "pc":
+        options = _sampler_kwargs(
+            predictor=predictor, corrector=corrector, snr=snr, n_steps=steps or None
+        )
+        x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
+    elif sampler == "ode":
+        options = {"method": "RK45"} if steps is None else {"method": "heun", "n_steps": steps}
+        x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)
+    elif sampler == "heun":
+        options = _sampler_kwargs(n_steps=steps)
+        x, nfe = samplers.edm_heun_sample(score_fn, model.sde, shape, **common, **options)
+    elif sampler == "dpm-solver":
+        options = _sampler_kwargs(n_steps=steps)
+        x, nfe = samplers.dpm_solver_pp_sample(score_fn, model.sde, shape, **common, **options)
+    else:
+        raise RunError(
+            "sampler 'ald' is for runs with discrete NCSN noise levels (--sde ncsn); "
+            "use pc, ode, heun or dpm-solver for this SDE run."
+        )
+    seconds = time.perf_counter() - start
+    x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
+    scaler = Scaler.from_config(config["data"]["scaler"])
+    return Samples(x, scaler.inverse(x), int(nfe), seconds, sampler)
+
+
+def plot_samples(
+    path: Path,
+    x_model: np.ndarray,
+    config: dict[str, Any],
+    reference: np.ndarray | None = None,
+    title: str = "samples",
+) -> Path:
+    """PNG of model-space samples: image grid, or 2-D scatter beside reference points."""
+    if config["data"]["kind"] == "images":
+        low, high = config["data"]["value_range"]
+        return plots.save_image_grid(path, x_model, (low, high))
+    return plots.save_scatter(path, x_model, title=title, reference=reference)
+
+
+def _reference_points(config: dict[str, Any]) -> np.ndarray | None:
+    """Training points for the left panel of a 2-D scatter (None for images or missing data)."""
+    if config["data"]["kind"] != "points":
+        return None
+    try:
+        dataset = load_dataset(
+            config["dataset"], n=MAX_REFERENCE_POINTS, seed=int(config["seed"]), centered=False
+        )
+    except DataError:
+        return None
+    return dataset.x[:MAX_REFERENCE_POINTS]
+
+
+def output_stem(path: str | os.PathLike[str]) -> Path:
+    """PATH without a .npz / .png suffix, its folder created and checked writable (RunError)."""
+    stem = Path(path)
+    if stem.suffix in SAMPLE_SUFFIXES:
+        stem = stem.with_suffix("")
+    try:
+        stem.parent.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=f".{stem.name}.", dir=stem.parent)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as error:
+        raise RunError(f"cannot write samples to {stem.parent} ({one_line(error)}).") from error
+    return stem
+
+
+def save_samples(
+    path: str | os.PathLike[str], samples: Samples, config: dict[str, Any]
+) -> tuple[Path, Path]:
+    """Write PATH.npz (key 'x', original scale) and PATH.png; return both paths."""
+    stem = output_stem(path)
+    try:
+        npz = stem.with_name(stem.name + ".npz")
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem.name}.", suffix=".npz", dir=stem.parent)
+        with os.fdopen(fd, "wb") as handle:
+            np.savez(handle, x=samples.x_original.astype(np.float32))
+        make_readable(Path(tmp))
+        os.replace(tmp, npz)
+        title = f"{samples.sampler} samples (NFE {samples.nfe})"
+        png = plot_samples(
+            stem.with_name(stem.name + ".png"),
+            samples.x,
+            config,
+            reference=_reference_points(config),
+            title=title,
+        )
+    except OSError as error:
+        raise RunError(f"cannot write samples to {stem.parent} ({one_line(error)}).") from error
+    return npz, png
+
+
+# ------------------------------------------------------------------------------- training
+
+
+@dataclasses.dataclass
+class TrainResult:
+    """What `train_run` did: where the run is and how it ended."""
+
+    run_dir: Path
+    status: str
+    step: int
+    steps: int
+    checkpoint: Path | None
+    sample_plot: Path | None
+    metrics: Path
+    config: Path
+    seconds: float
+    final_loss: float | None
+
+    def to_json(self) -> dict[str, Any]:
+        """Plain-JSON summary (paths as strings)."""
+        payload = dataclasses.asdict(self)
+        return {k: str(v) if isinstance(v, Path) else v for k, v in payload.items()}
+
+
+class _NaNGuard(run_callbacks.StepCallback):
+    """Stop `fit` when the running loss is not finite (checked every `every` steps).
+
+    `weights_finite` is the check before each checkpoint, so no checkpoint holds NaN weights.
+    """
+
+    def __init__(self, every: int, initial_step: int = 0) -> None:
+        """Check every `every` steps (each check synchronises with the device)."""
+        super().__init__(initial_step)
+        self.every = int(every)
+        self.diverged_at: int | None = None
+
+    def stop(self, step: int) -> None:
+        """Record the first step found diverged and stop `fit`."""
+        if self.diverged_at is None:
+            self.diverged_at = step
+        self.model.stop_training = True
+
+    def on_train_batch_end(self, batch: int, logs: dict | None = None) -> None:
+        """Record the step and stop when the loss is NaN or infinite."""
+        step = self.global_step(batch)
+        if step % self.every == 0 and logs and not np.isfinite(float(logs["loss"])):
+            self.stop(step)
+
+    def weights_finite(self, model: ScoreModel, step: int) -> bool:
+        """True when every weight and EMA weight is finite; else stop (a sync with the device)."""
+        for variable in [*model.trainable_variables, *model.ema_variables]:
+            if not np.all(np.isfinite(keras.ops.convert_to_numpy(variable.value))):
+                self.stop(step)
+                return False
+        return True
+
+
+def _prepare_folder(paths: RunPaths) -> None:
+    """Create a fresh run folder (and its subfolders), or raise RunError."""
+    if paths.config.exists():
+        raise RunError(
+            f"{paths.root} already holds a run; pass --resume to continue it "
+            "or choose another --out."
+        )
+    try:
+        for folder in (paths.root, paths.checkpoints, paths.samples):
+            folder.mkdir(parents=True, exist_ok=True)
+        probe = paths.root / ".write-test"
+        probe.write_text("", encoding="utf-8")
+        probe.unlink()
+    except OSError as error:
+        raise RunError(
+            f"cannot write to the output folder {paths.root} ({one_line(error)})."
+        ) from error
+
+
+def _truncate_metrics(path: Path, step: int) -> float:
+    """Keep only metrics lines with step <= `step`; return the last kept wall time."""
+    if not path.exists():
+        return 0.0
+    kept, elapsed = [], 0.0
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            record = json.loads(line)
+        except json.JSONDecodeError:
+            continue  # a line cut short by a kill
+        if isinstance(record, dict) and int(record.get("step", step + 1)) <= step:
+            kept.append(line)
+            elapsed = float(record.get("wall_time", elapsed))
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text("".join(f"{line}\n" for line in kept), encoding="utf-8")
+    os.replace(tmp, path)
+    return elapsed
+
+
+def _checkpoint_step(model: ScoreModel) -> int:
+    """Number of optimizer steps a (loaded) model has taken."""
+    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+
+
+def _resume_config(paths: RunPaths, overrides: dict[str, Any]) -> dict[str, Any]:
+    """The stored config with the resumable overrides applied; others must agree with it."""
+    config = read_json(paths.config, "run configuration")
+    for key, value in overrides.items():
+        if value is None or key in ("backend", "preset"):
+            continue
+        if key in RESUMABLE_KEYS:
+            config[key] = value
+        elif config.get(key) != value:
+            raise RunError(
+                f"cannot change {key} when resuming (the run has {config.get(key)!r}); "
+                "start a new run with another --out instead."
+            )
+    try:
+        validate_config(config)
+    except ConfigError as error:
+        raise RunError(str(error)) from error
+    return config
+
+
+def load_latest(paths: RunPaths, config: dict[str, Any]) -> ScoreModel:
+    """Load checkpoints/latest.keras (safe mode) and check it matches the run's config."""
+    return _load_model(paths.latest, config)
+
+
+def _load_model(path: Path, config: dict[str, Any]) -> ScoreModel:
+    """Load a checkpoint in safe mode; raise RunError unless it is this run's kind of model."""
+    if not path.exists():
+        raise RunError(f"no checkpoint at {path}; the run saved none yet.")
+    try:
+        # the network's layers take the run's precision again (its own call is float32)
+        with distribute.precision_scope(config.get("precision", distribute.FLOAT32)):
+            model = load_checkpoint(path, compile=True, safe_mode=True)
+    except CheckpointError as error:
+        raise RunError(f"checkpoint {path} is corrupt or truncated.") from error
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RunError(f"could not load checkpoint {path} ({one_line(error)}).") from error
+    if not isinstance(model, ScoreModel):
+        raise RunError(f"checkpoint {path} holds a {type(model).__name__}, not a ScoreModel.")
+    stored = config.get("network")
+    if stored is not None and (
+        type(model.network).__name__ != stored["class"]
+        or _comparable(model.network.get_config()) != _comparable(stored["config"])
+    ):
+        raise RunError(
+            f"checkpoint {path} holds a {type(model.network).__name__} network that does not "
+            f"match the run's model '{config['model']}'; the run folder mixes different models."
+        )
+    return model
+
+
+def train_run(
+    config: dict[str, Any],
+    out_dir: str | os.PathLike[str],
+    resume: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] | None = None,
+) -> TrainResult:
+    """Train a ScoreModel from a resolved config into `out_dir`, or resume the run there.
+
+    config["distribute"] / ["devices"] / ["precision"] say where and how (`distribute`); with
+    several hosts, process 0 writes `out_dir` and process i > 0 writes `out_dir/worker-i`.
+    On SIGINT the current step finishes, a checkpoint is saved and the result has status
+    "interrupted". Raises RunError / DataError / ConfigError with one-sentence messages.
+    """
+    log = log or (lambda message: None)
+    stored = RunPaths(Path(out_dir)).config
+    placement_config = (
+        _resume_config(RunPaths(Path(out_dir)), config) if resume and stored.exists() else config
+    )
+    try:
+        with distribute.training_scope(placement_config) as placement:
+            paths = RunPaths(Path(out_dir))
+            if not placement.is_chief:
+                paths = RunPaths(paths.root / f"worker-{placement.process_index}")
+            if placement.mode != distribute.NONE:
+                log(f"data-parallel over {placement.devices} devices: {placement.description}")
+            return _train_in_scope(config, paths, resume, progress, log, placement)
+    except distribute.DistributeError as error:
+        raise RunError(str(error)) from error
+
+
+def _train_in_scope(
+    config: dict[str, Any],
+    paths: RunPaths,
+    resume: bool,
+    progress: bool,
+    log: Callable[[str], None],
+    placement: distribute.Placement,
+) -> TrainResult:
+    """train_run inside the run's distribution scope (models are built / loaded here)."""
+    placement_info = {
+        "devices": placement.devices,
+        "processes": placement.process_count,
+        "description": placement.description,
+    }
+    if resume:
+        if not paths.config.exists():
+            raise RunError(f"{paths.root} holds no run to resume (no {CONFIG_FILE}).")
+        config = _resume_config(paths, config)
+        dataset = _load_training_data(config)
+        if list(dataset.shape) != list(config["data"]["shape"]):
+            raise RunError(
+                f"the data now have examples of shape {dataset.shape}, but the run was trained "
+                f"on {tuple(config['data']['shape'])}."
+            )
+        model = load_latest(paths, config)
+        initial_step = _checkpoint_step(model)
+        if initial_step >= int(config["steps"]):
+            raise RunError(
+                f"the run at {paths.root} has already trained {initial_step} of "
+                f"{config['steps']} steps; pass --steps N with N > {initial_step} to continue."
+            )
+        elapsed_offset = _truncate_metrics(paths.metrics, initial_step)
+        config["backend"] = keras.backend.backend()
+        config["placement"] = placement_info
+        write_json_atomic(paths.config, config)
+        log(f"resuming {paths.root} from step {initial_step}")
+    else:
+        config = dict(config)
+        dataset = _load_training_data(config)
+        model = build_model(config, dataset.shape)
+        _prepare_folder(paths)
+        config["backend"] = keras.backend.backend()
+        config["ema"] = model.ema_rate  # None meant "the SDE's default": store the rate used
+        config["data"] = data_info(dataset)
+        config["network"] = {
+            "class": type(model.network).__name__,
+            "config": _comparable(model.network.get_config()),
+        }
+        config["placement"] = placement_info
+        write_json_atomic(paths.config, config)
+        initial_step, elapsed_offset = 0, 0.0
+        paths.metrics.write_text("", encoding="utf-8")
+    return _fit(
+        model, config, dataset, paths, initial_step, elapsed_offset, progress, log, placement
+    )
+
+
+def _status(paths: RunPaths, status: str, step: int, **extra: Any) -> None:
+    """Write run.json atomically."""
+    write_json_atomic(
+        paths.status,
+        {"status": status, "step": step, "updated": time.strftime("%Y-%m-%dT%H:%M:%S"), **extra},
+    )
+
+
+def _fit(
+    model: ScoreModel,
+    config: dict[str, Any],
+    dataset: Dataset,
+    paths: RunPaths,
+    initial_step: int,
+    elapsed_offset: float,
+    progress: bool,
+    log: Callable[[str], None],
+    placement: distribute.Placement = distribute.SINGLE_DEVICE,
+) -> TrainResult:
+    """Run `fit` over the remaining steps with the run's callbacks; finish or mark the run."""
+    total = int(config["steps"])
+    saved: dict[str, Any] = {"checkpoint": None, "plot": None}
+    reference = dataset.x[:MAX_REFERENCE_POINTS] if dataset.kind == "points" else None
+    log_every = int(config["log_every"])
+    guard = _NaNGuard(log_every, initial_step)
+
+    def save(model_now: keras.Model, step: int) -> None:
+        """latest.keras, then a copy as step_N.keras (both atomic); never non-finite weights."""
+        if not guard.weights_finite(model_now, step):
+            return  # keep the last good checkpoint
+        save_checkpoint(model_now, paths.latest)
+        make_readable(paths.latest)
+        copy_atomic(paths.latest, paths.step_checkpoint(step))
+        saved["checkpoint"] = (step, paths.latest)
+
+    def preview(model_now: keras.Model, step: int) -> None:
+        """Sample with the configured sampler and write samples/step_N.png."""
+        samples = draw_samples(
+            model_now,
+            config,
+            int(config["n_sample_preview"]),
+            sampler=config["sampler"],
+            seed=int(config["seed"]),
+            steps=config["sampler_steps"],
+        )
+        title = f"step {step}: {samples.sampler} (NFE {samples.nfe})"
+        path = plot_samples(paths.sample_plot(step), samples.x, config, reference, title)
+        saved["plot"] = (step, path)
+
+    def interrupted(model_now: keras.Model, step: int) -> None:
+        """Save the interrupted state."""
+        save(model_now, step)
+
+    metrics = run_callbacks.MetricsLogger(
+        paths.metrics, log_every, int(config["batch_size"]), initial_step, elapsed_offset
+    )
+    stopper = run_callbacks.GracefulInterrupt(interrupted, initial_step)
+    callbacks: list[keras.callbacks.Callback] = [
+        metrics,
+        guard,
+        run_callbacks.PeriodicCheckpoint(save, int(config["checkpoint_every"]), initial_step),
+        run_callbacks.SamplePreview(preview, int(config["sample_every"]), initial_step),
+        stopper,
+    ]
+    if progress:
+        callbacks.append(
+            run_callbacks.ProgressBar(total, int(config["batch_size"]), initial_step, log_every)
+        )
+    board = run_callbacks.tensorboard_callback(paths.tensorboard, log_every)
+    if board is not None:
+        callbacks.append(board)
+    batches = StepBatches(
+        dataset.x,
+        int(config["batch_size"]),
+        initial_step,
+        total,
+        int(config["seed"]),
+        shard=placement.feed_shard,
+    )
+    _status(paths, STATUS_RUNNING, initial_step, steps=total)
+    try:
+        # shuffle=False: fit would shuffle the order of the steps (the batch of a step is fixed)
+        model.fit(batches, epochs=1, verbose=0, callbacks=callbacks, shuffle=False)
+    except KeyboardInterrupt:
+        _status(paths, STATUS_INTERRUPTED, _saved_step(saved, initial_step), steps=total)
+        raise
+    except Exception as error:
+        _status(paths, STATUS_FAILED, _saved_step(saved, initial_step), error=one_line(error))
+        raise
+    final_loss = None if metrics.last is None else metrics.last["loss"]
+    finished = guard.diverged_at is None and stopper.stopped_at is None
+    if finished and (saved["checkpoint"] is None or saved["checkpoint"][0] != total):
+        save(model, total)  # checks the weights first, like every checkpoint
+    if guard.diverged_at is not None:
+        good = _saved_step(saved, initial_step)
+        _status(paths, STATUS_FAILED, good, error="loss is not finite")
+        raise RunError(_diverged_message(config, paths, guard.diverged_at, good))
+    if stopper.stopped_at is not None:
+        step = stopper.stopped_at
+        _status(paths, STATUS_INTERRUPTED, step, steps=total)
+        status = STATUS_INTERRUPTED
+    else:
+        step = total
+        if saved["plot"] is None or saved["plot"][0] != step:
+            preview(model, step)
+        status = STATUS_COMPLETE
+        _status(paths, STATUS_COMPLETE, step, steps=total, seconds=round(metrics.elapsed(), 3))
+    return TrainResult(
+        run_dir=paths.root,
+        status=status,
+        step=step,
+        steps=total,
+        checkpoint=paths.latest,
+        sample_plot=None if saved["plot"] is None else saved["plot"][1],
+        metrics=paths.metrics,
+        config=paths.config,
+        seconds=metrics.elapsed(),
+        final_loss=final_loss,
+    )
+
+
+def _diverged_message(config: dict[str, Any], paths: RunPaths, step: int, good: int) -> str:
+    """One sentence: where the loss stopped being finite, what was kept, what to try."""
+    kept = (
+        f"the last good checkpoint (step {good}) is {paths.latest}"
+        if paths.latest.exists()
+        else "no checkpoint was saved before that"
+    )
+    hint = "try a smaller --lr"
+    if config.get("precision") == distribute.MIXED_FLOAT16:
+        hint += " or --precision mixed_bfloat16 (float16 overflows above 65504)"
+    return f"training diverged: the loss is not finite at step {step}; {kept}; {hint}."
+
+
+def _saved_step(saved: dict[str, Any], initial_step: int) -> int:
+    """Step of the last checkpoint written (the initial step when none was)."""
+    return initial_step if saved["checkpoint"] is None else saved["checkpoint"][0]
+
+
+# -------------------------------------------------------------------------------- loading
+
+
+@dataclasses.dataclass
+class Run:
+    """A loaded run: its folder, resolved config, model (EMA inside) and the checkpoint's step."""
+
+    paths: RunPaths
+    config: dict[str, Any]
+    model: ScoreModel
+    step: int
+    status: str
+    checkpoint: Path
+
+    @property
+    def scaler(self) -> Scaler:
+        """Map from model space back to the data's original scale."""
+        return Scaler.from_config(self.config["data"]["scaler"])
+
+
+def load_run(run_dir: str | os.PathLike[str]) -> Run:
+    """Load a run folder (its latest checkpoint) or a checkpoint file inside one."""
+    target = Path(run_dir)
+    checkpoint = None
+    if target.suffix == ".keras":
+        checkpoint = target
+        target = target.parent.parent if target.parent.name == CHECKPOINT_DIR else target.parent
+    if not target.is_dir():
+        raise RunError(f"run folder {target} does not exist.")
+    paths = RunPaths(target)
+    config = read_json(paths.config, "run configuration")
+    for key in ("data", "model", "sde"):
+        if key not in config:
+            raise RunError(f"{paths.config} is not a scoregen run configuration (no '{key}').")
+    checkpoint = checkpoint or paths.latest
+    model = _load_model(checkpoint, config)
+    shape = tuple(config["data"]["shape"])
+    built = model.get_build_config().get("input_shape")
+    if built is not None and tuple(built[1:]) != shape:
+        raise RunError(
+            f"checkpoint {checkpoint} was built for examples of shape {tuple(built[1:])}, but "
+            f"the run's data have shape {shape}."
+        )
+    status = "unknown"
+    if paths.status.exists():
+        status = str(read_json(paths.status, "run status").get("status", status))
+    return Run(paths, config, model, _checkpoint_step(model), status, checkpoint)

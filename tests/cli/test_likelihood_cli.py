@@ -1,0 +1,117 @@
+"""`scoregen likelihood RUN_DIR`: exact vs Hutchinson, the run's scaler, --json, refusals."""
+
+from __future__ import annotations
+
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli.test_bad_input import assert_one_line_error
+from tests.cli.test_train_cli import invoke, train_tiny
+
+N_EXAMPLES = 200
+MC_SIGMAS = 4.0
+"""Hutchinson vs exact: the mean difference must lie within this many standard errors."""
+SOLVER_SLACK_BPD = 1e-3
+"""Bits/dim two RK45 solves (rtol = atol = 1e-5) of different integrands may differ by."""
+SCALE = 2.0
+NEW_COMMANDS = ("likelihood", "inpaint", "colorize", "interpolate")
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained VE run on the toy mixture (2-D points)."""
+    return train_tiny(tmp_path_factory.mktemp("likelihood"))
+
+
+def likelihood_json(*args: str | Path) -> dict:
+    """Run `scoregen likelihood ARGS --json`; check it printed exactly one JSON object."""
+    result = invoke("likelihood", *args, "--json")
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert len(lines) == 1, result.stdout
+    return json.loads(lines[0])
+
+
+@pytest.mark.parametrize("command", NEW_COMMANDS)
+def test_help_shows_defaults_and_an_example(command: str) -> None:
+    """--help of every new command shows defaults and an example."""
+    result = invoke(command, "--help")
+    assert result.exit_code == 0, result.output
+    assert "[default:" in result.output and f"scoregen {command} " in result.output
+
+
+def test_cli_threshold_matches_the_library() -> None:
+    """The exact-divergence threshold in --help is the library's."""
+    from cli.likelihood_cmd import EXACT_MAX_DIMS
+    from scoregen_keras import run_tasks
+
+    assert EXACT_MAX_DIMS == run_tasks.EXACT_MAX_DIMS
+
+
+def test_exact_and_hutchinson_agree(toy_run: Path, tmp_path: Path) -> None:
+    """Per example, Hutchinson minus exact has mean zero within MC_SIGMAS standard errors.
+
+    With one probe per example fixed for the solve the ODE path does not depend on the probe,
+    so the Hutchinson log-density is unbiased for the exact one; the bound uses the observed
+    spread of the N_EXAMPLES paired differences plus the solvers' tolerance.
+    """
+    common = ("--n", N_EXAMPLES, "--seed", "3")
+    exact = likelihood_json(toy_run, *common, "--divergence", "exact", "--out", tmp_path / "e")
+    hutch = likelihood_json(toy_run, *common, "--divergence", "hutchinson", "--out", tmp_path / "h")
+    assert exact["divergence"] == "exact" and exact["probe"] is None
+    assert hutch["divergence"] == "hutchinson" and hutch["probe"] == "rademacher"
+    assert exact["n"] == hutch["n"] == N_EXAMPLES and exact["dims"] == 2
+    assert not exact["dequantized"] and exact["offset_bits"] == 0.0
+    assert np.isfinite(exact["bits_per_dim"]) and np.isfinite(hutch["bits_per_dim"])
+    assert exact["bits_per_dim"] == pytest.approx(exact["nll_nats"] / (2 * math.log(2)))
+    bpd_exact = np.load(tmp_path / "e.npz")["bits_per_dim"]
+    bpd_hutch = np.load(tmp_path / "h.npz")["bits_per_dim"]
+    assert bpd_exact.shape == bpd_hutch.shape == (N_EXAMPLES,)
+    difference = bpd_hutch - bpd_exact
+    spread = difference.std(ddof=1)
+    assert spread > 0  # the probes do vary the estimate
+    bound = MC_SIGMAS * spread / math.sqrt(N_EXAMPLES) + SOLVER_SLACK_BPD
+    assert abs(difference.mean()) <= bound, (difference.mean(), bound)
+
+
+def test_data_are_scaled_with_the_runs_scaler(toy_run: Path, tmp_path: Path) -> None:
+    """Scale 2 on data doubled: the same model-space solve, bits/dim up by log2(2) = 1 exactly."""
+    points = np.random.default_rng(0).standard_normal((16, 2))
+    np.save(tmp_path / "y.npy", points)
+    np.save(tmp_path / "y2.npy", SCALE * points)
+    scaled = Path(shutil.copytree(toy_run, tmp_path / "scaled"))
+    config = json.loads((scaled / "config.json").read_text())
+    config["data"]["scaler"] = {"shift": 0.0, "scale": SCALE}
+    (scaled / "config.json").write_text(json.dumps(config))
+    plain = likelihood_json(toy_run, "--data", f"npy:{tmp_path / 'y.npy'}", "--out", tmp_path / "a")
+    doubled = likelihood_json(
+        scaled, "--data", f"npy:{tmp_path / 'y2.npy'}", "--out", tmp_path / "b"
+    )
+    assert doubled["offset_bits"] == pytest.approx(math.log2(SCALE))
+    np.testing.assert_allclose(
+        np.load(tmp_path / "b.npz")["bits_per_dim"] - np.load(tmp_path / "a.npz")["bits_per_dim"],
+        math.log2(SCALE),
+        rtol=0,
+        atol=1e-9,
+    )
+    assert plain["n"] == doubled["n"] == len(points)
+
+
+def test_refusals(toy_run: Path, tmp_path: Path) -> None:
+    """NCSN runs, data of another shape and non-positive counts: one line each."""
+    ncsn = Path(shutil.copytree(toy_run, tmp_path / "ncsn"))
+    config = json.loads((ncsn / "config.json").read_text())
+    config["sde"] = "ncsn"
+    (ncsn / "config.json").write_text(json.dumps(config))
+    assert_one_line_error(invoke("likelihood", ncsn), "SDE")
+    np.save(tmp_path / "p3.npy", np.zeros((10, 3)))
+    assert_one_line_error(
+        invoke("likelihood", toy_run, "--data", f"npy:{tmp_path / 'p3.npy'}"), "shape (3,)"
+    )
+    assert_one_line_error(invoke("likelihood", toy_run, "--n", "0"), "positive")
+    assert_one_line_error(invoke("likelihood", tmp_path / "nowhere"), "does not exist")

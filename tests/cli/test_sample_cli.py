@@ -1,0 +1,124 @@
+"""`scoregen sample RUN_DIR`: files written, original data scale, samplers, --json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from tests.cli.test_train_cli import assert_png, invoke, train_tiny
+
+N_SAMPLES = 32
+FAST_STEPS = {"pc": "10", "ode": "10", "heun": "5", "dpm-solver": "5"}
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny trained VE run on the toy mixture (shared by the tests of this module)."""
+    return train_tiny(tmp_path_factory.mktemp("sample"))
+
+
+@pytest.fixture(scope="module")
+def ncsn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A tiny run with discrete NCSN noise levels (for annealed Langevin dynamics)."""
+    folder = tmp_path_factory.mktemp("ncsn")
+    sde_config = {"sigma_max": 5.0, "sigma_min": 0.05, "num_scales": 4}
+    return train_tiny(
+        folder, "run", sde="ncsn", loss="ncsn", sde_config=sde_config, sampler="ald",
+        sampler_steps=3,
+    )  # fmt: skip
+
+
+def test_sample_writes_npz_and_png_it_names(toy_run: Path, tmp_path: Path) -> None:
+    """`sample` writes PATH.npz (key x, n examples) and PATH.png and prints both paths."""
+    out = tmp_path / "draws"
+    result = invoke("sample", toy_run, "--n", N_SAMPLES, "--steps", "10", "--out", out)
+    assert result.exit_code == 0, result.output
+    with np.load(out.with_suffix(".npz"), allow_pickle=False) as data:
+        assert list(data.keys()) == ["x"]
+        assert data["x"].shape == (N_SAMPLES, 2) and np.isfinite(data["x"]).all()
+    assert_png(out.with_suffix(".png"))
+    assert str(out.with_suffix(".npz")) in result.output
+    assert str(out.with_suffix(".png")) in result.output
+
+
+def test_default_output_goes_into_the_run_folder(toy_run: Path) -> None:
+    """Without --out the files land in RUN_DIR/samples/SAMPLER-seedSEED.*."""
+    result = invoke("sample", toy_run, "--n", N_SAMPLES, "--sampler", "heun", "--seed", "7")
+    assert result.exit_code == 0, result.output
+    assert (toy_run / "samples" / "heun-seed7.npz").exists()
+    assert_png(toy_run / "samples" / "heun-seed7.png")
+
+
+@pytest.mark.parametrize("sampler", sorted(FAST_STEPS))
+def test_every_sde_sampler_with_json(toy_run: Path, tmp_path: Path, sampler: str) -> None:
+    """pc, ode, heun and dpm-solver run; --json prints one object with the files and the NFE."""
+    out = tmp_path / sampler
+    result = invoke(
+        "sample", toy_run, "--sampler", sampler, "--steps", FAST_STEPS[sampler],
+        "--n", N_SAMPLES, "--out", out, "--json",
+    )  # fmt: skip
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    assert summary["sampler"] == sampler and summary["n"] == N_SAMPLES and summary["nfe"] > 0
+    assert Path(summary["npz"]).exists() and Path(summary["png"]).exists()
+
+
+def test_pc_options_and_temperature(toy_run: Path, tmp_path: Path) -> None:
+    """Predictor, corrector, snr and temperature are accepted; temperature changes the draws."""
+    spreads = []
+    for name, temperature in (("warm", "1.0"), ("cold", "0.3")):
+        out = tmp_path / name
+        result = invoke(
+            "sample", toy_run, "--predictor", "euler_maruyama", "--corrector", "none",
+            "--snr", "0.1", "--steps", "10", "--n", "256", "--temperature", temperature,
+            "--out", out,
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        spreads.append(np.load(out.with_suffix(".npz"))["x"].std())
+    assert np.all(np.isfinite(spreads)) and spreads[0] != spreads[1]
+
+
+def test_samples_are_in_the_original_data_scale(toy_run: Path, tmp_path: Path) -> None:
+    """The stored scaler's inverse is applied: shifting it moves the saved samples."""
+    config_path = toy_run / "config.json"
+    original = config_path.read_text()
+    config = json.loads(original)
+    draws = {}
+    try:
+        for shift in (0.0, 100.0):
+            config["data"]["scaler"] = {"shift": shift, "scale": 2.0}
+            config_path.write_text(json.dumps(config))
+            out = tmp_path / f"shift{int(shift)}"
+            args = ("sample", toy_run, "--sampler", "dpm-solver", "--n", N_SAMPLES, "--out", out)
+            assert invoke(*args).exit_code == 0
+            draws[shift] = np.load(out.with_suffix(".npz"))["x"]
+    finally:
+        config_path.write_text(original)
+    np.testing.assert_allclose(draws[100.0] - draws[0.0], 100.0, rtol=1e-5)
+
+
+def test_ald_on_an_ncsn_run(ncsn_run: Path, tmp_path: Path) -> None:
+    """Annealed Langevin dynamics samples a discrete-NCSN run; SDE samplers are refused there."""
+    out = tmp_path / "ald"
+    result = invoke(
+        "sample", ncsn_run, "--sampler", "ald", "--steps", "3", "--n", "16", "--out", out
+    )
+    assert result.exit_code == 0, result.output
+    assert np.load(out.with_suffix(".npz"))["x"].shape == (16, 2)
+    refused = invoke("sample", ncsn_run, "--sampler", "ode", "--n", "16", "--out", out)
+    assert refused.exit_code != 0
+    assert "--sampler ald" in refused.stderr
+
+
+def test_sample_from_a_checkpoint_file(toy_run: Path, tmp_path: Path) -> None:
+    """A checkpoint path inside a run folder works like the run folder."""
+    checkpoint = toy_run / "checkpoints" / "step_10.keras"
+    out = tmp_path / "from-step-10"
+    result = invoke(
+        "sample", checkpoint, "--n", "8", "--sampler", "dpm-solver", "--out", out, "--json"
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["step"] == 10

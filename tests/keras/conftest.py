@@ -1,0 +1,40 @@
+"""Fixtures for the Keras tests; the backend is whatever KERAS_BACKEND selects."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import keras
+import numpy as np
+import pytest
+
+FLOAT32_RTOL = 1e-5  # float32 port against the float64 reference: relative to the value's scale
+
+
+def to_numpy(value: Any) -> np.ndarray:
+    """A tensor (any backend) or array as a float64 NumPy array."""
+    return np.asarray(keras.ops.convert_to_numpy(value), dtype=np.float64)
+
+
+def assert_scaled_close(actual: Any, expected: Any, rtol: float = FLOAT32_RTOL) -> None:
+    """|actual - expected| <= rtol * (|expected| + max |expected|), elementwise.
+
+    The scale term keeps entries near 0 (cancellations of large terms) to a float32 tolerance.
+    """
+    actual, expected = to_numpy(actual), np.asarray(expected, dtype=np.float64)
+    assert actual.shape == expected.shape, (actual.shape, expected.shape)
+    scale = float(np.max(np.abs(expected))) if expected.size else 0.0
+    np.testing.assert_allclose(actual, expected, rtol=rtol, atol=rtol * scale)
+
+
+@pytest.fixture
+def assert_close() -> Callable[..., None]:
+    """The float32-vs-reference comparison `assert_scaled_close`."""
+    return assert_scaled_close
+
+
+@pytest.fixture
+def rng() -> np.random.Generator:
+    """A fixed NumPy generator: tests draw their inputs here and feed both implementations."""
+    return np.random.default_rng(20240611)

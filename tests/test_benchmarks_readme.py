@@ -1,0 +1,153 @@
+"""The README results section of benchmarks/run_all.py, rendered from small fake JSON files."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
+
+
+@pytest.fixture(scope="module")
+def run_all() -> ModuleType:
+    """benchmarks/run_all.py as a module (benchmarks/ is not a package)."""
+    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def _toy_row(sampler: str, nfe: int, sw1_ratio: float, passed: bool) -> dict:
+    """One sampler row of quality_toy.json."""
+    return {
+        "sampler": sampler,
+        "nfe": nfe,
+        "logp_gap": -0.0123,
+        "occupancy_tv": 0.0071,
+        "sw1_ratio": sw1_ratio,
+        "passed": passed,
+    }
+
+
+def _toy_run(preset: str) -> dict:
+    """One SDE's entry of quality_toy.json."""
+    return {
+        "training": {
+            "preset": preset,
+            "step": 6000,
+            "batch_size": 512,
+            "lr": 2e-3,
+            "train_seconds": 251.7,
+            "trained_now": True,
+        },
+        "rows": [_toy_row("PC-1000", 2000, 1.234, True), _toy_row("ODE RK45", 236, 3.5, False)],
+        "nll": {
+            "model_nll": 1.9512,
+            "exact_nll": 1.9321,
+            "nll_gap": 0.0191,
+            "nll_gap_std_error": 0.002,
+            "passed": True,
+        },
+    }
+
+
+@pytest.fixture
+def results(tmp_path: Path) -> Path:
+    """A results folder with fake quality_toy, quality_digits and param_counts JSON and a PNG."""
+    folder = tmp_path / "results"
+    folder.mkdir()
+    toy = {
+        "machine": {"platform": "Linux-test", "cpu_count": 2, "backend": "jax"},
+        "targets": {
+            "nll_gap_abs": 0.05,
+            "logp_gap_abs": 0.15,
+            "occupancy_tv": 0.03,
+            "sw1_ratio": 2.5,
+        },
+        "n_samples": 10000,
+        "n_nll_points": 10000,
+        "runs": {"ve": _toy_run("toy"), "vp": _toy_run("toy-vp")},
+    }
+    digits = {
+        "training": {
+            "preset": "digits",
+            "model": "ncsnpp/digits",
+            "sde": "ve",
+            "step": 1500,
+            "batch_size": 128,
+            "preset_steps": 4000,
+            "train_seconds": 700.0,
+        },
+        "sampling": {"sampler": "pc", "n_samples": 1000, "nfe": 1000},
+        "n_pairs": 5,
+        "metrics": {
+            "fd_digits": {"value": 6.0, "floor_mean": 2.0},
+            "kid_digits": {"value": 0.01, "floor_mean": 0.001},
+            "class_confidence_digits": {"value": 8.5, "floor_mean": 9.6},
+        },
+        "fd_ratio": 3.0,
+        "fd_ratio_target": 3.0,
+        "passed": True,
+    }
+    params = {
+        "results": [
+            {
+                "name": "ncsnpp/cifar10",
+                "count": 62758915,
+                "target": 62700000,
+                "rel_diff": 0.00094,
+                "pass": True,
+            }
+        ]
+    }
+    for name, payload in (
+        ("quality_toy", toy),
+        ("quality_digits", digits),
+        ("param_counts", params),
+    ):
+        (folder / f"{name}.json").write_text(json.dumps(payload))
+    (folder / "quality_toy.png").write_bytes(b"\x89PNG")
+    return folder
+
+
+def test_render_tables_from_json(run_all: ModuleType, results: Path) -> None:
+    """Each JSON file becomes a titled markdown table carrying its figures and verdicts."""
+    text = run_all.render_results(results)
+    assert "### Toy quality" in text and "### Digits" in text and "### Parameter counts" in text
+    assert "| SDE | sampler | NFE | logp gap | occ. TV | SW1 / floor | verdict |" in text
+    assert "| VE | PC-1000 | 2000 | -0.0123 | 0.0071 | 1.234 | pass |" in text
+    assert "| VP | ODE RK45 | 236 | -0.0123 | 0.0071 | 3.5 | **FAIL** |" in text
+    assert "| VE | 1.951 | 1.932 | 0.0191 | 0.002 | pass |" in text
+    assert "| Fréchet distance | 6 | 2 | 3 |" in text
+    assert "| ncsnpp/cifar10 | 62758915 | 62700000 | 0.00094 | pass |" in text
+    assert "1500 steps × batch 128" in text and "trained in 252 s" in text
+    assert "Machine: `" in text and "CPUs" in text
+    # a link only for the PNG that exists
+    assert "![toy samples](benchmarks/results/quality_toy.png)" in text
+    assert "digits_samples.png" not in text
+    assert "Smoke budgets" not in text
+    assert "Smoke budgets" in run_all.render_results(results, quick=True)
+
+
+def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, results: Path) -> None:
+    """A JSON file whose layout its renderer does not know still gives a table of its records."""
+    (results / "param_counts.json").write_text(json.dumps({"rows": [{"net": "x", "n": 3}]}))
+    assert "| net | n |\n| --- | --- |\n| x | 3 |" in run_all.render_results(results)
+
+
+def test_update_readme_replaces_only_the_marked_section(
+    run_all: ModuleType, tmp_path: Path
+) -> None:
+    """Text outside the markers is kept; a README without markers gets them appended."""
+    readme = tmp_path / "README.md"
+    readme.write_text(f"intro\n{run_all.START}\nold figures\n{run_all.END}\noutro\n")
+    run_all.update_readme(readme, "new figures\n")
+    assert readme.read_text() == f"intro\n{run_all.START}\nnew figures\n{run_all.END}\noutro\n"
+    bare = tmp_path / "BARE.md"
+    bare.write_text("intro\n")
+    run_all.update_readme(bare, "figures\n")
+    assert bare.read_text() == f"intro\n\n{run_all.START}\nfigures\n{run_all.END}\n"
