@@ -367,34 +367,37 @@ def split_host_cpu(n: int) -> None:
             )
 
 
-def _tf_worker_count() -> int:
-    """Workers listed in $TF_CONFIG (1 when it is unset or names no cluster)."""
-    text = os.environ.get(TF_CONFIG_ENV)
-    if not text:
-        return 1
-    cluster = json.loads(text).get("cluster", {})
-    return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+def requested_hosts() -> int:
+    """Processes the environment asks to join (no backend start-up): 1 for a one-host run.
+
+    JAX: $KERAS_DISTRIBUTION_NUM_PROCESSES (or 2+ addresses in $KERAS_DISTRIBUTION_JOB_ADDRESSES).
+    TensorFlow: the workers (and chief) listed in $TF_CONFIG.
+    """
+    if name() == "tensorflow":
+        text = os.environ.get(TF_CONFIG_ENV)
+        if not text:
+            return 1
+        cluster = json.loads(text).get("cluster", {})
+        return max(1, len(cluster.get("worker", [])) + len(cluster.get("chief", [])))
+    processes = os.environ.get(JAX_HOST_ENV[1])
+    if processes:
+        return int(processes)
+    return max(1, len([a for a in os.environ.get(JAX_HOST_ENV[0], "").split(",") if a]))
 
 
 def initialize_hosts() -> int:
-    """Join a multi-host run described by the environment; return the number of processes.
+    """Join the multi-host run the environment describes; return the number of processes.
 
-    JAX: keras.distribution.initialize() when $KERAS_DISTRIBUTION_JOB_ADDRESSES or
-    $KERAS_DISTRIBUTION_NUM_PROCESSES is set (with $KERAS_DISTRIBUTION_PROCESS_ID).
-    TensorFlow: $TF_CONFIG, read by MultiWorkerMirroredStrategy in `data_parallel`.
+    JAX: keras.distribution.initialize() (reads $KERAS_DISTRIBUTION_JOB_ADDRESSES,
+    $KERAS_DISTRIBUTION_NUM_PROCESSES and $KERAS_DISTRIBUTION_PROCESS_ID). Other backends: 1.
     """
-    backend = name()
-    if backend == "jax":
-        import jax
+    if name() != "jax":
+        return 1
+    import jax
 
-        wanted = os.environ.get(JAX_HOST_ENV[1])
-        if any(os.environ.get(key) for key in JAX_HOST_ENV) and (wanted is None or int(wanted) > 1):
-            if not jax.distributed.is_initialized():
-                keras.distribution.initialize()
-        return jax.process_count()
-    if backend == "tensorflow":
-        return _tf_worker_count()
-    return 1
+    if requested_hosts() > 1 and not jax.distributed.is_initialized():
+        keras.distribution.initialize()
+    return jax.process_count()
 
 
 def _tf_local_devices() -> list[Any]:
@@ -416,7 +419,7 @@ def device_count() -> int:
 
         return jax.device_count()
     if backend == "tensorflow":
-        return len(_tf_local_devices()) * _tf_worker_count()
+        return len(_tf_local_devices())
     return 1
 
 
@@ -446,32 +449,28 @@ def _data_parallel_jax(n_devices: int) -> Iterator[Replicas]:
 
 @contextlib.contextmanager
 def _data_parallel_tensorflow(n_devices: int) -> Iterator[Replicas]:
-    """tf.distribute Mirrored (one host) or MultiWorkerMirrored ($TF_CONFIG) strategy scope."""
+    """tf.distribute.MirroredStrategy over the first n local devices, for the context."""
     import tensorflow as tf
 
-    if _tf_worker_count() > 1:
-        strategy = tf.distribute.MultiWorkerMirroredStrategy()
-        resolver = strategy.cluster_resolver
-        index, count = int(resolver.task_id or 0), _tf_worker_count()
-        if "chief" in resolver.cluster_spec().as_dict() and resolver.task_type != "chief":
-            index += 1  # the chief is process 0, workers follow
-        kind = "MultiWorkerMirroredStrategy"
-    else:
-        names = [device.name for device in _tf_local_devices()[:n_devices]]
-        strategy = tf.distribute.MirroredStrategy(devices=names)
-        index, count = 0, 1
-        kind = f"MirroredStrategy over {', '.join(names)}"
+    names = [device.name for device in _tf_local_devices()[:n_devices]]
+    strategy = tf.distribute.MirroredStrategy(devices=names)
     with strategy.scope():
-        # tf.distribute splits every global batch over the replicas of all workers itself
-        yield Replicas(strategy.num_replicas_in_sync, index, count, (0, 1), f"tf.distribute.{kind}")
+        # tf.distribute splits every global batch over the replicas itself
+        yield Replicas(
+            strategy.num_replicas_in_sync,
+            0,
+            1,
+            (0, 1),
+            f"tf.distribute.MirroredStrategy over {', '.join(names)}",
+        )
 
 
 def data_parallel(n_devices: int) -> contextlib.AbstractContextManager[Replicas]:
     """Context in which models are created and trained data-parallel over n devices.
 
     JAX: keras.distribution.DataParallel (all global devices when several processes run).
-    TensorFlow: MirroredStrategy over the first n local devices, or MultiWorkerMirroredStrategy
-    when $TF_CONFIG lists several workers. Models must be built (or loaded) inside the context.
+    TensorFlow: MirroredStrategy over the first n local devices (one host only: see
+    distribute.TF_MULTI_WORKER_UNSUPPORTED). Models must be built (or loaded) inside the context.
     """
     return _dispatch({"jax": _data_parallel_jax, "tensorflow": _data_parallel_tensorflow})(
         n_devices

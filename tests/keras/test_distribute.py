@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -168,7 +169,65 @@ def test_data_parallel_run_resumes_on_one_device(
     np.testing.assert_allclose(resumed["parallel"], resumed["single"], rtol=LOSS_RTOL)
 
 
+def _free_port() -> int:
+    """A TCP port on localhost that was free a moment ago (for the JAX coordinator)."""
+    with socket.socket() as probe:
+        probe.bind(("localhost", 0))
+        return int(probe.getsockname()[1])
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(BACKEND != "jax", reason="several hosts: JAX only (TensorFlow is refused)")
+def test_two_jax_processes_match_single_device(
+    paired_runs: dict[str, Path], tmp_path: Path
+) -> None:
+    """Two processes (stand-ins for two hosts, one CPU device each, gloo collectives), each
+    feeding half of every global batch: process 0's run folder has the single-device losses.
+    """
+    config = tmp_path / "config.json"
+    config.write_text(json.dumps(DP_CONFIG), encoding="utf-8")
+    out = tmp_path / "run"
+    address = f"localhost:{_free_port()}"
+    procs = []
+    for index in range(N_DEVICES):
+        env = {
+            **os.environ,
+            "KERAS_BACKEND": "jax",
+            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
+            "KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
+            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(N_DEVICES),
+            "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
+        }
+        for key in ("XLA_FLAGS", distribute.CPU_DEVICES_ENV):
+            env.pop(key, None)
+        command = [sys.executable, "-m", "cli.main", "train", "--config", str(config)]
+        command += ["--distribute", "data-parallel", "--out", str(out), "--no-progress"]
+        procs.append(
+            subprocess.Popen(
+                command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+            )
+        )
+    for proc in procs:
+        _, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
+        assert proc.returncode == 0, stderr.decode()[-3000:]
+    placement = json.loads((out / runs.CONFIG_FILE).read_text())["placement"]
+    assert placement["processes"] == N_DEVICES and placement["devices"] == N_DEVICES
+    assert (out / f"worker-{N_DEVICES - 1}" / runs.METRICS_FILE).exists()
+    np.testing.assert_allclose(_losses(out), _losses(paired_runs["single"]), rtol=LOSS_RTOL)
+
+
 # ------------------------------------------------------------------------------ policy
+
+
+@pytest.mark.skipif(BACKEND != "tensorflow", reason="$TF_CONFIG is TensorFlow's")
+def test_tensorflow_multi_worker_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Keras' fit fails under MultiWorkerMirroredStrategy: a clear refusal before any start-up."""
+    cluster = {"worker": ["localhost:1", "localhost:2"]}
+    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"index": 0}}))
+    config = {"distribute": "data-parallel", "devices": None, "batch_size": 64}
+    with pytest.raises(distribute.DistributeError, match=r"20585.*--backend jax"):
+        with distribute.training_scope(config):
+            pass
 
 
 def test_torch_data_parallel_is_refused_with_the_reason() -> None:
