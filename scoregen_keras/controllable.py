@@ -31,12 +31,11 @@ from scoregen_keras.classifier import log_posterior_grad_fn as classifier_grad_f
 from scoregen_keras.latent import tempered_prior
 from scoregen_keras.samplers import (
     CORRECTOR_NFE,
-    CORRECTORS,
     PREDICTOR_NFE,
-    PREDICTORS,
     Noise,
     NoiseSource,
     pc_sample,
+    pc_steps,
 )
 from scoregen_keras.sde import SDE, batch_scalar, to_float
 
@@ -91,12 +90,7 @@ def pc_sample_with_replacement(
     normal, the predictor's normal, one replacement normal. t = linspace(T, eps, n_steps) and
     dt = -T/n_steps; returns the noise-free mean of the last step when ``denoise``.
     """
-    if predictor not in PREDICTORS or corrector not in CORRECTORS:
-        raise ValueError(
-            f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
-            f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
-        )
-    predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
+    predictor_fn, corrector_fn = pc_steps(predictor, corrector)
     n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
     n_predictor = PREDICTOR_NFE[predictor]
     eps = sde.eps if eps is None else eps

@@ -449,6 +449,16 @@ PREDICTOR_NFE = {"euler_maruyama": 1, "reverse_diffusion": 1, "ancestral": 1, "n
 CORRECTOR_NFE = {"langevin": 1, "ald": 1, "none": 0}
 
 
+def pc_steps(predictor: str, corrector: str) -> tuple[StepFn, StepFn]:
+    """The predictor and corrector step functions of these names (ValueError if unknown)."""
+    if predictor not in PREDICTORS or corrector not in CORRECTORS:
+        raise ValueError(
+            f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
+            f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
+        )
+    return PREDICTORS[predictor], CORRECTORS[corrector]
+
+
 @_without_grad
 def pc_sample(
     score_fn: ScoreFn,
@@ -476,12 +486,7 @@ def pc_sample(
     corrector's normals, then the predictor's. Returns the noise-free mean of the last step when
     ``denoise``.
     """
-    if predictor not in PREDICTORS or corrector not in CORRECTORS:
-        raise ValueError(
-            f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
-            f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
-        )
-    predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
+    predictor_fn, corrector_fn = pc_steps(predictor, corrector)
     eps = sde.eps if eps is None else eps
     n_steps = sde.N if n_steps is None else n_steps
     n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps

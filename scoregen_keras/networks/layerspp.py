@@ -265,9 +265,8 @@ class FIRConv2D(keras.layers.Layer):
         }
 
 
-@keras.saving.register_keras_serializable(package=PACKAGE)
-class Upsample(keras.layers.Layer):
-    """2x upsampling: FIR or nearest neighbour, optionally with a (fused) 3x3 convolution."""
+class _Resample(keras.layers.Layer):
+    """Shared state of Upsample / Downsample: FIR or naive resampling, optional 3x3 conv."""
 
     def __init__(
         self,
@@ -279,18 +278,37 @@ class Upsample(keras.layers.Layer):
     ) -> None:
         super().__init__(**kwargs)
         if with_conv and out_ch is None:
-            raise ValueError("Upsample with_conv=True needs out_ch.")
+            raise ValueError(f"{type(self).__name__} with_conv=True needs out_ch.")
         self.out_ch = out_ch
         self.with_conv = with_conv
         self.fir = fir
         self.fir_kernel = tuple(fir_kernel)
-        self.conv = None
-        if with_conv:
-            self.conv = (
-                FIRConv2D(out_ch, 3, up=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
-                if fir
-                else conv3x3(out_ch, name="Conv_0")
-            )
+        self.conv = self._make_conv() if with_conv else None
+
+    def _make_conv(self) -> keras.layers.Layer:
+        """The resampling convolution (FIR-fused or plain)."""
+        raise NotImplementedError
+
+    def get_config(self) -> dict:
+        """Constructor arguments."""
+        return {
+            **super().get_config(),
+            "out_ch": self.out_ch,
+            "with_conv": self.with_conv,
+            "fir": self.fir,
+            "fir_kernel": list(self.fir_kernel),
+        }
+
+
+@keras.saving.register_keras_serializable(package=PACKAGE)
+class Upsample(_Resample):
+    """2x upsampling: FIR or nearest neighbour, optionally with a (fused) 3x3 convolution."""
+
+    def _make_conv(self) -> keras.layers.Layer:
+        """FIR-fused transposed conv, or a 3x3 conv after nearest-neighbour upsampling."""
+        if self.fir:
+            return FIRConv2D(self.out_ch, 3, up=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
+        return conv3x3(self.out_ch, name="Conv_0")
 
     def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
         """(B, H, W, C) -> (B, 2H, 2W, out_ch)."""
@@ -299,50 +317,23 @@ class Upsample(keras.layers.Layer):
         h = naive_upsample_2d(x)
         return self.conv(h) if self.with_conv else h
 
-    def get_config(self) -> dict:
-        """Constructor arguments."""
-        return {
-            **super().get_config(),
-            "out_ch": self.out_ch,
-            "with_conv": self.with_conv,
-            "fir": self.fir,
-            "fir_kernel": list(self.fir_kernel),
-        }
-
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
-class Downsample(keras.layers.Layer):
+class Downsample(_Resample):
     """2x downsampling: FIR or average pooling, optionally with a (fused) strided 3x3 conv."""
 
-    def __init__(
-        self,
-        out_ch: int | None = None,
-        with_conv: bool = False,
-        fir: bool = False,
-        fir_kernel: Sequence[float] = FIR_KERNEL,
-        **kwargs,
-    ) -> None:
-        super().__init__(**kwargs)
-        if with_conv and out_ch is None:
-            raise ValueError("Downsample with_conv=True needs out_ch.")
-        self.out_ch = out_ch
-        self.with_conv = with_conv
-        self.fir = fir
-        self.fir_kernel = tuple(fir_kernel)
-        self.conv = None
-        if with_conv:
-            self.conv = (
-                FIRConv2D(out_ch, 3, down=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
-                if fir
-                else keras.layers.Conv2D(
-                    out_ch,
-                    3,
-                    strides=RESAMPLE_FACTOR,
-                    padding="valid",
-                    kernel_initializer=default_init(),
-                    name="Conv_0",
-                )
-            )
+    def _make_conv(self) -> keras.layers.Layer:
+        """FIR-fused strided conv, or DDPM's strided 'valid' 3x3 conv."""
+        if self.fir:
+            return FIRConv2D(self.out_ch, 3, down=True, fir_kernel=self.fir_kernel, name="Conv2d_0")
+        return keras.layers.Conv2D(
+            self.out_ch,
+            3,
+            strides=RESAMPLE_FACTOR,
+            padding="valid",
+            kernel_initializer=default_init(),
+            name="Conv_0",
+        )
 
     def call(self, x: keras.KerasTensor) -> keras.KerasTensor:
         """(B, H, W, C) -> (B, H/2, W/2, out_ch)."""
@@ -351,16 +342,6 @@ class Downsample(keras.layers.Layer):
         if self.with_conv:  # pad one pixel at the end, strided 'valid' conv (DDPM)
             return self.conv(ops.pad(x, [[0, 0], [0, 1], [0, 1], [0, 0]]))
         return naive_downsample_2d(x)
-
-    def get_config(self) -> dict:
-        """Constructor arguments."""
-        return {
-            **super().get_config(),
-            "out_ch": self.out_ch,
-            "with_conv": self.with_conv,
-            "fir": self.fir,
-            "fir_kernel": list(self.fir_kernel),
-        }
 
 
 # ----------------------------------------------------------------------------- blocks
