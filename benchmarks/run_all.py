@@ -43,6 +43,7 @@ SCRIPTS: dict[str, list[str]] = {
     "quality_toy": ["--quick"],
     "quality_digits": ["--quick"],
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
+    "mixed_precision": ["--quick"],
 }
 QUICK_FLAG = "--quick"
 
@@ -177,29 +178,63 @@ def render_quality_toy(data: dict[str, Any], results: Path) -> list[str]:
     return out + (["", link] if link else [])
 
 
+def _load(values: Any) -> str:
+    """Load averages [1, 5, 15 min] as '1.2 / 3.4 / 5.6' (or 'unknown')."""
+    return "unknown" if not values else " / ".join(f"{float(v):.1f}" for v in values)
+
+
 def render_quality_digits(data: dict[str, Any], results: Path) -> list[str]:
-    """Issue 6 item 2: Fréchet distance in digits-classifier features beside the real floor."""
-    m, tr, sa = data["metrics"], data["training"], data["sampling"]
+    """Issue 6 item 2: Fréchet distance to held-out digits beside the real-vs-real floor."""
+    m, tr, sa, ref = data["metrics"], data["training"], data["sampling"], data["reference"]
     fd, kid, conf = m["fd_digits"], m["kid_digits"], m["class_confidence_digits"]
-    budget = f" (budget {_seconds(tr['budget_s'])})" if tr.get("budget_s") else ""
-    kid_ratio = kid["value"] / kid["floor_mean"] if kid["floor_mean"] > 0 else float("nan")
+    halves = data["two_halves"]["fd_digits"]
+    n = sa["n_samples"]
     rows = [
-        ["Fréchet distance", fd["value"], fd["floor_mean"], fd["value"] / fd["floor_mean"]],
-        ["KID", kid["value"], kid["floor_mean"], kid_ratio],
-        ["class confidence (IS-like)", conf["value"], conf["floor_mean"], None],
+        ["Fréchet distance", fd["value"], fd["floor_mean"], fd["floor_std"], fd["ratio"]],
+        ["KID", kid["value"], kid["floor_mean"], kid["floor_std"], kid["ratio"]],
+        ["class confidence (IS-like)", conf["value"], conf["floor_mean"], conf["floor_std"], None],
+        [
+            "Fréchet distance, two halves of all digits",
+            halves["value"],
+            halves["floor_mean"],
+            halves.get("floor_std"),
+            halves["value"] / halves["floor_mean"],
+        ],
     ]
+    wall = tr.get("wall_s") or tr.get("train_seconds")
+    per_step = (
+        f" of wall time (compilation and previews included; {tr['seconds_per_step']:.3g} s a step)"
+        if tr.get("seconds_per_step")
+        else ""
+    )
+    mach = data.get("machine", {})
     out = [
-        f"Budget: preset `{tr['preset']}` ({tr['model']}, {tr['sde'].upper()}) trained "
-        f"{tr['step']} steps × batch {tr['batch_size']} (the preset's full schedule is "
-        f"{tr['preset_steps']}) in {_seconds(tr.get('wall_s', tr['train_seconds']))}"
-        f"{budget}; {sa['n_samples']} samples "
-        f"with `{sa['sampler']}` ({sa['nfe']} NFE). Floor: the same figure between two random "
-        f"halves of the real digits (mean of {data['n_pairs']} splits).",
+        f"Command: `KERAS_BACKEND={mach.get('backend', 'jax')} python benchmarks/quality_digits.py`"
+        f" on `{mach.get('platform')}`, {mach.get('cpu_count')} CPUs (shared with other work).",
         "",
-        md_table(["digits-classifier features", "samples", "real vs real", "ratio"], rows),
+        f"Budget: preset `{tr['preset']}` ({tr['model']}, {tr['parameters']} parameters, "
+        f"{tr['sde'].upper()} SDE) trained {tr['step']} steps × batch {tr['batch_size']} "
+        f"(lr {tr['lr']:g}) on `{tr['dataset']}` ({tr['n_train']} digits) in {_seconds(wall)}"
+        f"{per_step}{'' if tr.get('trained_now') else ' (run reused)'}; load average "
+        f"(1 / 5 / 15 min) {_load(tr.get('load_average_before'))} before and "
+        f"{_load(tr.get('load_average_after'))} after training. {n} samples with "
+        f"`{sa['sampler']}`, {sa.get('sampler_steps') or 'default'} steps ({sa['nfe']} NFE).",
+        "",
+        f"Reference: the {ref['n_held_out']} digits of `{ref['held_out']}`, never trained on. "
+        f"Floor: the same figure for {ref['n_floor_subsets']} random {n}-subsets of the train "
+        f"digits against the same held-out digits (mean ± std); the two-halves row compares "
+        f"with half of all digits (floor: the other half, {data['two_halves']['n_pairs']} "
+        f"splits). Class confidence of the held-out digits: {fmt(conf.get('held_out'))}.",
+        "",
+        md_table(["digits-classifier features", "samples", "floor", "± std", "ratio"], rows),
         "",
         f"Fréchet ratio {data['fd_ratio']:.2f} (target ≤ {data['fd_ratio_target']:g}): "
-        f"{fmt(bool(data['passed']))}.",
+        f"{fmt(bool(data['passed']))}."
+        + (
+            " KID is unbiased, so real against real scatters around 0 and its ratio is undefined."
+            if kid["floor_mean"] <= 0
+            else ""
+        ),
     ]
     links = [
         image(results / "digits_samples.png", "digits samples"),
@@ -293,6 +328,48 @@ def render_train_throughput(data: dict[str, Any], results: Path) -> list[str]:
     return out + (["", *notes] if notes else [])
 
 
+def render_mixed_precision(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 7 item 3: score error of the toy preset by precision, as a ratio to float32."""
+    times = data["times"]
+    rows = [
+        [
+            r["backend"],
+            row["precision"],
+            row["steps"],
+            None if row["train_seconds"] is None else round(float(row["train_seconds"])),
+            *row["errors"],
+            row["mean_error"],
+            row["ratio"],
+            row["passed"],
+        ]
+        for r in data["results"]
+        for row in r["rows"]
+    ]
+    headers = ["backend", "precision", "steps", "train s", *[f"t = {t:g}" for t in times]]
+    headers += ["mean", "× float32", "verdict"]
+    first = next((row for r in data["results"] for row in r["rows"]), {})
+    sde = first.get("sde", {})
+    sde_text = ", ".join(f"{k} {v:g}" for k, v in sde.items() if isinstance(v, (int, float)))
+    out = [
+        f"Relative score error of the EMA model against the exact mixture5 score under the run's "
+        f"SDE ({sde.get('type', '?')}: {sde_text}); {data['eval_n']} noisy points per t. Preset "
+        f"`{first.get('preset', '?')}`, {first.get('steps', '?')} steps × batch "
+        f"{first.get('batch_size', '?')}, the same seed in every precision. Target: mean error "
+        f"≤ {data['target_ratio']:g} × float32's on the same backend.",
+        "",
+        md_table(headers, rows),
+    ]
+    notes = [
+        f"- {r['backend']} {row['precision']}: {row['steps'] - row['optimizer_steps']} of "
+        f"{row['steps']} steps skipped by dynamic loss scaling (no optimizer update)."
+        for r in data["results"]
+        for row in r["rows"]
+        if row.get("optimizer_steps", row["steps"]) < row["steps"]
+    ]
+    notes += [f"- {r['backend']}: {note}" for r in data["results"] for note in r.get("notes", [])]
+    return out + (["", *notes] if notes else [])
+
+
 def render_train_digits_classifier(data: dict[str, Any], results: Path) -> list[str]:
     """The shipped digits feature classifier."""
     r = data["result"]
@@ -329,7 +406,7 @@ def render_generic(data: dict[str, Any], results: Path) -> list[str]:
 
 TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "quality_toy": ("Toy quality: default presets against the exact density", render_quality_toy),
-    "quality_digits": ("Digits: Fréchet distance after a CPU budget", render_quality_digits),
+    "quality_digits": ("Digits: Fréchet distance to held-out digits", render_quality_digits),
     "nfe_quality": ("Sample quality against NFE (toy, VE)", render_nfe_quality),
     "reference_samplers": ("NumPy oracle: exact-score samplers", render_reference_samplers),
     "reference_training": ("NumPy oracle: MLP training", render_reference_training),
@@ -337,6 +414,7 @@ TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "param_counts": ("Parameter counts against the papers", render_param_counts),
     "sampler_overhead": ("Sampler overhead over the model", render_sampler_overhead),
     "train_throughput": ("Training throughput", render_train_throughput),
+    "mixed_precision": ("Mixed precision: score error against float32", render_mixed_precision),
     "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),
 }
 

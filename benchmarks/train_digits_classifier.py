@@ -2,10 +2,10 @@
 
 The small CNN of `scoregen_keras.features.build_digits_classifier` is trained on scikit-learn's
 8×8 digits, scaled to [0, 1] exactly as `scoregen_keras.data.load_dataset("digits")` does
-(pixels / 16), on the fixed train split of `features.digits_split`, with a fixed seed. Prints a
-table (train and held-out accuracy), writes the weights as plain .npz arrays and
-benchmarks/results/train_digits_classifier.json, and exits with status 1 when the held-out
-accuracy is below TARGET_ACCURACY.
+(pixels / 16), on the fixed train split of `data.digits_split` (the data set `digits:train`),
+with a fixed seed. Prints a table (train and held-out accuracy), writes the weights as plain .npz
+arrays and benchmarks/results/train_digits_classifier.json, and exits with status 1 when the
+held-out accuracy is below TARGET_ACCURACY.
 
 Usage: KERAS_BACKEND=tensorflow python benchmarks/train_digits_classifier.py [--out PATH]
 """

@@ -8,7 +8,9 @@ a file: arrays are read with `allow_pickle=False` and images through Pillow.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import os
+from typing import Any
 
 import numpy as np
 
@@ -17,6 +19,11 @@ from reference import datasets as reference_datasets
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 PIXEL_MAX_8BIT = 255.0
 DIGITS_PIXEL_MAX = 16.0  # scikit-learn's digits take integer values 0..16
+DIGITS_HELD_OUT_FRACTION = 0.2
+DIGITS_SPLIT_SEED = 0
+DIGITS_TRAIN, DIGITS_HELD_OUT = "train", "held-out"
+DIGITS_SPLITS = (DIGITS_TRAIN, DIGITS_HELD_OUT)
+"""Parts of the digits named `digits:PART`: the split the shipped feature classifier uses too."""
 TOY_DEFAULT_SIZE = 50_000
 
 
@@ -64,6 +71,7 @@ class Dataset:
     x: np.ndarray  # (n, *dims) float32, model space
     scaler: Scaler
     kind: str  # "points" or "images"
+    split: dict[str, Any] | None = None  # which part of a split data set (see `digits_split`)
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -93,13 +101,54 @@ def _toy(name: str, n: int, seed: int) -> Dataset:
     return Dataset(name, x.astype(np.float32), Scaler(), "points")
 
 
-def _digits(centered: bool) -> Dataset:
-    """scikit-learn's 8x8 digits (1 797 images, shipped with scikit-learn), scaled to [0, 1]."""
+def digits_split(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices of the n digits: a fixed permutation, the last 20 % held out."""
+    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
+    n_held_out = round(DIGITS_HELD_OUT_FRACTION * n)
+    return np.sort(order[: n - n_held_out]), np.sort(order[n - n_held_out :])
+
+
+def index_digest(indices: np.ndarray) -> str:
+    """SHA-256 of sorted example indices (as little-endian int64): names a subset in a record."""
+    return hashlib.sha256(np.sort(np.asarray(indices)).astype("<i8").tobytes()).hexdigest()
+
+
+def digits_split_record(n: int, part: str) -> dict[str, Any]:
+    """What a run records about the digits split it used: the rule, the sizes, the index digests."""
+    train, held_out = digits_split(n)
+    return {
+        "of": "digits",
+        "part": part,
+        "rule": "numpy.random.default_rng(seed).permutation(n_total); the last "
+        "round(held_out_fraction * n_total) indices are held out",
+        "seed": DIGITS_SPLIT_SEED,
+        "held_out_fraction": DIGITS_HELD_OUT_FRACTION,
+        "n_total": n,
+        "n_train": len(train),
+        "n_held_out": len(held_out),
+        "train_sha256": index_digest(train),
+        "held_out_sha256": index_digest(held_out),
+    }
+
+
+def _digits(centered: bool, part: str | None = None) -> Dataset:
+    """scikit-learn's 8x8 digits (1 797 images, shipped with scikit-learn), scaled to [0, 1].
+
+    part: None for all of them, else DIGITS_TRAIN or DIGITS_HELD_OUT of `digits_split`.
+    """
     from sklearn.datasets import load_digits
 
     images = load_digits().images[..., None]
     scaler = pixel_scaler(DIGITS_PIXEL_MAX, centered)
-    return Dataset("digits", scaler.forward(images), scaler, "images")
+    if part is None:
+        return Dataset("digits", scaler.forward(images), scaler, "images")
+    if part not in DIGITS_SPLITS:
+        choices = " or ".join(f"digits:{p}" for p in DIGITS_SPLITS)
+        raise DataError(f"unknown part 'digits:{part}' of the digits; choose {choices}.")
+    train, held_out = digits_split(len(images))
+    chosen = train if part == DIGITS_TRAIN else held_out
+    record = digits_split_record(len(images), part)
+    return Dataset(f"digits:{part}", scaler.forward(images[chosen]), scaler, "images", record)
 
 
 def _keras_images(name: str, centered: bool) -> Dataset:
@@ -182,6 +231,8 @@ def dataset_names() -> dict[str, str]:
         for name in reference_datasets.TOY_SETS
     }
     names["digits"] = "8x8 grey digits from scikit-learn (1 797 images, offline)"
+    names[f"digits:{DIGITS_TRAIN}"] = "the 1 438 digits of the fixed 80 % train split"
+    names[f"digits:{DIGITS_HELD_OUT}"] = "the 359 digits held out of it (never trained on)"
     names["mnist"] = "28x28 grey handwritten digits via keras.datasets (downloaded once)"
     names["fashion_mnist"] = "28x28 grey clothing images via keras.datasets (downloaded once)"
     names["cifar10"] = "32x32 colour images via keras.datasets (downloaded once)"
@@ -203,6 +254,8 @@ def load_dataset(
         return _toy(spec, n, seed)
     if spec == "digits":
         return _digits(centered)
+    if spec.startswith("digits:"):
+        return _digits(centered, spec[len("digits:") :])
     if spec in KERAS_IMAGE_SETS:
         return _keras_images(spec, centered)
     for prefix in ("npz:", "npy:"):

@@ -26,10 +26,12 @@ from typing import Any
 import keras
 import numpy as np
 
+from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import features, metrics, runs
 from scoregen_keras.data import Scaler, load_dataset
 from scoregen_keras.likelihood import ode_likelihood
+from scoregen_keras.sde import SDE
 
 POINTS, IMAGES = "points", "images"
 DEFAULT_PAIRS = 5
@@ -242,6 +244,22 @@ def evaluate_samples(
 
 
 # ------------------------------------------------------------------------------------ runs
+
+
+def reference_sde(sde: SDE) -> reference_sde_lib.SDE:
+    """The NumPy `reference.sde` twin of a Keras SDE (same class, parameters and eps).
+
+    For exact scores of a run's noise process: pass `run.model.sde`, so the oracle follows the
+    run's config (`sde`, `sde_config`) rather than a library default.
+    """
+    config = sde.to_config()
+    kind, eps = config.pop("type"), config.pop("eps")
+    twin = getattr(reference_sde_lib, kind, None)
+    if not (isinstance(twin, type) and issubclass(twin, reference_sde_lib.SDE)):
+        raise ValueError(f"reference.sde has no counterpart of the Keras SDE '{kind}'.")
+    result = twin(**config)
+    result.eps = float(eps)
+    return result
 
 
 def model_log_prob_fn(run: runs.Run) -> Callable[[np.ndarray], np.ndarray] | None:

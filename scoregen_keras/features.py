@@ -21,6 +21,8 @@ import numpy as np
 import scipy.special
 from keras import ops
 
+from scoregen_keras import data as data_sets
+
 Tensor = Any
 
 INCEPTION_SIZE = 299
@@ -46,8 +48,10 @@ DIGITS_SHAPE = (8, 8, 1)
 DIGITS_CLASSES = 10
 DIGITS_FEATURES = 64
 DIGITS_DROPOUT = 0.3
-DIGITS_HELD_OUT_FRACTION = 0.2
-DIGITS_SPLIT_SEED = 0
+DIGITS_HELD_OUT_FRACTION = data_sets.DIGITS_HELD_OUT_FRACTION
+DIGITS_SPLIT_SEED = data_sets.DIGITS_SPLIT_SEED
+digits_split = data_sets.digits_split
+"""The classifier's train / held-out split: the same as `load_dataset("digits:train")`."""
 
 
 class FeatureError(RuntimeError):
@@ -173,13 +177,6 @@ def build_digits_classifier() -> keras.Model:
     h = keras.layers.Dropout(DIGITS_DROPOUT, name="dropout2")(features)
     logits = keras.layers.Dense(DIGITS_CLASSES, name="logits")(h)
     return keras.Model(inputs, logits, name="digits_classifier")
-
-
-def digits_split(n: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out indices of the n digits: a fixed permutation, the last 20 % held out."""
-    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
-    n_held_out = round(DIGITS_HELD_OUT_FRACTION * n)
-    return np.sort(order[: n - n_held_out]), np.sort(order[n - n_held_out :])
 
 
 def save_digits_weights(model: keras.Model, path: str | os.PathLike[str]) -> None:

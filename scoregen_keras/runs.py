@@ -35,6 +35,7 @@ from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset
 from scoregen_keras.networks import CONFIGS, get_network
 from scoregen_keras.presets import ConfigError, validate_config
 from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
+from scoregen_keras.sde import SDE, sde_from_config
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
@@ -62,6 +63,7 @@ RESUMABLE_KEYS = frozenset(
         "sample_every",
         "n_sample_preview",
         "sampler",
+        "sampler_sigma_max",
         "distribute",  # where a run trains is not part of the model: resume on other devices
         "devices",
     }
@@ -269,6 +271,7 @@ def build_model(config: dict[str, Any], data_shape: tuple[int, ...]) -> ScoreMod
     model.compile(
         learning_rate=float(config["lr"]),
         warmup_steps=int(config["warmup"]),
+        decay_steps=int(config["steps"]) if config.get("lr_decay", "none") != "none" else None,
         global_clipnorm=config["grad_clip"],
         loss_scale=distribute.needs_loss_scaling(precision),
     )
@@ -337,8 +340,8 @@ class StepBatches(keras.utils.PyDataset):
 
 
 def data_info(dataset: Dataset) -> dict[str, Any]:
-    """What config.json records about the training data."""
-    return {
+    """What config.json records about the training data (and the split it came from, if any)."""
+    info = {
         "name": dataset.name,
         "kind": dataset.kind,
         "shape": list(dataset.shape),
@@ -346,6 +349,9 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
         "scaler": dataset.scaler.to_config(),
         "value_range": [float(np.min(dataset.x)), float(np.max(dataset.x))],
     }
+    if dataset.split is not None:
+        info["split"] = dataset.split
+    return info
 
 
 def _load_training_data(config: dict[str, Any]) -> Dataset:
@@ -376,6 +382,18 @@ class Samples:
     nfe: int
     seconds: float
     sampler: str
+
+
+def with_levels(sde: SDE, n: int) -> SDE:
+    """The SDE discretised into n levels (N = n), for a predictor-corrector chain of n steps.
+
+    pc_sample steps through `sde.discretize`, whose noise levels (VE: sigma_i; VP: beta_i) are
+    those of sde.N: a chain of n != N steps over them removes the wrong amount of noise per step
+    (VE samples end far outside the data). Rebuilt as benchmarks/nfe_quality.py does.
+    """
+    if int(n) == sde.N:
+        return sde
+    return sde_from_config({**sde.to_config(), "N": int(n)})
 
 
 def _sampler_kwargs(**options: Any) -> dict[str, Any]:
@@ -419,18 +437,17 @@ def draw_samples(
             score_fn, model.sigmas, shape, **common, **_sampler_kwargs(n_steps_each=steps)
         )
     elif sampler == "pc":
-        options = _sampler_kwargs(
-            predictor=predictor, corrector=corrector, snr=snr, n_steps=steps or None
-        )
-        x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
+        options = _sampler_kwargs(predictor=predictor, corrector=corrector, snr=snr)
+        sde = model.sde if steps is None else with_levels(model.sde, steps)
+        x, nfe = samplers.pc_sample(score_fn, sde, shape, **common, **options)
     elif sampler == "ode":
         options = {"method": "RK45"} if steps is None else {"method": "heun", "n_steps": steps}
         x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)
     elif sampler == "heun":
-        options = _sampler_kwargs(n_steps=steps)
+        options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
         x, nfe = samplers.edm_heun_sample(score_fn, model.sde, shape, **common, **options)
     elif sampler == "dpm-solver":
-        options = _sampler_kwargs(n_steps=steps)
+        options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
         x, nfe = samplers.dpm_solver_pp_sample(score_fn, model.sde, shape, **common, **options)
     else:
         raise RunError(
@@ -616,6 +633,12 @@ def _resume_config(paths: RunPaths, overrides: dict[str, Any]) -> dict[str, Any]
     for key, value in overrides.items():
         if value is None or key in ("backend", "preset"):
             continue
+        if key == "steps" and value != config["steps"] and config.get("lr_decay", "none") != "none":
+            raise RunError(
+                f"cannot change steps when resuming: the run's learning rate decays to zero at "
+                f"step {config['steps']} (lr_decay {config['lr_decay']!r}); start a new run "
+                "instead."
+            )
         if key in RESUMABLE_KEYS:
             config[key] = value
         elif config.get(key) != value:

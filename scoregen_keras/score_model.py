@@ -38,7 +38,12 @@ import scoregen_keras.networks  # noqa: F401  (registers the networks for deseri
 from scoregen_keras import backend, losses
 from scoregen_keras import sde as sde_lib
 from scoregen_keras.ema import EMA_RATE_VE, EMA_RATE_VP, ema_decay, ema_update
-from scoregen_keras.schedules import DEFAULT_LEARNING_RATE, DEFAULT_WARMUP_STEPS, LinearWarmup
+from scoregen_keras.schedules import (
+    DEFAULT_LEARNING_RATE,
+    DEFAULT_WARMUP_STEPS,
+    LinearWarmup,
+    WarmupCosineDecay,
+)
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -403,13 +408,15 @@ class ScoreModel(keras.Model):
         optimizer: keras.optimizers.Optimizer | str | None = None,
         learning_rate: float = DEFAULT_LEARNING_RATE,
         warmup_steps: int = DEFAULT_WARMUP_STEPS,
+        decay_steps: int | None = None,
         global_clipnorm: float | None = GLOBAL_CLIPNORM,
         loss_scale: bool = False,
         **kwargs: Any,
     ) -> None:
         """Compile; by default Adam(lr with linear warm-up, eps 1e-8) and global-norm clipping 1.
 
-        learning_rate, warmup_steps and global_clipnorm only shape the default optimizer.
+        learning_rate, warmup_steps, decay_steps and global_clipnorm only shape the default
+        optimizer; with decay_steps the rate decays by a cosine to zero at that update.
         loss_scale wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling, for a
         network in mixed_float16). Under tf.distribute, clipping acts on the summed gradient.
         The loss is the model's own (set at construction); `loss=` must not be given.
@@ -417,8 +424,13 @@ class ScoreModel(keras.Model):
         if kwargs.get("loss") is not None:
             raise ValueError("ScoreModel's loss is chosen at construction (loss=...), not compile")
         if optimizer is None:
+            schedule = (
+                LinearWarmup(learning_rate, warmup_steps)
+                if decay_steps is None
+                else WarmupCosineDecay(learning_rate, warmup_steps, decay_steps)
+            )
             optimizer = keras.optimizers.Adam(
-                learning_rate=LinearWarmup(learning_rate, warmup_steps),
+                learning_rate=schedule,
                 beta_1=ADAM_BETA_1,
                 beta_2=ADAM_BETA_2,
                 epsilon=ADAM_EPSILON,

@@ -73,21 +73,38 @@ def results(tmp_path: Path) -> Path:
         "runs": {"ve": _toy_run("toy"), "vp": _toy_run("toy-vp")},
     }
     digits = {
+        "machine": {"platform": "Linux-test", "cpu_count": 2, "backend": "jax"},
         "training": {
             "preset": "digits",
             "model": "ncsnpp/digits",
+            "parameters": 123456,
             "sde": "ve",
             "step": 1500,
             "batch_size": 128,
-            "preset_steps": 4000,
-            "train_seconds": 700.0,
+            "lr": 2e-3,
+            "dataset": "digits:train",
+            "n_train": 1438,
+            "wall_s": 700.0,
+            "seconds_per_step": 0.35,
+            "trained_now": True,
+            "load_average_before": [2.0, 3.3, 4.0],
+            "load_average_after": [5.0, 4.5, 4.0],
         },
-        "sampling": {"sampler": "pc", "n_samples": 1000, "nfe": 1000},
-        "n_pairs": 5,
+        "sampling": {"sampler": "pc", "sampler_steps": 500, "n_samples": 1000, "nfe": 1000},
+        "reference": {"held_out": "digits:held-out", "n_held_out": 359, "n_floor_subsets": 10},
         "metrics": {
-            "fd_digits": {"value": 6.0, "floor_mean": 2.0},
-            "kid_digits": {"value": 0.01, "floor_mean": 0.001},
-            "class_confidence_digits": {"value": 8.5, "floor_mean": 9.6},
+            "fd_digits": {"value": 6.0, "floor_mean": 2.0, "floor_std": 0.5, "ratio": 3.0},
+            "kid_digits": {"value": 0.01, "floor_mean": 0.001, "floor_std": 0.0005, "ratio": 10.0},
+            "class_confidence_digits": {
+                "value": 8.5,
+                "floor_mean": 9.6,
+                "floor_std": 0.05,
+                "held_out": 9.4,
+            },
+        },
+        "two_halves": {
+            "fd_digits": {"value": 4.0, "floor_mean": 1.0, "floor_std": 0.25},
+            "n_pairs": 5,
         },
         "fd_ratio": 3.0,
         "fd_ratio_target": 3.0,
@@ -122,15 +139,69 @@ def test_render_tables_from_json(run_all: ModuleType, results: Path) -> None:
     assert "| VE | PC-1000 | 2000 | -0.0123 | 0.0071 | 1.234 | pass |" in text
     assert "| VP | ODE RK45 | 236 | -0.0123 | 0.0071 | 3.5 | **FAIL** |" in text
     assert "| VE | 1.951 | 1.932 | 0.0191 | 0.002 | pass |" in text
-    assert "| Fréchet distance | 6 | 2 | 3 |" in text
+    assert "| Fréchet distance | 6 | 2 | 0.5 | 3 |" in text
+    assert "| Fréchet distance, two halves of all digits | 4 | 1 | 0.25 | 4 |" in text
+    assert "1500 steps × batch 128 (lr 0.002) on `digits:train` (1438 digits) in 700 s" in text
+    assert "(compilation and previews included; 0.35 s a step)" in text
+    assert "1000 samples with `pc`, 500 steps (1000 NFE)" in text
+    assert "2.0 / 3.3 / 4.0 before and 5.0 / 4.5 / 4.0 after" in text
+    assert "the 359 digits of `digits:held-out`" in text and "10 random 1000-subsets" in text
+    assert "Fréchet ratio 3.00 (target ≤ 3): pass." in text
     assert "| ncsnpp/cifar10 | 62758915 | 62700000 | 0.00094 | pass |" in text
-    assert "1500 steps × batch 128" in text and "trained in 252 s" in text
+    assert "trained in 252 s" in text
     assert "Machine: `" in text and "CPUs" in text
     # a link only for the PNG that exists
     assert "![toy samples](benchmarks/results/quality_toy.png)" in text
     assert "digits_samples.png" not in text
     assert "Smoke budgets" not in text
     assert "Smoke budgets" in run_all.render_results(results, quick=True)
+
+
+def _precision_row(precision: str, mean: float, ratio: float, passed: bool | None) -> dict:
+    """One precision's row of mixed_precision.json."""
+    return {
+        "precision": precision,
+        "preset": "toy",
+        "steps": 6000,
+        "batch_size": 512,
+        "sde": {"type": "VESDE", "sigma_min": 0.01, "sigma_max": 50.0, "N": 1000, "eps": 1e-5},
+        "train_seconds": 131.6,
+        "errors": [0.03, mean],
+        "mean_error": mean,
+        "ratio": ratio,
+        "passed": passed,
+    }
+
+
+def test_render_mixed_precision(run_all: ModuleType, results: Path) -> None:
+    """The mixed-precision table: errors by t, the ratio to float32, the verdict, the notes."""
+    payload = {
+        "times": [0.05, 0.5],
+        "eval_n": 20000,
+        "target_ratio": 1.5,
+        "results": [
+            {
+                "backend": "jax",
+                "rows": [
+                    _precision_row("float32", 0.0168, 1.0, None),
+                    _precision_row("mixed_bfloat16", 0.0170, 1.0119, True),
+                    {
+                        **_precision_row("mixed_float16", 0.0169, 1.006, True),
+                        "optimizer_steps": 5990,
+                    },
+                ],
+                "notes": ["mixed_float16: RunError: training diverged"],
+            }
+        ],
+    }
+    (results / "mixed_precision.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### Mixed precision" in text and "`benchmarks/mixed_precision.py`" in text
+    assert "| t = 0.05 | t = 0.5 | mean | × float32 | verdict |" in text
+    assert "| jax | mixed_bfloat16 | 6000 | 132 | 0.03 | 0.017 | 0.017 | 1.012 | pass |" in text
+    assert "VESDE: sigma_min 0.01, sigma_max 50" in text and "≤ 1.5 × float32" in text
+    assert "- jax: mixed_float16: RunError: training diverged" in text
+    assert "- jax mixed_float16: 10 of 6000 steps skipped by dynamic loss scaling" in text
 
 
 def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, results: Path) -> None:

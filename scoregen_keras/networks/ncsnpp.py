@@ -450,6 +450,18 @@ _DIGITS = dict(
     attn_resolutions=(4,),
     dropout=0.0,
 )
+# digits on a CPU: half of ncsnpp/digits' width (nf 16), one level and one block per level fewer,
+# no FIR resampling (on XLA CPU the FIR filters' backward pass cost more than the rest of a step)
+_DIGITS_SMALL = dict(
+    image_size=8,
+    channels=1,
+    nf=16,
+    ch_mult=(1, 2),
+    num_res_blocks=1,
+    attn_resolutions=(4,),
+    dropout=0.0,
+    fir=False,
+)
 _MNIST = dict(
     image_size=28,
     channels=1,
@@ -483,6 +495,7 @@ CONFIGS: dict[str, tuple[type[NCSNpp], dict[str, Any]]] = {
     "ddpmpp/cifar10-deep": (DDPMpp, {**_CIFAR10, **_DDPMPP, **_DEEP}),
     "ncsnpp/digits": (NCSNpp, {**_CIFAR10, **_NCSNPP, **_DIGITS}),
     "ddpmpp/digits": (DDPMpp, {**_CIFAR10, **_DDPMPP, **_DIGITS}),
+    "ncsnpp/digits-small": (NCSNpp, {**_CIFAR10, **_NCSNPP, **_DIGITS_SMALL}),
     "ncsnpp/mnist": (NCSNpp, {**_CIFAR10, **_NCSNPP, **_MNIST}),
     "ncsnpp/tiny": (NCSNpp, {**_CIFAR10, **_NCSNPP, **_TINY}),
     "ddpmpp/tiny": (DDPMpp, {**_CIFAR10, **_DDPMPP, **_TINY}),

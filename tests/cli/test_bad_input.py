@@ -181,6 +181,25 @@ def test_unknown_config_key(tmp_path: Path) -> None:
     assert_one_line_error(result, "stepz")
 
 
+@pytest.mark.parametrize(
+    ("changes", "words"),
+    [
+        ({"lr_decay": "linear"}, "unknown lr_decay"),
+        ({"sampler_sigma_max": 0}, "sampler_sigma_max must be positive"),
+        ({"sampler_sigma_max": "big"}, "sampler_sigma_max must be positive"),
+    ],
+)
+def test_invalid_schedule_values_in_a_config_file(
+    tmp_path: Path, changes: dict, words: str
+) -> None:
+    """lr_decay and sampler_sigma_max are checked before a run folder is made."""
+    config = tmp_path / "bad.json"
+    config.write_text(json.dumps(changes))
+    result = invoke("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, words)
+    assert not (tmp_path / "run").exists()
+
+
 # -------------------------------------------------------------------------- run folders
 
 

@@ -28,6 +28,7 @@ TINY_CONFIG: dict[str, Any] = {
     "batch_size": 64,
     "n_train": 512,
     "warmup": 0,
+    "lr_decay": "none",  # a constant rate, so --resume may extend the run
     "log_every": 5,
     "checkpoint_every": 10,
     "sample_every": 20,
@@ -189,6 +190,16 @@ def test_resume_extends_the_run_without_duplicate_metrics(tmp_path: Path) -> Non
     assert (status["status"], status["step"]) == ("complete", 40)
     assert json.loads((out / "config.json").read_text())["steps"] == 40
     assert (out / "checkpoints" / "step_40.keras").exists()
+
+
+def test_resume_cannot_extend_a_run_whose_rate_decays_to_its_last_step(tmp_path: Path) -> None:
+    """With lr_decay cosine the length is part of the schedule: a new --steps is refused."""
+    out = train_tiny(tmp_path, lr_decay="cosine")
+    result = invoke("train", "--resume", "--out", out, "--steps", "40")
+    assert result.exit_code != 0
+    assert "cannot change steps" in result.stderr and "Traceback" not in result.output
+    assert json.loads((out / "config.json").read_text())["steps"] == TINY_STEPS
+    assert run_status(out)["status"] == "complete"
 
 
 def test_resume_truncates_metrics_logged_after_the_checkpoint(tmp_path: Path) -> None:

@@ -76,3 +76,48 @@ def _save(path, array):
 def _write(path, payload):
     path.write_bytes(payload)
     return str(path)
+
+
+def test_digits_train_and_held_out_split_the_digits_disjointly():
+    """digits:train / digits:held-out: the classifier's fixed 1 438 / 359 split, every call."""
+    whole = data.load_dataset("digits")
+    train, held_out = data.load_dataset("digits:train"), data.load_dataset("digits:held-out")
+    train_idx, held_idx = data.digits_split(len(whole.x))
+    assert len(train.x) == 1438 and len(held_out.x) == 359
+    assert not set(train_idx) & set(held_idx)
+    assert sorted({*train_idx, *held_idx}) == list(range(len(whole.x)))
+    np.testing.assert_array_equal(train.x, whole.x[train_idx])
+    np.testing.assert_array_equal(held_out.x, whole.x[held_idx])
+    np.testing.assert_array_equal(data.load_dataset("digits:held-out").x, held_out.x)
+    assert train.name == "digits:train" and train.kind == "images" and whole.split is None
+    assert train.scaler == whole.scaler
+
+
+def test_digits_split_record_names_both_index_sets():
+    """The record a run keeps: sizes, seed, and digests that change when the split does."""
+    record = data.load_dataset("digits:held-out").split
+    train_idx, held_idx = data.digits_split(1797)
+    assert record["part"] == "held-out" and record["seed"] == data.DIGITS_SPLIT_SEED
+    assert (record["n_total"], record["n_train"], record["n_held_out"]) == (1797, 1438, 359)
+    assert record["train_sha256"] == data.index_digest(train_idx)
+    assert record["held_out_sha256"] == data.index_digest(held_idx)
+    assert record["held_out_sha256"] != data.index_digest(held_idx[1:])
+    assert data.load_dataset("digits:train").split == {**record, "part": "train"}
+
+
+def test_unknown_digits_part_is_one_clear_error():
+    with pytest.raises(data.DataError, match="choose digits:train or digits:held-out"):
+        data.load_dataset("digits:test")
+
+
+def test_digits_preset_trains_on_the_train_split_and_records_it():
+    """`scoregen train --preset digits` loads digits:train; config.json's data names the split."""
+    from scoregen_keras.presets import resolve_config
+    from scoregen_keras.runs import data_info
+
+    config = resolve_config("digits")
+    assert config["dataset"] == "digits:train"
+    info = data_info(data.load_dataset(config["dataset"]))
+    assert info["n"] == 1438 and info["split"]["part"] == "train"
+    assert info["split"]["held_out_sha256"] == data.index_digest(data.digits_split(1797)[1])
+    assert "split" not in data_info(data.load_dataset("digits"))

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import pytest
 
+from reference import sde as ref_sde
 from reference.datasets import mixture5
 from reference.distributions import GaussianMixture
+from scoregen_keras import sde as k_sde
 from scoregen_keras.data import load_dataset
-from scoregen_keras.evaluate import evaluate_samples
+from scoregen_keras.evaluate import evaluate_samples, reference_sde
 
 N = 400
 PAIRS = 3
@@ -116,3 +119,24 @@ def test_bad_arguments() -> None:
         evaluate_samples(x, np.zeros((10, 3)), "points")
     with pytest.raises(ValueError, match="n_pairs"):
         evaluate_samples(x, x, "points", n_pairs=0)
+
+
+@pytest.mark.parametrize(
+    "keras_sde",
+    [
+        k_sde.VESDE(sigma_min=0.02, sigma_max=30.0, N=500, eps=1e-4),
+        k_sde.VPSDE(beta_min=0.2, beta_max=15.0, N=800),
+        k_sde.SubVPSDE(beta_min=0.3, beta_max=10.0, N=700),
+    ],
+    ids=lambda sde: type(sde).__name__,
+)
+def test_reference_sde_has_the_keras_sdes_parameters(keras_sde: k_sde.SDE) -> None:
+    """The NumPy twin of a non-default Keras SDE: same class, N, eps and marginal coefficients."""
+    twin = reference_sde(keras_sde)
+    assert type(twin) is getattr(ref_sde, type(keras_sde).__name__)
+    assert (twin.N, twin.eps) == (keras_sde.N, keras_sde.eps)
+    t = np.array([1e-3, 0.1, 0.5, 1.0], dtype=np.float32)
+    for ours, theirs in zip(
+        twin.marginal_coefficients(t), keras_sde.marginal_coefficients(t), strict=True
+    ):
+        np.testing.assert_allclose(ours, keras.ops.convert_to_numpy(theirs), rtol=1e-5)

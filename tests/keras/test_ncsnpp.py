@@ -12,7 +12,7 @@ from scipy.signal import convolve2d
 from scoregen_keras.networks import layerspp
 from scoregen_keras.networks.ncsnpp import CONFIGS, DDPM_TIME_SCALE, DDPMpp, NCSNpp, get_ncsnpp
 
-FAST_CONFIGS = ("ncsnpp/tiny", "ddpmpp/tiny")
+FAST_CONFIGS = ("ncsnpp/tiny", "ddpmpp/tiny", "ncsnpp/digits-small")
 SLOW_CONFIGS = ("ncsnpp/digits", "ddpmpp/digits", "ncsnpp/mnist")  # seconds each; minutes on JAX
 BATCH = 2
 # op-by-op JAX compiles every primitive (and its transpose) separately: one jitted step is faster

@@ -12,7 +12,7 @@ from reference import sde as ref_sde
 from reference import train as ref_train
 from reference.datasets import mixture5
 from scoregen_keras.networks import get_network
-from scoregen_keras.schedules import LinearWarmup
+from scoregen_keras.schedules import LinearWarmup, WarmupCosineDecay
 from scoregen_keras.score_model import ScoreModel
 
 BATCH = 64
@@ -161,6 +161,37 @@ def test_warmup_schedule_values() -> None:
     assert LinearWarmup.from_config(schedule.get_config()).get_config() == schedule.get_config()
     with pytest.raises(ValueError):
         LinearWarmup(1e-3, -1)
+
+
+def test_cosine_decay_schedule_values() -> None:
+    """Warm-up as LinearWarmup, then lr (f + (1 - f)(1 + cos(pi p)) / 2), p the decay progress."""
+    schedule = WarmupCosineDecay(1e-3, 100, 1100, final_fraction=0.1)
+    half = 0.1 + 0.9 * 0.5  # p = 1/2 at update 600
+    for step, want in [(0, 1e-5), (99, 1e-3), (599, 1e-3 * half), (1099, 1e-4), (5000, 1e-4)]:
+        np.testing.assert_allclose(float(ops.convert_to_numpy(schedule(step))), want, rtol=1e-5)
+    np.testing.assert_allclose(
+        float(ops.convert_to_numpy(WarmupCosineDecay(1e-3, 0, 1000)(499))), 5e-4, rtol=1e-5
+    )
+    restored = WarmupCosineDecay.from_config(schedule.get_config())
+    assert restored.get_config() == schedule.get_config()
+    short = WarmupCosineDecay(1e-3, 100, 50)  # ends inside its warm-up: no decay
+    np.testing.assert_allclose(float(ops.convert_to_numpy(short(49))), 5e-4, rtol=1e-5)
+    with pytest.raises(ValueError, match="total_steps"):
+        WarmupCosineDecay(1e-3, 100, 0)
+    with pytest.raises(ValueError, match="final_fraction"):
+        WarmupCosineDecay(1e-3, 100, 1000, final_fraction=1.5)
+
+
+def test_compile_with_decay_steps_decays_to_zero() -> None:
+    """compile(decay_steps=n): a cosine to zero at update n after the warm-up."""
+    keras.utils.set_random_seed(0)
+    model = ScoreModel(get_network("mlp/tiny"), sde="ve")
+    model.compile(learning_rate=1e-3, warmup_steps=1, decay_steps=3)
+    model.fit(toy_data(BATCH * 3), batch_size=BATCH, epochs=1, verbose=0)
+    assert isinstance(model.optimizer._learning_rate, WarmupCosineDecay)
+    assert float(ops.convert_to_numpy(model.optimizer.learning_rate)) == pytest.approx(
+        0.0, abs=1e-12
+    )
 
 
 def test_compile_defaults() -> None:
