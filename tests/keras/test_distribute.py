@@ -41,6 +41,7 @@ DP_CONFIG: dict[str, Any] = {
     "batch_size": 64,
     "n_train": 512,
     "warmup": 0,
+    "lr_decay": "none",  # a constant rate: the resume test extends these runs
     "grad_clip": 0.01,
     "log_every": 1,
     "checkpoint_every": 25,
