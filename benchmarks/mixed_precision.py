@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import subprocess
 import sys
@@ -37,6 +36,11 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.machine_info import machine  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "mixed_precision.json"
 RUNS_DIR = ROOT / "benchmarks" / "results" / "runs" / "mixed_precision"  # ignored by git
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -254,18 +258,6 @@ def print_table(results: list[dict[str, Any]], times: list[float]) -> None:
                 print(f"{result['backend']:<11} {row['precision']}: {skipped_steps(row)}")
         for note in result["notes"]:
             print(f"{result['backend']:<11} note: {note}")
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from: platform, CPU count, load, Python."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_at_start": None if load is None else round(load[0], 2),
-        "python": platform.python_version(),
-    }
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -54,7 +54,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -75,6 +74,7 @@ import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.machine_info import load_average, machine  # noqa: E402
 from scoregen_keras import features, metrics, plots, runs  # noqa: E402
 from scoregen_keras.data import DIGITS_HELD_OUT, DIGITS_TRAIN, load_dataset  # noqa: E402
 from scoregen_keras.evaluate import evaluate_samples  # noqa: E402
@@ -123,27 +123,6 @@ REUSE_KEYS = (
     "seed",
     "precision",
 )
-
-
-def load_average() -> list[float] | None:
-    """The 1-, 5- and 15-minute load averages (None where the platform has none)."""
-    if not hasattr(os, "getloadavg"):
-        return None
-    return [round(value, 2) for value in os.getloadavg()]
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from: platform, CPU count, load, backend."""
-    load = load_average()
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_at_start": None if load is None else load[0],
-        "python": platform.python_version(),
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-    }
 
 
 def training_config(steps: int | None, preview_steps: int) -> dict[str, Any]:
@@ -365,7 +344,10 @@ def main(argv: list[str] | None = None) -> int:
         args.samples = min(args.samples, QUICK_SAMPLES)
         args.sampler_steps = args.sampler_steps or QUICK_SAMPLER_STEPS
     args.output.parent.mkdir(parents=True, exist_ok=True)
-    report: dict[str, Any] = {"benchmark": "quality_digits", "machine": machine()}
+    report: dict[str, Any] = {
+        "benchmark": "quality_digits",
+        "machine": machine(backend=keras.backend.backend(), keras=keras.__version__),
+    }
 
     preview_steps = QUICK_SAMPLER_STEPS if args.quick else PREVIEW_STEPS
     run, done, trained_now = obtain_run(

@@ -27,7 +27,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import shutil
 import sys
 import time
@@ -50,6 +49,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.machine_info import machine  # noqa: E402
 from reference import checks  # noqa: E402
 from reference.datasets import mixture5  # noqa: E402
 from scoregen_keras import runs  # noqa: E402
@@ -95,20 +95,6 @@ SAMPLERS = (
     (f"DPM-Solver++ {DPM_STEPS} steps", "dpm-solver", DPM_STEPS),
 )
 NFE_LIMITS = {"heun": 35, "dpm-solver": 20}
-
-
-def machine() -> dict[str, Any]:
-    """The machine the figures come from: platform, CPU count, load, backend."""
-    load = os.getloadavg() if hasattr(os, "getloadavg") else None
-    return {
-        "platform": platform.platform(),
-        "processor": platform.processor() or platform.machine(),
-        "cpu_count": os.cpu_count(),
-        "load_average_1min_at_start": None if load is None else round(load[0], 2),
-        "python": platform.python_version(),
-        "backend": keras.backend.backend(),
-        "keras": keras.__version__,
-    }
 
 
 def _complete(run_dir: Path) -> bool:
@@ -294,7 +280,7 @@ def main(argv: list[str] | None = None) -> int:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     report: dict[str, Any] = {
         "benchmark": "quality_toy",
-        "machine": machine(),
+        "machine": machine(backend=keras.backend.backend(), keras=keras.__version__),
         "targets": TARGETS,
         "n_samples": args.samples,
         "n_nll_points": args.nll_points,

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 from types import ModuleType
 
 import pytest
 
-RUN_ALL = Path(__file__).resolve().parents[1] / "benchmarks" / "run_all.py"
-
 
 @pytest.fixture(scope="module")
 def run_all() -> ModuleType:
-    """benchmarks/run_all.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("run_all", RUN_ALL)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/run_all.py as a module (benchmarks/ is a namespace package)."""
+    return importlib.import_module("benchmarks.run_all")
 
 
 def _toy_row(sampler: str, nfe: int, sw1_ratio: float, passed: bool) -> dict:

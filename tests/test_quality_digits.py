@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-import importlib.util
+import importlib
 import json
 from pathlib import Path
 from types import ModuleType
@@ -12,17 +12,13 @@ import pytest
 
 from scoregen_keras.data import digits_split, index_digest, load_dataset
 
-SCRIPT = Path(__file__).resolve().parents[1] / "benchmarks" / "quality_digits.py"
 N = 200  # "samples" per comparison: small, so the test is fast
 
 
 @pytest.fixture(scope="module")
 def quality_digits() -> ModuleType:
-    """benchmarks/quality_digits.py as a module (benchmarks/ is not a package)."""
-    spec = importlib.util.spec_from_file_location("quality_digits", SCRIPT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    """benchmarks/quality_digits.py as a module (benchmarks/ is a namespace package)."""
+    return importlib.import_module("benchmarks.quality_digits")
 
 
 @pytest.fixture(scope="module")
