@@ -38,7 +38,6 @@ from scoregen_keras import samplers
 from scoregen_keras.checkpoint import load_checkpoint, save_checkpoint
 from scoregen_keras.networks import get_network
 from scoregen_keras.score_model import ScoreModel
-from scoregen_keras.sde import sde_from_config
 
 RESULTS = Path(__file__).parent / "results"
 MODEL_PATH = RESULTS / "nfe_quality_model.keras"
@@ -74,16 +73,11 @@ def train_model(steps: int, batch_size: int, seed: int) -> tuple[ScoreModel, flo
 def sweeps(score_fn, sde) -> dict[str, list[tuple[str, object]]]:
     """sampler -> [(setting label, f(seed, n) -> (x, nfe))]."""
     shape = lambda n: (n, 2)  # noqa: E731
-    # PC's reverse-diffusion / Langevin steps follow the SDE's N-level discretisation, so a run
-    # of n steps uses the same SDE discretised into N = n levels (as score_sde's configs do)
-    with_levels = lambda n: sde_from_config({**sde.to_config(), "N": n})  # noqa: E731
     return {
         "PC (RD + Langevin)": [
             (
                 f"N={n}",
-                lambda seed, k, n=n: samplers.pc_sample(
-                    score_fn, with_levels(n), shape(k), seed, n_steps=n
-                ),
+                lambda seed, k, n=n: samplers.pc_sample(score_fn, sde, shape(k), seed, n_steps=n),
             )
             for n in PC_STEPS
         ],

@@ -48,7 +48,7 @@ def impute(
     to mean + std z with (mean, std) = ``sde.marginal_prob(x_obs, t)``. Draws: the prior
     (``sde.prior_sampling(rng, shape)``); then per step the corrector's normals, one replacement
     normal, the predictor's normal, one replacement normal. The result carries ``x_obs`` exactly
-    at the observed coordinates.
+    at the observed coordinates. ``n_steps`` other than sde.N runs on ``sde.with_levels(n_steps)``.
 
     This is the standard method (score_sde's inpainting) and it is biased even with exact scores:
     the free coordinates are steered by a noised copy of ``x_obs`` and settle on a mode of a
@@ -58,7 +58,8 @@ def impute(
     counted = CountingScore(score_fn)
     predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
     eps = sde.eps if eps is None else eps
-    n_steps = sde.N if n_steps is None else n_steps
+    sde = sde if n_steps is None else sde.with_levels(n_steps)
+    n_steps = sde.N
     x_obs = np.asarray(x_obs, dtype=np.float64)
     observed = np.broadcast_to(np.asarray(mask, dtype=bool), x_obs.shape)
     x = np.where(observed, x_obs, sde.prior_sampling(rng, x_obs.shape))
@@ -160,9 +161,10 @@ def smc_impute(
     ``nfe`` counts score calls, each on all batch x n_particles particles.
     """
     counted = CountingScore(score_fn)
-    reverse = sde.reverse(counted)
     eps = sde.eps if eps is None else eps
-    n_steps = sde.N if n_steps is None else n_steps
+    sde = sde if n_steps is None else sde.with_levels(n_steps)
+    n_steps = sde.N
+    reverse = sde.reverse(counted)
     x_obs = np.asarray(x_obs, dtype=np.float64)
     batch, dims = x_obs.shape[0], x_obs.shape[1:]
     particle_shape = (batch, n_particles, *dims)

@@ -230,14 +230,17 @@ def pc_sample(
 ) -> tuple[np.ndarray, int]:
     """Predictor-corrector sampling (Song et al. 2021, Algorithm 1), t = linspace(T, eps, N).
 
-    At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. Draws: the prior
-    (``sde.prior_sampling(rng, shape)``) unless ``x_init``; then per step the corrector's normals,
-    then the predictor's. Returns the noise-free mean of the last step when ``denoise``.
+    At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. ``n_steps``
+    other than sde.N runs on ``sde.with_levels(n_steps)``, whose noise levels the chain visits.
+    Draws: the prior (``sde.prior_sampling(rng, shape)``) unless ``x_init``; then per step the
+    corrector's normals, then the predictor's. Returns the noise-free mean of the last step when
+    ``denoise``.
     """
     counted = CountingScore(score_fn)
     predictor_fn, corrector_fn = PREDICTORS[predictor], CORRECTORS[corrector]
     eps = sde.eps if eps is None else eps
-    n_steps = sde.N if n_steps is None else n_steps
+    sde = sde if n_steps is None else sde.with_levels(n_steps)
+    n_steps = sde.N
     x = sde.prior_sampling(rng, shape) if x_init is None else np.array(x_init, dtype=np.float64)
     dt = -sde.T / n_steps
     x_mean = x

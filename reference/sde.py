@@ -40,6 +40,18 @@ class SDE:
     def __init__(self, N: int) -> None:
         self.N = int(N)
 
+    def get_config(self) -> dict[str, float | int]:
+        """Constructor arguments of this SDE."""
+        return {"N": self.N}
+
+    def with_levels(self, N: int) -> SDE:
+        """This SDE discretised into N levels (self when N already matches).
+
+        A chain of n steps through `discretize`, `ancestral_step` or `langevin_alpha` must use the
+        tables of N = n: over the levels of another N it removes the wrong noise per step.
+        """
+        return self if int(N) == self.N else type(self)(**{**self.get_config(), "N": int(N)})
+
     # --- continuous-time description -------------------------------------------------------
     def sde(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Drift f(x, t) of shape (batch, *dims) and diffusion g(t) of shape (batch,)."""
@@ -147,6 +159,10 @@ class VESDE(SDE):
         # SMLD noise levels sigma_0 < ... < sigma_{N-1}
         self.discrete_sigmas = np.exp(np.linspace(np.log(sigma_min), np.log(sigma_max), self.N))
 
+    def get_config(self) -> dict[str, float | int]:
+        """Constructor arguments of this SDE."""
+        return {"sigma_min": self.sigma_min, "sigma_max": self.sigma_max, **super().get_config()}
+
     def _sigma(self, t: np.ndarray | float) -> np.ndarray:
         """sigma(t) = sigma_min (sigma_max / sigma_min)^t."""
         return self.sigma_min * np.exp(np.asarray(t, dtype=np.float64) * self.log_ratio)
@@ -220,6 +236,10 @@ class _LinearBetaSDE(SDE):
         # DDPM betas beta_i = linspace(beta_0/N, beta_1/N, N) and alphas_i = 1 - beta_i
         self.discrete_betas = np.linspace(self.beta_0 / self.N, self.beta_1 / self.N, self.N)
         self.alphas = 1.0 - self.discrete_betas
+
+    def get_config(self) -> dict[str, float | int]:
+        """Constructor arguments of this SDE."""
+        return {"beta_min": self.beta_0, "beta_max": self.beta_1, **super().get_config()}
 
     def beta(self, t: np.ndarray | float) -> np.ndarray:
         """beta(t) = beta_0 + t (beta_1 - beta_0)."""

@@ -88,13 +88,15 @@ def pc_sample_with_replacement(
     inverse) and ``mask`` (True = observed) broadcasts against it. Draws: the prior (scaled by
     ``temperature``; none with ``x_init``), then per step the corrector's normals, one replacement
     normal, the predictor's normal, one replacement normal. t = linspace(T, eps, n_steps) and
-    dt = -T/n_steps; returns the noise-free mean of the last step when ``denoise``.
+    dt = -T/n_steps on ``sde.with_levels(n_steps)``; returns the noise-free mean of the last step
+    when ``denoise``.
     """
     predictor_fn, corrector_fn = pc_steps(predictor, corrector)
     n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
     n_predictor = PREDICTOR_NFE[predictor]
     eps = sde.eps if eps is None else eps
-    n_steps = sde.N if n_steps is None else n_steps
+    sde = sde if n_steps is None else sde.with_levels(n_steps)
+    n_steps = sde.N
     dt = -sde.T / n_steps
     y_obs = to_float(y_obs)
     shape = tuple(y_obs.shape)

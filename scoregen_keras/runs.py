@@ -35,7 +35,6 @@ from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset
 from scoregen_keras.networks import CONFIGS, get_network
 from scoregen_keras.presets import ConfigError, validate_config
 from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
-from scoregen_keras.sde import SDE, sde_from_config
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
@@ -384,18 +383,6 @@ class Samples:
     sampler: str
 
 
-def with_levels(sde: SDE, n: int) -> SDE:
-    """The SDE discretised into n levels (N = n), for a predictor-corrector chain of n steps.
-
-    pc_sample steps through `sde.discretize`, whose noise levels (VE: sigma_i; VP: beta_i) are
-    those of sde.N: a chain of n != N steps over them removes the wrong amount of noise per step
-    (VE samples end far outside the data). Rebuilt as benchmarks/nfe_quality.py does.
-    """
-    if int(n) == sde.N:
-        return sde
-    return sde_from_config({**sde.to_config(), "N": int(n)})
-
-
 def _sampler_kwargs(**options: Any) -> dict[str, Any]:
     """The given sampler options, leaving out those not set (None) so defaults apply."""
     return {key: value for key, value in options.items() if value is not None}
@@ -437,9 +424,8 @@ def draw_samples(
             score_fn, model.sigmas, shape, **common, **_sampler_kwargs(n_steps_each=steps)
         )
     elif sampler == "pc":
-        options = _sampler_kwargs(predictor=predictor, corrector=corrector, snr=snr)
-        sde = model.sde if steps is None else with_levels(model.sde, steps)
-        x, nfe = samplers.pc_sample(score_fn, sde, shape, **common, **options)
+        options = _sampler_kwargs(predictor=predictor, corrector=corrector, snr=snr, n_steps=steps)
+        x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
     elif sampler == "ode":
         options = {"method": "RK45"} if steps is None else {"method": "heun", "n_steps": steps}
         x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)

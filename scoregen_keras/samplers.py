@@ -481,14 +481,16 @@ def pc_sample(
 ) -> tuple[Tensor, int]:
     """Predictor-corrector sampling (Song et al. 2021, Algorithm 1), t = linspace(T, eps, N).
 
-    At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. Draws as the
-    reference: the prior (scaled by ``temperature``) unless ``x_init``; then per step the
-    corrector's normals, then the predictor's. Returns the noise-free mean of the last step when
-    ``denoise``.
+    At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. ``n_steps``
+    other than sde.N runs on ``sde.with_levels(n_steps)``, whose noise levels the chain visits.
+    Draws as the reference: the prior (scaled by ``temperature``) unless ``x_init``; then per
+    step the corrector's normals, then the predictor's. Returns the noise-free mean of the last
+    step when ``denoise``.
     """
     predictor_fn, corrector_fn = pc_steps(predictor, corrector)
     eps = sde.eps if eps is None else eps
-    n_steps = sde.N if n_steps is None else n_steps
+    sde = sde if n_steps is None else sde.with_levels(n_steps)
+    n_steps = sde.N
     n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
     n_predictor = PREDICTOR_NFE[predictor]
     dt = -sde.T / n_steps

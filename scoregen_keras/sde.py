@@ -72,6 +72,21 @@ class SDE:
         """Plain-dict description {"type": class name, **constructor arguments}."""
         return {"type": type(self).__name__, **self.get_config()}
 
+    def with_levels(self, N: int) -> SDE:
+        """This SDE discretised into N levels: self when N matches, else one cached copy per N.
+
+        A chain of n steps through `discretize`, `ancestral_step` or `langevin_alpha` must use the
+        tables of N = n: over the levels of another N it removes the wrong noise per step. The copy
+        is cached so compiled samplers keyed on the SDE are reused across calls.
+        """
+        N = int(N)
+        if N == self.N:
+            return self
+        copies = self.__dict__.setdefault("_copies_by_levels", {})
+        if N not in copies:
+            copies[N] = type(self)(**{**self.get_config(), "N": N})
+        return copies[N]
+
     # --- continuous-time description ---------------------------------------------------------
     def sde(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """Drift f(x, t) of shape (batch, *dims) and diffusion g(t) of shape (batch,)."""

@@ -44,11 +44,3 @@ def test_pc_samples_have_the_data_spread_for_any_step_count(sde: Any, steps: int
     drawn = runs.draw_samples(_gaussian_model(sde), CONFIG, N_SAMPLES, "pc", seed=0, steps=steps)
     assert drawn.nfe == 2 * (steps or sde.N)
     np.testing.assert_allclose(np.std(drawn.x, axis=0), DATA_STD, rtol=STD_RTOL)
-
-
-def test_with_levels_rebuilds_the_sde_only_when_n_differs() -> None:
-    """Same SDE for n = N; else the same parameters with N = n."""
-    sde = VESDE(sigma_min=0.02, sigma_max=10.0)
-    assert runs.with_levels(sde, sde.N) is sde
-    coarse = runs.with_levels(sde, 50)
-    assert coarse.to_config() == {**sde.to_config(), "N": 50}

@@ -47,6 +47,21 @@ def test_attributes(pair):
     assert (k.T, k.N, k.eps) == (ref.T, ref.N, ref.eps)
 
 
+def test_with_levels_matches_reference_and_is_cached(pair, inputs, assert_close):
+    """with_levels(n) is the reference's SDE with N = n; one object per n for the compile cache."""
+    ref, k = pair
+    x, t, _ = inputs
+    assert k.with_levels(k.N) is k
+    coarse = k.with_levels(40)
+    assert coarse is k.with_levels(40)
+    assert coarse.to_config() == {**k.to_config(), "N": 40}
+    ref_coarse = ref.with_levels(40)
+    for got, want in zip(
+        coarse.discretize(x, t), ref_coarse.discretize(f64(x), f64(t)), strict=True
+    ):
+        assert_close(got, want)
+
+
 def test_sde(pair, inputs, assert_close):
     ref, k = pair
     x, t, _ = inputs

@@ -239,6 +239,30 @@ def test_pc_sample_gaussian_moments():
     assert abs(x.var() - 0.3) < 0.02
 
 
+@pytest.mark.parametrize(
+    ("name", "predictor"),
+    [
+        (name, predictor)
+        for name in SDES
+        for predictor in ("reverse_diffusion", "ancestral", "euler_maruyama")
+        if (name, predictor) != ("subvp", "ancestral")  # sub-VP has no ancestral rule
+    ],
+)
+def test_pc_sample_with_fewer_steps_than_levels_reaches_the_target(name, predictor):
+    """100 steps on an SDE of N = 1000: the chain runs on sde.with_levels(100).
+
+    Measured errors with 20 000 draws: mean <= 0.004, variance <= 0.008 off (discretisation of
+    100 steps included). Stepping the N = 1000 tables instead gave variance 322 (VE) and 0.43 (VP).
+    """
+    sde, target = SDES[name](), gaussian_1d()
+    x, nfe = samplers.pc_sample(
+        target.score_fn(sde), sde, (20_000, 1), np.random.default_rng(0), predictor, n_steps=100
+    )
+    assert nfe == 200
+    assert abs(x.mean() - 0.5) < 0.02
+    assert abs(x.var() - 0.3) < 0.02
+
+
 def test_subvp_ancestral_raises():
     sde, target = SubVPSDE(N=100), gaussian_1d()
     with pytest.raises(NotImplementedError):

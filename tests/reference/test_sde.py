@@ -195,6 +195,23 @@ def test_subvp_constants() -> None:
     np.testing.assert_allclose(G, g * np.sqrt(dt), rtol=FLOAT_RTOL)
 
 
+@pytest.mark.parametrize(
+    "sde", [VESDE(0.02, 30.0), VPSDE(0.2, 15.0), SubVPSDE(0.2, 15.0)], ids=SDE_IDS
+)
+def test_with_levels_keeps_the_sde_and_changes_only_n(sde: SDE) -> None:
+    """with_levels(N) is the SDE itself; with_levels(n) has the same parameters and N = n."""
+    assert sde.with_levels(sde.N) is sde
+    coarse = sde.with_levels(50)
+    assert type(coarse) is type(sde)
+    assert coarse.get_config() == {**sde.get_config(), "N": 50}
+    assert coarse.discrete_index(sde.T) == 49
+    t = np.array([0.1, 0.5, 1.0])
+    for got, want in zip(
+        coarse.marginal_coefficients(t), sde.marginal_coefficients(t), strict=True
+    ):
+        np.testing.assert_array_equal(got, want)
+
+
 @pytest.mark.parametrize("sde", SDES, ids=SDE_IDS)
 def test_discrete_index_rounds_down(sde: SDE) -> None:
     """i = floor(t (N - 1) / T): the index changes exactly on the grid t_i = i T / (N - 1)."""
