@@ -608,9 +608,13 @@ def _truncate_metrics(path: Path, step: int) -> float:
     return elapsed
 
 
-def _checkpoint_step(model: ScoreModel) -> int:
-    """Number of optimizer steps a (loaded) model has taken."""
-    return int(keras.ops.convert_to_numpy(model.optimizer.iterations))
+def checkpoint_step(model: ScoreModel) -> int:
+    """Training steps a (loaded) model has taken: its EMA counter, which every step advances.
+
+    Not optimizer.iterations: that skips the steps dynamic loss scaling drops (mixed_float16), so
+    a run would report, and on resume redo, fewer steps than it took.
+    """
+    return int(keras.ops.convert_to_numpy(model.ema_updates))
 
 
 def _resume_config(paths: RunPaths, overrides: dict[str, Any]) -> dict[str, Any]:
@@ -726,7 +730,7 @@ def _train_in_scope(
                 f"on {tuple(config['data']['shape'])}."
             )
         model = load_latest(paths, config)
-        initial_step = _checkpoint_step(model)
+        initial_step = checkpoint_step(model)
         if initial_step >= int(config["steps"]):
             raise RunError(
                 f"the run at {paths.root} has already trained {initial_step} of "
@@ -943,4 +947,4 @@ def load_run(run_dir: str | os.PathLike[str]) -> Run:
     status = "unknown"
     if paths.status.exists():
         status = str(read_json(paths.status, "run status").get("status", status))
-    return Run(paths, config, model, _checkpoint_step(model), status, checkpoint)
+    return Run(paths, config, model, checkpoint_step(model), status, checkpoint)

@@ -11,6 +11,7 @@ from reference import models as ref_models
 from reference import sde as ref_sde
 from reference import train as ref_train
 from reference.datasets import mixture5
+from scoregen_keras import runs
 from scoregen_keras.networks import get_network
 from scoregen_keras.schedules import LinearWarmup, WarmupCosineDecay
 from scoregen_keras.score_model import ScoreModel
@@ -77,6 +78,15 @@ def test_fit_decreases_loss(sde: str, loss: str, kwargs: dict) -> None:
     assert np.isfinite(history.history["loss"]).all()
     assert after < before, (before, after)
     assert int(ops.convert_to_numpy(model.ema_updates.value)) == 40
+
+
+def test_steps_that_loss_scaling_skips_still_count() -> None:
+    """Loss scaling drops the 5 steps (non-finite gradients), yet the run has taken 5 steps."""
+    model = make_model("ve", "dsm")
+    model.compile(loss_scale=True)
+    model.fit(toy_data(BATCH * 5) * np.nan, batch_size=BATCH, epochs=1, verbose=0)
+    assert int(ops.convert_to_numpy(model.optimizer.iterations)) == 0
+    assert runs.checkpoint_step(model) == 5
 
 
 def test_same_seed_gives_identical_weights() -> None:
