@@ -42,6 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from benchmarks.machine_info import machine  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "mixed_precision.json"
+QUICK_RESULTS = RESULTS.parent / "quick"  # --quick writes here, never over the figures
 RUNS_DIR = ROOT / "benchmarks" / "results" / "runs" / "mixed_precision"  # ignored by git
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
@@ -72,9 +73,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="run folders (retrained)")
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS} steps")
-    parser.add_argument("--output", type=Path, default=RESULTS)
+    parser.add_argument("--output", type=Path, default=None, help="JSON path")
     parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS.parent) / RESULTS.name
     if args.quick:
         args.steps = args.steps or QUICK_STEPS
         args.eval_n = min(args.eval_n, QUICK_EVAL_N)

@@ -1,14 +1,14 @@
-"""Issue 4, item 6: sample quality versus NFE for each sampler on a trained toy model.
+"""Issue 4, item 6: sample quality versus NFE for each sampler on the trained toy preset.
 
-Trains (or reuses) the ``mlp/toy`` ScoreModel on mixture5 with the continuous VE loss, then draws
+Takes the VE ``toy`` preset run that ``benchmarks/quality_toy.py`` trains (reused from
+benchmarks/results/runs/toy when complete, trained there otherwise; or ``--run DIR``), then draws
 samples with PC, the probability-flow ODE (RK45, several tolerances), EDM's Heun sampler and
-DPM-Solver++(2M) (several step counts) from ``scoregen_keras.samplers``, and scores each set with
-``reference.checks.sample_checks`` (sliced Wasserstein-1 ratio to its noise floor, log-density gap,
-component occupancy). Prints a table and writes benchmarks/results/nfe_quality.json and .png.
+DPM-Solver++(2M) (several step counts) from ``scoregen_keras.samplers`` with the EMA weights, and
+scores each set with ``reference.checks.sample_checks`` (sliced Wasserstein-1 ratio to its noise
+floor, log-density gap, component occupancy). Prints a table and writes
+benchmarks/results/nfe_quality.json and .png.
 
-Training budget (defaults): 16000 Adam steps of batch 512 (lr 2e-3, 200 warm-up steps), fresh
-mixture5 draws; the model is saved to benchmarks/results/nfe_quality_model.keras and reused on
-later runs unless --retrain. Run: KERAS_BACKEND=jax python benchmarks/nfe_quality.py
+    KERAS_BACKEND=jax python benchmarks/nfe_quality.py
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
+import sys
 import time
 from pathlib import Path
 
@@ -25,30 +25,30 @@ os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")  # threads only add overhead 
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-import keras
-import matplotlib
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+import keras  # noqa: E402
+import matplotlib  # noqa: E402
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt
-import numpy as np
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
 
-from reference import checks
-from reference.datasets import mixture5
-from scoregen_keras import samplers
-from scoregen_keras.checkpoint import load_checkpoint, save_checkpoint
-from scoregen_keras.networks import get_network
-from scoregen_keras.score_model import ScoreModel
+from benchmarks.machine_info import machine  # noqa: E402
+from benchmarks.quality_toy import QUICK_STEPS, RUNS_DIR, obtain_run  # noqa: E402
+from reference import checks  # noqa: E402
+from reference.datasets import mixture5  # noqa: E402
+from scoregen_keras import samplers  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
-MODEL_PATH = RESULTS / "nfe_quality_model.keras"
 JSON_PATH = RESULTS / "nfe_quality.json"
-PNG_PATH = RESULTS / "nfe_quality.png"
+QUICK_RESULTS = RESULTS / "quick"  # --quick writes here, never over the figures
+PRESET = "toy"  # the VE toy preset, as quality_toy.py trains it
 
-TRAIN_STEPS = 16000
-TRAIN_BATCH = 512
-TRAIN_LR = 2e-3
-TRAIN_WARMUP = 200
 N_SAMPLES = 5000
+QUICK_SAMPLES = 1000
 N_TRUE_LOGP = 100_000
 # the sweeps: PC steps (2 NFE each: Langevin corrector + reverse diffusion), RK45 tolerances,
 # Heun / DPM-Solver++ steps
@@ -56,21 +56,9 @@ PC_STEPS = (50, 100, 250, 500, 1000)
 ODE_TOLERANCES = (1e-1, 1e-2, 1e-3, 1e-4, 1e-5)
 HEUN_STEPS = (3, 5, 10, 20, 40)
 DPM_STEPS = (5, 10, 20, 40, 80)
-FAST_SAMPLER_SIGMA_MAX = checks.FAST_SAMPLER_SIGMA_MAX  # sigma~_max as the exact-score suite
 
 
-def train_model(steps: int, batch_size: int, seed: int) -> tuple[ScoreModel, float]:
-    """The mlp/toy ScoreModel fitted on fresh mixture5 draws; returns (model, seconds)."""
-    keras.utils.set_random_seed(seed)
-    model = ScoreModel(get_network("mlp/toy"), sde="ve", seed=seed)
-    model.compile(learning_rate=TRAIN_LR, warmup_steps=TRAIN_WARMUP)
-    data = mixture5().sample(np.random.default_rng(seed), steps * batch_size).astype("float32")
-    start = time.perf_counter()
-    model.fit(data, batch_size=batch_size, epochs=1, shuffle=False, verbose=0)
-    return model, time.perf_counter() - start
-
-
-def sweeps(score_fn, sde) -> dict[str, list[tuple[str, object]]]:
+def sweeps(score_fn, sde, sigma_max: float | None) -> dict[str, list[tuple[str, object]]]:
     """sampler -> [(setting label, f(seed, n) -> (x, nfe))]."""
     shape = lambda n: (n, 2)  # noqa: E731
     return {
@@ -94,7 +82,7 @@ def sweeps(score_fn, sde) -> dict[str, list[tuple[str, object]]]:
             (
                 f"steps={n}",
                 lambda seed, k, n=n: samplers.edm_heun_sample(
-                    score_fn, sde, shape(k), seed, n, sigma_max=FAST_SAMPLER_SIGMA_MAX
+                    score_fn, sde, shape(k), seed, n, sigma_max=sigma_max
                 ),
             )
             for n in HEUN_STEPS
@@ -103,7 +91,7 @@ def sweeps(score_fn, sde) -> dict[str, list[tuple[str, object]]]:
             (
                 f"steps={n}",
                 lambda seed, k, n=n: samplers.dpm_solver_pp_sample(
-                    score_fn, sde, shape(k), seed, n, sigma_max=FAST_SAMPLER_SIGMA_MAX
+                    score_fn, sde, shape(k), seed, n, sigma_max=sigma_max
                 ),
             )
             for n in DPM_STEPS
@@ -111,13 +99,7 @@ def sweeps(score_fn, sde) -> dict[str, list[tuple[str, object]]]:
     }
 
 
-def previous_training() -> dict:
-    """The training record of the saved model (from the last JSON), marked as reused."""
-    record = json.loads(JSON_PATH.read_text()).get("training", {}) if JSON_PATH.exists() else {}
-    return {**record, "reused_saved_model": True}
-
-
-def plot(rows: list[dict], path: Path) -> None:
+def plot(rows: list[dict], path: Path, title: str) -> None:
     """SW1 ratio vs NFE, one line per sampler (log-log), with the pass bound."""
     fig, ax = plt.subplots(figsize=(6.4, 4.2))
     for sampler in dict.fromkeys(row["sampler"] for row in rows):
@@ -129,45 +111,38 @@ def plot(rows: list[dict], path: Path) -> None:
     ax.set_yscale("log")
     ax.set_xlabel("NFE (score evaluations)")
     ax.set_ylabel("sliced W1 / noise floor")
-    ax.set_title(f"mlp/toy on mixture5 (VE), {N_SAMPLES} samples, {keras.backend.backend()}")
+    ax.set_title(title)
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
 
 
-def main() -> None:
-    """Train or load, sweep the samplers, print the table, write JSON and PNG."""
+def main(argv: list[str] | None = None) -> None:
+    """Load or train the toy run, sweep the samplers, print the table, write JSON and PNG."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--retrain", action="store_true", help="ignore a saved model")
-    parser.add_argument("--steps", type=int, default=TRAIN_STEPS)
-    parser.add_argument("--batch-size", type=int, default=TRAIN_BATCH)
+    parser.add_argument("--run", type=Path, default=None, help="use this VE run folder")
+    parser.add_argument("--retrain", action="store_true", help="ignore a run left by earlier calls")
+    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--samples", type=int, default=N_SAMPLES)
     parser.add_argument("--seed", type=int, default=0)
-    args = parser.parse_args()
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (PNG beside it)")
+    args = parser.parse_args(argv)
+    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS) / JSON_PATH.name
+    steps = QUICK_STEPS if args.quick else None
+    if args.quick:
+        args.samples = min(args.samples, QUICK_SAMPLES)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
 
-    if MODEL_PATH.exists() and not args.retrain:
-        model = load_checkpoint(MODEL_PATH, compile=False)
-        training = previous_training()
-        print(f"loaded {MODEL_PATH}")
-    else:
-        model, train_seconds = train_model(args.steps, args.batch_size, args.seed)
-        save_checkpoint(model, MODEL_PATH)
-        training = {
-            "steps": args.steps,
-            "batch_size": args.batch_size,
-            "learning_rate": TRAIN_LR,
-            "warmup_steps": TRAIN_WARMUP,
-            "seconds": train_seconds,
-            "reused_saved_model": False,
-        }
-        print(f"trained {args.steps} steps x batch {args.batch_size} in {train_seconds:.1f} s")
-    score_fn, sde, mixture = model.score_fn(use_ema=True), model.sde, mixture5()
+    run, training = obtain_run(PRESET, args.run, steps, args.retrain, args.runs_dir)
+    print(f"{PRESET}: {training['run_dir']} (step {training['step']})")
+    model, mixture = run.model, mixture5()
+    score_fn, sigma_max = model.score_fn(use_ema=True), run.config.get("sampler_sigma_max")
 
     rows = []
     print(f"\n{'':<10}" + checks.TABLE_HEADER + f" {'time s':>7}")
-    for sampler, settings in sweeps(score_fn, sde).items():
+    for sampler, settings in sweeps(score_fn, model.sde, sigma_max).items():
         for label, sample in settings:
             start = time.perf_counter()
             x, nfe = sample(args.seed + 1, args.samples)
@@ -190,17 +165,20 @@ def main() -> None:
                     },
                 }
             )
+    description = f"{training['model']}, {training['sde'].upper()} SDE, the '{PRESET}' preset"
     report = {
-        "backend": keras.backend.backend(),
-        "machine": platform.platform(),
-        "model": "mlp/toy (3 x 128 SiLU), VE SDE, continuous DSM loss (std^2 weighting), EMA",
+        "benchmark": "nfe_quality",
+        "machine": machine(backend=keras.backend.backend(), keras=keras.__version__),
+        "model": f"{description}, EMA weights",
         "training": training,
+        "sampler_sigma_max": sigma_max,
         "n_samples": args.samples,
         "rows": rows,
     }
-    JSON_PATH.write_text(json.dumps(report, indent=2))
-    plot(rows, PNG_PATH)
-    print(f"\nwrote {JSON_PATH} and {PNG_PATH}")
+    png = args.output.with_suffix(".png")
+    args.output.write_text(json.dumps(report, indent=2) + "\n")
+    plot(rows, png, f"{description}: {args.samples} samples, {keras.backend.backend()}")
+    print(f"\nwrote {args.output} and {png}")
 
 
 if __name__ == "__main__":

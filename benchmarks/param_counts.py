@@ -10,6 +10,7 @@ Usage: KERAS_BACKEND=jax python benchmarks/param_counts.py
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from pathlib import Path
@@ -35,8 +36,11 @@ def count_parameters(name: str) -> int:
     return int(net.count_params())
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
     """Count, compare, print, save; return the exit status."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--output", type=Path, default=RESULTS)
+    args = parser.parse_args(argv)
     rows = []
     for name, target in PARAMETER_TARGETS.items():
         count = count_parameters(name)
@@ -60,10 +64,10 @@ def main() -> int:
             f"{r['name']:<22}{r['count']:>14,}{r['target']:>14,}{r['rel_diff']:>+11.3%}"
             f"  {'yes' if r['pass'] else 'NO'}"
         )
-    RESULTS.parent.mkdir(parents=True, exist_ok=True)
+    args.output.parent.mkdir(parents=True, exist_ok=True)
     payload = {"backend": keras.backend.backend(), "tolerance": TOLERANCE, "results": rows}
-    RESULTS.write_text(json.dumps(payload, indent=2) + "\n")
-    print(f"written {RESULTS.relative_to(ROOT)}")
+    args.output.write_text(json.dumps(payload, indent=2) + "\n")
+    print(f"wrote {args.output}")
     return 0 if all(r["pass"] for r in rows) else 1
 
 

@@ -84,6 +84,7 @@ RESULTS = Path(__file__).parent / "results"
 JSON_PATH = RESULTS / "quality_digits.json"
 GRID_PATH = RESULTS / "digits_samples.png"
 LOSS_PATH = RESULTS / "digits_loss.png"
+QUICK_RESULTS = RESULTS / "quick"  # --quick writes here, never over the figures
 RUNS_DIR = RESULTS / "runs"  # ignored by git (`runs/`)
 TRAINING_RECORD = "quality_digits_training.json"  # in the run folder: wall time, load
 
@@ -337,8 +338,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--retrain", action="store_true", help="ignore runs left by earlier calls")
     parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR)
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
-    parser.add_argument("--output", type=Path, default=JSON_PATH)
+    parser.add_argument("--output", type=Path, default=None, help="JSON path (PNGs beside it)")
     args = parser.parse_args(argv)
+    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS) / JSON_PATH.name
     if args.quick:
         args.steps = min(args.steps or QUICK_STEPS, QUICK_STEPS)
         args.samples = min(args.samples, QUICK_SAMPLES)

@@ -35,6 +35,7 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=3e-3, help="phase-1 lr; phase 2 uses lr/10")
     parser.add_argument("--batch-size", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--output", type=Path, default=RESULTS)
     args = parser.parse_args()
 
     mixture, sde = mixture5(), VESDE()
@@ -60,8 +61,8 @@ def main() -> None:
         sigma = float(sde.marginal_coefficients(np.array([t]))[1][0])
         rows.append({"t": t, "sigma": sigma, "relative_score_error": error})
         print(f"{t:5.2f} {sigma:9.3f} {error:17.4f}")
-    RESULTS.parent.mkdir(exist_ok=True)
-    RESULTS.write_text(
+    args.output.parent.mkdir(parents=True, exist_ok=True)
+    args.output.write_text(
         json.dumps(
             {
                 "machine": platform.processor() or platform.machine(),
@@ -74,7 +75,7 @@ def main() -> None:
             indent=2,
         )
     )
-    print(f"wrote {RESULTS}")
+    print(f"wrote {args.output}")
 
 
 if __name__ == "__main__":

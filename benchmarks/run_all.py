@@ -7,7 +7,7 @@ the markers <!-- results:start --> and <!-- results:end --> is rewritten from th
 benchmarks/results/: markdown tables, links to the PNG plots, the machine and the budgets.
 
     python benchmarks/run_all.py                 # full budgets (an hour or more on 2 CPU cores)
-    python benchmarks/run_all.py --quick         # smoke budgets; the section says so
+    python benchmarks/run_all.py --quick         # smoke budgets, into benchmarks/results/quick/
     python benchmarks/run_all.py --only quality_toy quality_digits
     python benchmarks/run_all.py --render-only   # only rewrite the README from existing JSON
 """
@@ -30,6 +30,10 @@ BENCHMARKS = ROOT / "benchmarks"
 RESULTS = BENCHMARKS / "results"
 README = ROOT / "README.md"
 RUN_LOG = RESULTS / "run_all.json"
+# --quick: smoke budgets write their JSON / PNG and a report here, never over the figures
+QUICK_RESULTS = RESULTS / "quick"
+QUICK_REPORT = QUICK_RESULTS / "RESULTS.md"
+OUTPUT_FLAG = "--output"  # every script takes --output PATH.json (its PNGs go beside it)
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
 # script -> extra arguments under --quick (small budgets); scripts missing here are skipped
@@ -39,34 +43,17 @@ SCRIPTS: dict[str, list[str]] = {
     "reference_likelihood": ["--points", "50", "--hutchinson-points", "5"],
     "param_counts": [],
     "sampler_overhead": ["--backends", "jax"],
-    "nfe_quality": ["--samples", "1000"],
+    "nfe_quality": ["--quick"],
     "quality_toy": ["--quick"],
     "quality_digits": ["--quick"],
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
     "mixed_precision": ["--quick"],
 }
-QUICK_FLAG = "--quick"
 
 Row = list[Any]
 
 
 # ------------------------------------------------------------------------------ running
-
-
-def _accepts(script: Path, flag: str) -> bool:
-    """True when the script's --help mentions flag (for optional quick flags)."""
-    try:
-        help_text = subprocess.run(
-            [sys.executable, str(script), "--help"],
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-            timeout=300,
-            check=False,
-        ).stdout
-    except subprocess.TimeoutExpired:
-        return False
-    return flag in help_text
 
 
 def run_scripts(names: list[str], quick: bool) -> dict[str, dict[str, Any]]:
@@ -78,9 +65,7 @@ def run_scripts(names: list[str], quick: bool) -> dict[str, dict[str, Any]]:
             print(f"-- {name}: no {script.name}, skipped")
             log[name] = {"skipped": True}
             continue
-        extra = list(SCRIPTS.get(name, [])) if quick else []
-        if extra == [QUICK_FLAG] and not _accepts(script, QUICK_FLAG):
-            extra = []
+        extra = [*SCRIPTS[name], OUTPUT_FLAG, str(QUICK_RESULTS / f"{name}.json")] if quick else []
         argv = [sys.executable, str(script), *extra]
         print(f"-- {name}: {' '.join(argv[1:])}", flush=True)
         start = time.perf_counter()
@@ -114,11 +99,21 @@ def md_table(headers: list[str], rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
+IMAGE_PREFIX = "benchmarks/results/"  # image links as seen from README.md at the root
+
+
 def image(path: Path, alt: str) -> str:
     """A markdown image link as seen from the README (benchmarks/results/NAME), '' if missing."""
     if not path.exists():
         return ""
-    return f"![{alt}](benchmarks/results/{path.name})"
+    return f"![{alt}]({IMAGE_PREFIX}{path.name})"
+
+
+def relink(section: str, results: Path, readme: Path) -> str:
+    """The section's image links made relative to `readme` for PNGs in `results`."""
+    prefix = Path(os.path.relpath(results.resolve(), readme.resolve().parent)).as_posix()
+    prefix = "" if prefix == "." else f"{prefix}/"
+    return section.replace(f"]({IMAGE_PREFIX}", f"]({prefix}")
 
 
 def _seconds(value: Any) -> str:
@@ -483,26 +478,29 @@ def update_readme(readme: Path, section: str) -> None:
 def main(argv: list[str] | None = None) -> int:
     """Rerun the benchmarks (unless --render-only), then regenerate the README section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="small budgets where supported")
+    parser.add_argument(
+        "--quick", action="store_true", help=f"smoke budgets: results and report in {QUICK_RESULTS}"
+    )
     parser.add_argument("--only", nargs="+", default=None, choices=list(SCRIPTS))
     parser.add_argument("--skip", nargs="+", default=[], choices=list(SCRIPTS))
     parser.add_argument("--render-only", action="store_true", help="rerun nothing")
-    parser.add_argument("--readme", type=Path, default=README)
+    parser.add_argument("--readme", type=Path, default=None, help=f"default {README.name}")
     args = parser.parse_args(argv)
-    RESULTS.mkdir(parents=True, exist_ok=True)
+    results = QUICK_RESULTS if args.quick else RESULTS
+    readme = args.readme or (QUICK_REPORT if args.quick else README)
+    run_log = results / RUN_LOG.name
+    results.mkdir(parents=True, exist_ok=True)
     log: dict[str, dict[str, Any]] = {}
-    quick = args.quick
     if not args.render_only:
         names = [n for n in (args.only or list(SCRIPTS)) if n not in args.skip]
         log = run_scripts(names, args.quick)
-        RUN_LOG.write_text(
+        run_log.write_text(
             json.dumps({"quick": args.quick, "scripts": log}, indent=2) + "\n", encoding="utf-8"
         )
-    elif RUN_LOG.exists():
-        stored = json.loads(RUN_LOG.read_text(encoding="utf-8"))
-        log, quick = stored.get("scripts", {}), bool(stored.get("quick", False)) or quick
-    update_readme(args.readme, render_results(RESULTS, log, quick))
-    print(f"rewrote the results section of {args.readme}")
+    elif run_log.exists():
+        log = json.loads(run_log.read_text(encoding="utf-8")).get("scripts", {})
+    update_readme(readme, relink(render_results(results, log, args.quick), results, readme))
+    print(f"rewrote the results section of {readme}")
     failed = [n for n, e in log.items() if not e.get("skipped") and e.get("returncode")]
     if failed:
         print(f"scripts that failed or missed a target: {', '.join(failed)}")

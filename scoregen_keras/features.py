@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import os
+import sysconfig
 from pathlib import Path
 from typing import Any
 
@@ -41,7 +42,11 @@ RGB_CHANNELS = 3
 FEATURE_BATCH = 128
 """Images per forward pass of a feature network."""
 
-DIGITS_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / "digits_classifier.weights.npz"
+DIGITS_WEIGHTS_NAME = "digits_classifier.weights.npz"
+DIGITS_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / DIGITS_WEIGHTS_NAME
+"""The shipped weights in a clone (or an editable install) of this repository."""
+INSTALLED_DATA = Path(sysconfig.get_path("data")) / "share" / "scoregen"
+"""Where `pip install .` puts data/ (pyproject.toml's data-files)."""
 DIGITS_WEIGHTS_ENV = "SCOREGEN_DIGITS_CLASSIFIER"
 """Environment variable naming another digits classifier weights file (.npz)."""
 DIGITS_SHAPE = (8, 8, 1)
@@ -223,15 +228,22 @@ def _cached_digits_classifier(path: str) -> tuple[keras.Model, keras.Model]:
     return model, keras.Model(model.inputs, model.get_layer("features").output)
 
 
+def shipped_digits_weights(
+    candidates: tuple[Path, ...] = (DIGITS_WEIGHTS, INSTALLED_DATA / DIGITS_WEIGHTS_NAME),
+) -> Path:
+    """The shipped digits weights: data/ of the source tree, else the installed copy."""
+    return next((path for path in candidates if path.is_file()), candidates[0])
+
+
 def digits_classifier(
     weights_path: str | os.PathLike[str] | None = None,
 ) -> tuple[keras.Model, keras.Model]:
     """The trained digits classifier (logits model, features model) from the shipped weights.
 
-    The file is `weights_path`, else $SCOREGEN_DIGITS_CLASSIFIER, else
-    data/digits_classifier.weights.npz of this repository.
+    The file is `weights_path`, else $SCOREGEN_DIGITS_CLASSIFIER, else the shipped
+    data/digits_classifier.weights.npz (`shipped_digits_weights`).
     """
-    path = weights_path or os.environ.get(DIGITS_WEIGHTS_ENV) or DIGITS_WEIGHTS
+    path = weights_path or os.environ.get(DIGITS_WEIGHTS_ENV) or shipped_digits_weights()
     path = Path(path).resolve()
     if not path.is_file():
         raise FeatureError(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 from pathlib import Path
-from types import ModuleType
+from types import ModuleType, SimpleNamespace
 
 import pytest
 
@@ -150,6 +150,30 @@ def test_render_tables_from_json(run_all: ModuleType, results: Path) -> None:
     assert "digits_samples.png" not in text
     assert "Smoke budgets" not in text
     assert "Smoke budgets" in run_all.render_results(results, quick=True)
+
+
+def test_quick_reports_stay_out_of_the_readme(
+    run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--quick runs every script with an --output under results/quick, where the report goes."""
+    commands = []
+    monkeypatch.setattr(
+        run_all.subprocess,
+        "run",
+        lambda argv, **kwargs: commands.append(argv) or SimpleNamespace(returncode=0),
+    )
+    run_all.run_scripts(list(run_all.SCRIPTS), quick=True)
+    for name, argv in zip(run_all.SCRIPTS, commands, strict=True):
+        assert argv[-2:] == ["--output", str(run_all.QUICK_RESULTS / f"{name}.json")]
+    root_readme = run_all.README
+    quick = run_all.QUICK_RESULTS
+    section = "![toy samples](benchmarks/results/quality_toy.png)"
+    assert run_all.relink(section, run_all.RESULTS, root_readme) == section
+    assert run_all.relink(section, quick, root_readme) == (
+        "![toy samples](benchmarks/results/quick/quality_toy.png)"
+    )
+    assert run_all.relink(section, quick, run_all.QUICK_REPORT) == "![toy samples](quality_toy.png)"
+    assert run_all.QUICK_REPORT.parent == quick and quick.parent == run_all.RESULTS
 
 
 def _precision_row(precision: str, mean: float, ratio: float, passed: bool | None) -> dict:

@@ -76,6 +76,17 @@ def test_missing_or_mismatched_weights_give_feature_error(tmp_path: Path) -> Non
         features.digits_classifier(bad)
 
 
+def test_shipped_weights_prefer_the_source_tree(tmp_path: Path) -> None:
+    """data/ of the source tree first, then the installed copy; the first name when neither."""
+    tree, installed = tmp_path / "tree.npz", tmp_path / "installed.npz"
+    assert features.shipped_digits_weights((tree, installed)) == tree
+    installed.write_bytes(b"")
+    assert features.shipped_digits_weights((tree, installed)) == installed
+    tree.write_bytes(b"")
+    assert features.shipped_digits_weights((tree, installed)) == tree
+    assert features.shipped_digits_weights() == features.DIGITS_WEIGHTS  # this clone
+
+
 def test_saved_weights_round_trip(tmp_path: Path) -> None:
     """save_digits_weights then digits_classifier reproduces the network's outputs."""
     keras.utils.set_random_seed(3)
