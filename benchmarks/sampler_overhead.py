@@ -53,7 +53,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--ncsnpp-step-fraction",
         type=float,
         default=0.2,
-        help="step counts for NCSN++ are this fraction of the above (it is ~100x the MLP's cost)",
+        help="PC, Langevin and fixed-step ODE steps for NCSN++ are this fraction of the above (it "
+        "is ~100x the MLP's cost); EDM and DPM-Solver++ keep their counts, their usual NFE",
     )
     parser.add_argument("--score-repeats", type=int, default=50, help="score calls per block")
     parser.add_argument(
@@ -131,10 +132,10 @@ def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, Any]:
             s, sde, shape, seed, "heun", n_steps=steps(args.ode_steps), variables=v
         ),
         "edm_heun (churn)": lambda s, ss, sde, shape, v: samplers.edm_heun_sample(
-            s, sde, shape, seed, steps(args.edm_steps), s_churn=float(np.sqrt(2.0)), variables=v
+            s, sde, shape, seed, args.edm_steps, s_churn=float(np.sqrt(2.0)), variables=v
         ),
         "dpm_solver_pp": lambda s, ss, sde, shape, v: samplers.dpm_solver_pp_sample(
-            s, sde, shape, seed, steps(args.dpm_steps), variables=v
+            s, sde, shape, seed, args.dpm_steps, variables=v
         ),
     }
 

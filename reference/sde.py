@@ -224,6 +224,16 @@ class VESDE(SDE):
         return np.log(np.asarray(sigma, dtype=np.float64) / self.sigma_min) / self.log_ratio
 
 
+def discrete_chain_message(sde: SDE) -> str:
+    """Why a VP / sub-VP SDE with N <= beta_max levels has no DDPM chain (beta_i = beta/N >= 1)."""
+    beta_max = max(sde.beta_0, sde.beta_1)
+    return (
+        f"{type(sde).__name__} with N = {sde.N} levels has discrete betas up to "
+        f"{beta_max / sde.N:.3g} >= 1, so its discrete chain (reverse diffusion, ancestral, "
+        f"Langevin corrector) does not exist; use more than {beta_max:g} steps."
+    )
+
+
 class _LinearBetaSDE(SDE):
     """Shared part of VP and sub-VP: beta(t) = beta_0 + t (beta_1 - beta_0), f = -beta(t) x / 2."""
 
@@ -240,6 +250,11 @@ class _LinearBetaSDE(SDE):
     def get_config(self) -> dict[str, float | int]:
         """Constructor arguments of this SDE."""
         return {"beta_min": self.beta_0, "beta_max": self.beta_1, **super().get_config()}
+
+    def _check_discrete_chain(self) -> None:
+        """Raise unless every DDPM beta_i is below 1 (else the discrete chain does not exist)."""
+        if self.discrete_betas.max() >= 1.0:
+            raise ValueError(discrete_chain_message(self))
 
     def beta(self, t: np.ndarray | float) -> np.ndarray:
         """beta(t) = beta_0 + t (beta_1 - beta_0)."""
@@ -273,6 +288,7 @@ class _LinearBetaSDE(SDE):
 
     def langevin_alpha(self, t: np.ndarray) -> np.ndarray:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""
+        self._check_discrete_chain()
         return self.alphas[self.discrete_index(t)]
 
 
@@ -291,6 +307,7 @@ class VPSDE(_LinearBetaSDE):
 
     def discretize(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DDPM chain: f = sqrt(1 - beta_i) x - x, G = sqrt(beta_i)."""
+        self._check_discrete_chain()
         beta = self.discrete_betas[self.discrete_index(as_batch(t, x.shape[0]))]
         return batch_scalar(np.sqrt(1.0 - beta), x) * x - x, np.sqrt(beta)
 
@@ -298,6 +315,7 @@ class VPSDE(_LinearBetaSDE):
         self, x: np.ndarray, t: np.ndarray, score: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """DDPM ancestral: mean = (x + beta_i score) / sqrt(1 - beta_i), std = sqrt(beta_i)."""
+        self._check_discrete_chain()
         beta = self.discrete_betas[self.discrete_index(as_batch(t, x.shape[0]))]
         mean = (x + batch_scalar(beta, x) * score) / batch_scalar(np.sqrt(1.0 - beta), x)
         return mean, np.sqrt(beta)

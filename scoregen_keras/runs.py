@@ -425,7 +425,10 @@ def draw_samples(
         )
     elif sampler == "pc":
         options = _sampler_kwargs(predictor=predictor, corrector=corrector, snr=snr, n_steps=steps)
-        x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
+        try:
+            x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
+        except ValueError as error:  # e.g. too few steps for a VP chain: one sentence
+            raise RunError(str(error)) from error
     elif sampler == "ode":
         options = {"method": "RK45"} if steps is None else {"method": "heun", "n_steps": steps}
         x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)

@@ -270,6 +270,16 @@ class VESDE(SDE):
         return ops.log(to_float(sigma) / self.sigma_min) / self.log_ratio
 
 
+def discrete_chain_message(sde: SDE) -> str:
+    """Why a VP / sub-VP SDE with N <= beta_max levels has no DDPM chain (beta_i = beta/N >= 1)."""
+    beta_max = max(sde.beta_0, sde.beta_1)
+    return (
+        f"{type(sde).__name__} with N = {sde.N} levels has discrete betas up to "
+        f"{beta_max / sde.N:.3g} >= 1, so its discrete chain (reverse diffusion, ancestral, "
+        f"Langevin corrector) does not exist; use more than {beta_max:g} steps."
+    )
+
+
 class _LinearBetaSDE(SDE):
     """Shared part of VP and sub-VP: beta(t) = beta_0 + t (beta_1 - beta_0), f = -beta(t) x / 2."""
 
@@ -293,6 +303,11 @@ class _LinearBetaSDE(SDE):
     def get_config(self) -> dict[str, Any]:
         """Constructor arguments of this SDE."""
         return {"beta_min": self.beta_0, "beta_max": self.beta_1, **super().get_config()}
+
+    def _check_discrete_chain(self) -> None:
+        """Raise unless every DDPM beta_i is below 1 (a host check, also while tracing)."""
+        if max(self.beta_0, self.beta_1) / self.N >= 1.0:
+            raise ValueError(discrete_chain_message(self))
 
     def beta(self, t: Tensor) -> Tensor:
         """beta(t) = beta_0 + t (beta_1 - beta_0)."""
@@ -323,6 +338,7 @@ class _LinearBetaSDE(SDE):
 
     def langevin_alpha(self, t: Tensor) -> Tensor:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""
+        self._check_discrete_chain()
         return ops.take(self.alphas, self.discrete_index(t))
 
 
@@ -343,6 +359,7 @@ class VPSDE(_LinearBetaSDE):
     def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """DDPM chain: f = sqrt(1 - beta_i) x - x, G = sqrt(beta_i)."""
         x = to_float(x)
+        self._check_discrete_chain()
         beta = ops.take(self.discrete_betas, self.discrete_index(per_example(t, x)))
         # sqrt(1 - beta) - 1 = -beta / (1 + sqrt(1 - beta)), free of float32 cancellation
         decay = -beta / (1.0 + ops.sqrt(1.0 - beta))
@@ -351,6 +368,7 @@ class VPSDE(_LinearBetaSDE):
     def ancestral_step(self, x: Tensor, t: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """DDPM ancestral: mean = (x + beta_i score) / sqrt(1 - beta_i), std = sqrt(beta_i)."""
         x, score = to_float(x), to_float(score)
+        self._check_discrete_chain()
         beta = ops.take(self.discrete_betas, self.discrete_index(per_example(t, x)))
         mean = (x + batch_scalar(beta, x) * score) / batch_scalar(ops.sqrt(1.0 - beta), x)
         return mean, ops.sqrt(beta)

@@ -44,3 +44,9 @@ def test_pc_samples_have_the_data_spread_for_any_step_count(sde: Any, steps: int
     drawn = runs.draw_samples(_gaussian_model(sde), CONFIG, N_SAMPLES, "pc", seed=0, steps=steps)
     assert drawn.nfe == 2 * (steps or sde.N)
     np.testing.assert_allclose(np.std(drawn.x, axis=0), DATA_STD, rtol=STD_RTOL)
+
+
+def test_too_few_pc_steps_for_a_vp_chain_is_a_run_error() -> None:
+    """10 steps of VP (beta_max 20): the chain's betas reach 2, refused in one sentence."""
+    with pytest.raises(runs.RunError, match="use more than 20 steps"):
+        runs.draw_samples(_gaussian_model(VPSDE()), CONFIG, 8, "pc", seed=0, steps=10)

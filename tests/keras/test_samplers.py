@@ -26,6 +26,7 @@ DIM, HIDDEN, BATCH = 2, (16, 16), 6
 WEIGHT_JITTER = 0.3  # moves the MLP off its near-zero initial output: a non-trivial score
 NOISE_SEED = 7
 FEW_STEPS = 5
+PC_STEPS = 25  # PC runs on the SDE with N = n_steps levels; the VP chain needs N > beta_max = 20
 IMAGE_SHAPE = (3, 4, 4, 2)  # (batch, H, W, C): samplers are shape-agnostic
 N_CHECK = 10_000  # samples for the statistical checks, as the reference tests
 CHECK_SEED = 2024
@@ -150,7 +151,7 @@ PC_CASES = [
 @pytest.mark.parametrize(("sde_name", "predictor", "corrector", "kwargs"), PC_CASES)
 def test_pc_sample_matches_reference(t_mlp, sde_name, predictor, corrector, kwargs):
     ref_score, r_sde, keras_score, k_sde = score_pair(t_mlp, sde_name)
-    settings = {"predictor": predictor, "corrector": corrector, "n_steps": FEW_STEPS, **kwargs}
+    settings = {"predictor": predictor, "corrector": corrector, "n_steps": PC_STEPS, **kwargs}
     rng, noise = injected()
     want, nfe_ref = ref_samplers.pc_sample(ref_score, r_sde, (BATCH, DIM), rng, **settings)
     got, nfe = samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), None, noise=noise, **settings)
@@ -188,7 +189,9 @@ def test_pc_sample_x_init_and_subvp_ancestral(t_mlp):
     assert_scaled_close(got, want, SAMPLER_RTOL)
     _, _, keras_score, k_sde = score_pair(t_mlp, "subvp")
     with pytest.raises(NotImplementedError):
-        samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), 0, "ancestral", n_steps=2)
+        samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), 0, "ancestral", n_steps=PC_STEPS)
+    with pytest.raises(ValueError, match="discrete betas up to 2 >= 1"):  # 20 / 10 levels
+        samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), 0, n_steps=10)
     with pytest.raises(ValueError, match="predictor"):
         samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), 0, "leapfrog", n_steps=2)
 
@@ -254,7 +257,7 @@ def test_dpm_solver_pp_matches_reference(t_mlp, sde_name, schedule):
 # --------------------------------------------------------------------------- any data shape
 
 SHAPE_CASES = {
-    "pc": lambda m, score, sde, rng: m.pc_sample(score, sde, IMAGE_SHAPE, rng, n_steps=FEW_STEPS),
+    "pc": lambda m, score, sde, rng: m.pc_sample(score, sde, IMAGE_SHAPE, rng, n_steps=PC_STEPS),
     "ode_heun": lambda m, score, sde, rng: m.ode_sample(
         score, sde, IMAGE_SHAPE, rng, method="heun", n_steps=FEW_STEPS
     ),

@@ -263,6 +263,18 @@ def test_pc_sample_with_fewer_steps_than_levels_reaches_the_target(name, predict
     assert abs(x.var() - 0.3) < 0.02
 
 
+@pytest.mark.parametrize("name", ["vp", "subvp"])
+def test_pc_sample_refuses_a_vp_chain_with_betas_of_one_or_more(name):
+    """N = 10 <= beta_max = 20: beta_i up to 2, so sqrt(1 - beta_i) would be NaN; a clear error."""
+    sde, target = SDES[name](), gaussian_1d()
+    with pytest.raises(ValueError, match="N = 10 levels has discrete betas up to 2 >= 1"):
+        samplers.pc_sample(target.score_fn(sde), sde, (2, 1), np.random.default_rng(0), n_steps=10)
+    x, _ = samplers.pc_sample(
+        target.score_fn(sde), sde, (2, 1), np.random.default_rng(0), n_steps=21
+    )
+    assert np.isfinite(x).all()
+
+
 def test_subvp_ancestral_raises():
     sde, target = SubVPSDE(N=100), gaussian_1d()
     with pytest.raises(NotImplementedError):
