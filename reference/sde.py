@@ -91,6 +91,9 @@ class SDE:
         return ReverseSDE(self, score_fn, probability_flow)
 
     # --- hooks used by the samplers ----------------------------------------------------------
+    def check_discrete_chain(self) -> None:
+        """Raise ValueError when the N-level tables that PC steps read are unusable (never here)."""
+
     def ancestral_step(
         self, x: np.ndarray, t: np.ndarray, score: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
@@ -251,8 +254,8 @@ class _LinearBetaSDE(SDE):
         """Constructor arguments of this SDE."""
         return {"beta_min": self.beta_0, "beta_max": self.beta_1, **super().get_config()}
 
-    def _check_discrete_chain(self) -> None:
-        """Raise unless every DDPM beta_i is below 1 (else the discrete chain does not exist)."""
+    def check_discrete_chain(self) -> None:
+        """Raise ValueError unless every DDPM beta_i is below 1 (N > beta_max)."""
         if self.discrete_betas.max() >= 1.0:
             raise ValueError(discrete_chain_message(self))
 
@@ -288,7 +291,7 @@ class _LinearBetaSDE(SDE):
 
     def langevin_alpha(self, t: np.ndarray) -> np.ndarray:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         return self.alphas[self.discrete_index(t)]
 
 
@@ -307,7 +310,7 @@ class VPSDE(_LinearBetaSDE):
 
     def discretize(self, x: np.ndarray, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """DDPM chain: f = sqrt(1 - beta_i) x - x, G = sqrt(beta_i)."""
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         beta = self.discrete_betas[self.discrete_index(as_batch(t, x.shape[0]))]
         return batch_scalar(np.sqrt(1.0 - beta), x) * x - x, np.sqrt(beta)
 
@@ -315,7 +318,7 @@ class VPSDE(_LinearBetaSDE):
         self, x: np.ndarray, t: np.ndarray, score: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """DDPM ancestral: mean = (x + beta_i score) / sqrt(1 - beta_i), std = sqrt(beta_i)."""
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         beta = self.discrete_betas[self.discrete_index(as_batch(t, x.shape[0]))]
         mean = (x + batch_scalar(beta, x) * score) / batch_scalar(np.sqrt(1.0 - beta), x)
         return mean, np.sqrt(beta)

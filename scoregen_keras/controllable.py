@@ -91,12 +91,12 @@ def pc_sample_with_replacement(
     dt = -T/n_steps on ``sde.with_levels(n_steps)``; returns the noise-free mean of the last step
     when ``denoise``.
     """
-    predictor_fn, corrector_fn = pc_steps(predictor, corrector)
-    n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
-    n_predictor = PREDICTOR_NFE[predictor]
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
+    predictor_fn, corrector_fn = pc_steps(predictor, corrector, sde)
+    n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
+    n_predictor = PREDICTOR_NFE[predictor]
     dt = -sde.T / n_steps
     y_obs = to_float(y_obs)
     shape = tuple(y_obs.shape)

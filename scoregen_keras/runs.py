@@ -733,6 +733,7 @@ def _train_in_scope(
                 f"on {tuple(config['data']['shape'])}."
             )
         model = load_latest(paths, config)
+        _check_preview_steps(model, config)
         initial_step = checkpoint_step(model)
         if initial_step >= int(config["steps"]):
             raise RunError(
@@ -748,6 +749,7 @@ def _train_in_scope(
         config = dict(config)
         dataset = _load_training_data(config)
         model = build_model(config, dataset.shape)
+        _check_preview_steps(model, config)
         _prepare_folder(paths)
         config["backend"] = keras.backend.backend()
         config["ema"] = model.ema_rate  # None meant "the SDE's default": store the rate used
@@ -763,6 +765,16 @@ def _train_in_scope(
     return _fit(
         model, config, dataset, paths, initial_step, elapsed_offset, progress, log, placement
     )
+
+
+def _check_preview_steps(model: ScoreModel, config: dict[str, Any]) -> None:
+    """Refuse before training a PC preview chain that the first preview would refuse."""
+    steps = config.get("sampler_steps")
+    if config["sampler"] == "pc" and model.sde is not None and steps is not None:
+        try:
+            model.sde.with_levels(int(steps)).check_discrete_chain()
+        except ValueError as error:
+            raise RunError(f"sampler_steps = {steps}: {error}") from error
 
 
 def _status(paths: RunPaths, status: str, step: int, **extra: Any) -> None:

@@ -447,15 +447,22 @@ CORRECTORS: dict[str, StepFn] = {"langevin": langevin_corrector, "ald": ald, "no
 # score evaluations (each followed by one normal) of a predictor step / of one corrector step
 PREDICTOR_NFE = {"euler_maruyama": 1, "reverse_diffusion": 1, "ancestral": 1, "none": 0}
 CORRECTOR_NFE = {"langevin": 1, "ald": 1, "none": 0}
+# steps that read the SDE's N-level tables: checked on the host before a chain is compiled
+READS_DISCRETE_CHAIN = {"reverse_diffusion", "ancestral", "langevin", "ald"}
 
 
-def pc_steps(predictor: str, corrector: str) -> tuple[StepFn, StepFn]:
-    """The predictor and corrector step functions of these names (ValueError if unknown)."""
+def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[StepFn, StepFn]:
+    """The predictor and corrector step functions of these names, checked against the SDE.
+
+    ValueError for unknown names, or when they read N-level tables the SDE cannot provide.
+    """
     if predictor not in PREDICTORS or corrector not in CORRECTORS:
         raise ValueError(
             f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
             f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
         )
+    if {predictor, corrector} & READS_DISCRETE_CHAIN:
+        sde.check_discrete_chain()
     return PREDICTORS[predictor], CORRECTORS[corrector]
 
 
@@ -487,10 +494,10 @@ def pc_sample(
     step the corrector's normals, then the predictor's. Returns the noise-free mean of the last
     step when ``denoise``.
     """
-    predictor_fn, corrector_fn = pc_steps(predictor, corrector)
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
+    predictor_fn, corrector_fn = pc_steps(predictor, corrector, sde)
     n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
     n_predictor = PREDICTOR_NFE[predictor]
     dt = -sde.T / n_steps

@@ -128,6 +128,9 @@ class SDE:
         return ReverseSDE(self, score_fn, probability_flow)
 
     # --- hooks used by the samplers ----------------------------------------------------------
+    def check_discrete_chain(self) -> None:
+        """Raise ValueError when the N-level tables that PC steps read are unusable (never here)."""
+
     def ancestral_step(self, x: Tensor, t: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """Ancestral sampling step x_{i-1} = mean + std z given the score at (x, t_i)."""
         raise NotImplementedError(
@@ -304,8 +307,8 @@ class _LinearBetaSDE(SDE):
         """Constructor arguments of this SDE."""
         return {"beta_min": self.beta_0, "beta_max": self.beta_1, **super().get_config()}
 
-    def _check_discrete_chain(self) -> None:
-        """Raise unless every DDPM beta_i is below 1 (a host check, also while tracing)."""
+    def check_discrete_chain(self) -> None:
+        """Raise ValueError unless every DDPM beta_i is below 1 (N > beta_max); host-side."""
         if max(self.beta_0, self.beta_1) / self.N >= 1.0:
             raise ValueError(discrete_chain_message(self))
 
@@ -338,7 +341,7 @@ class _LinearBetaSDE(SDE):
 
     def langevin_alpha(self, t: Tensor) -> Tensor:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         return ops.take(self.alphas, self.discrete_index(t))
 
 
@@ -359,7 +362,7 @@ class VPSDE(_LinearBetaSDE):
     def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:
         """DDPM chain: f = sqrt(1 - beta_i) x - x, G = sqrt(beta_i)."""
         x = to_float(x)
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         beta = ops.take(self.discrete_betas, self.discrete_index(per_example(t, x)))
         # sqrt(1 - beta) - 1 = -beta / (1 + sqrt(1 - beta)), free of float32 cancellation
         decay = -beta / (1.0 + ops.sqrt(1.0 - beta))
@@ -368,7 +371,7 @@ class VPSDE(_LinearBetaSDE):
     def ancestral_step(self, x: Tensor, t: Tensor, score: Tensor) -> tuple[Tensor, Tensor]:
         """DDPM ancestral: mean = (x + beta_i score) / sqrt(1 - beta_i), std = sqrt(beta_i)."""
         x, score = to_float(x), to_float(score)
-        self._check_discrete_chain()
+        self.check_discrete_chain()
         beta = ops.take(self.discrete_betas, self.discrete_index(per_example(t, x)))
         mean = (x + batch_scalar(beta, x) * score) / batch_scalar(ops.sqrt(1.0 - beta), x)
         return mean, ops.sqrt(beta)

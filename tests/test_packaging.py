@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import zipfile
@@ -18,7 +19,13 @@ def test_wheel_ships_the_digits_weights_where_features_looks(tmp_path: Path) -> 
     from scoregen_keras import features
 
     command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
-    subprocess.run([*command, "-w", str(tmp_path), str(REPO_ROOT)], check=True, cwd=tmp_path)
+    build = REPO_ROOT / "build"  # setuptools builds in the source tree: leave it as it was
+    had_build = build.exists()
+    try:
+        subprocess.run([*command, "-w", str(tmp_path), str(REPO_ROOT)], check=True, cwd=tmp_path)
+    finally:
+        if not had_build:
+            shutil.rmtree(build, ignore_errors=True)
     (wheel,) = tmp_path.glob("scoregen-*.whl")
     with zipfile.ZipFile(wheel) as archive:
         shipped = {

@@ -252,6 +252,14 @@ def test_checkpoint_that_is_not_a_score_model(good_run: Path, tmp_path: Path) ->
     assert_one_line_error(invoke("sample", run), "not a ScoreModel")
 
 
+def test_too_few_pc_steps_for_a_vp_run(tmp_path: Path) -> None:
+    """A VP run whose PC previews would have betas >= 1 is refused before its folder is made."""
+    config = tiny_config_file(tmp_path, sde="vp", sampler_steps=10)
+    result = invoke("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, "sampler_steps = 10", "use more than 20 steps")
+    assert not (tmp_path / "run").exists()
+
+
 def test_ald_on_an_sde_run(good_run: Path) -> None:
     """Annealed Langevin is for discrete NCSN runs."""
     assert_one_line_error(invoke("sample", good_run, "--sampler", "ald"), "--sde ncsn")

@@ -74,7 +74,7 @@ def test_bare_group_shows_help() -> None:
     "extra",
     [
         ["--sampler", "pc", "--steps", "20"],
-        ["--sampler", "pc", "--sde", "vp", "--steps", "20", "--predictor", "euler_maruyama"],
+        ["--sampler", "pc", "--sde", "vp", "--steps", "25", "--predictor", "euler_maruyama"],
         ["--sampler", "heun", "--steps", "4"],
         ["--sampler", "dpm-solver", "--steps", "5", "--sde", "subvp"],
         ["--sampler", "ald", "--steps", "3", "--n-steps-each", "4"],

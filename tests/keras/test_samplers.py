@@ -327,7 +327,7 @@ def test_seeded_sampling_is_reproducible_and_temperature_scales_the_prior():
 def test_injected_noise_is_checked():
     _, _, keras_score, k_sde = gaussian_scores("vp")
     with pytest.raises(ValueError, match="ran out"):
-        samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), None, n_steps=2, noise=[])
+        samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), None, n_steps=PC_STEPS, noise=[])
     with pytest.raises(ValueError, match="shape"):
         samplers.ode_sample(keras_score, k_sde, (BATCH, DIM), None, noise=lambda s: np.zeros(3))
 
