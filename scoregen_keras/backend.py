@@ -385,12 +385,43 @@ def requested_hosts() -> int:
     return max(1, len([a for a in os.environ.get(JAX_HOST_ENV[0], "").split(",") if a]))
 
 
+_TF_MULTI_WORKER: list[Any] = []  # the one MultiWorkerMirroredStrategy of this process
+
+
+def _tf_multi_worker_strategy() -> Any:
+    """tf.distribute.MultiWorkerMirroredStrategy from $TF_CONFIG, created once per process.
+
+    It must exist before TensorFlow initialises its devices (it configures the collectives).
+    """
+    import tensorflow as tf
+
+    if not _TF_MULTI_WORKER:
+        _TF_MULTI_WORKER.append(tf.distribute.MultiWorkerMirroredStrategy())
+    return _TF_MULTI_WORKER[0]
+
+
+def _tf_task_index() -> int:
+    """This process's position among the hosts of $TF_CONFIG (the chief, if any, first)."""
+    config = json.loads(os.environ[TF_CONFIG_ENV])
+    task = config.get("task", {})
+    has_chief = bool(config.get("cluster", {}).get("chief"))
+    if task.get("type", "worker") == "chief":
+        return 0
+    return int(task.get("index", 0)) + int(has_chief)
+
+
 def initialize_hosts() -> int:
     """Join the multi-host run the environment describes; return the number of processes.
 
     JAX: keras.distribution.initialize() (reads $KERAS_DISTRIBUTION_JOB_ADDRESSES,
-    $KERAS_DISTRIBUTION_NUM_PROCESSES and $KERAS_DISTRIBUTION_PROCESS_ID). Other backends: 1.
+    $KERAS_DISTRIBUTION_NUM_PROCESSES and $KERAS_DISTRIBUTION_PROCESS_ID). TensorFlow: the
+    MultiWorkerMirroredStrategy of $TF_CONFIG. PyTorch: 1.
     """
+    if name() == "tensorflow":
+        hosts = requested_hosts()
+        if hosts > 1:
+            _tf_multi_worker_strategy()
+        return hosts
     if name() != "jax":
         return 1
     import jax
@@ -419,6 +450,8 @@ def device_count() -> int:
 
         return jax.device_count()
     if backend == "tensorflow":
+        if _TF_MULTI_WORKER:
+            return int(_TF_MULTI_WORKER[0].num_replicas_in_sync)
         return len(_tf_local_devices())
     return 1
 
@@ -449,9 +482,23 @@ def _data_parallel_jax(n_devices: int) -> Iterator[Replicas]:
 
 @contextlib.contextmanager
 def _data_parallel_tensorflow(n_devices: int) -> Iterator[Replicas]:
-    """tf.distribute.MirroredStrategy over the first n local devices, for the context."""
+    """MirroredStrategy over n local devices (or the one multi-worker strategy), for the context."""
     import tensorflow as tf
 
+    if _TF_MULTI_WORKER:
+        strategy = _TF_MULTI_WORKER[0]
+        hosts = requested_hosts()
+        with strategy.scope():
+            # every worker feeds the whole global batch; tf.distribute gives each replica its part
+            yield Replicas(
+                strategy.num_replicas_in_sync,
+                _tf_task_index(),
+                hosts,
+                (0, 1),
+                f"tf.distribute.MultiWorkerMirroredStrategy over {hosts} workers "
+                f"({strategy.num_replicas_in_sync} replicas)",
+            )
+        return
     names = [device.name for device in _tf_local_devices()[:n_devices]]
     strategy = tf.distribute.MirroredStrategy(devices=names)
     with strategy.scope():
@@ -469,8 +516,8 @@ def data_parallel(n_devices: int) -> contextlib.AbstractContextManager[Replicas]
     """Context in which models are created and trained data-parallel over n devices.
 
     JAX: keras.distribution.DataParallel (all global devices when several processes run).
-    TensorFlow: MirroredStrategy over the first n local devices (one host only: see
-    distribute.TF_MULTI_WORKER_UNSUPPORTED). Models must be built (or loaded) inside the context.
+    TensorFlow: MirroredStrategy over the first n local devices, or on several hosts the
+    MultiWorkerMirroredStrategy of `initialize_hosts`. Models must be built (or loaded) inside.
     """
     return _dispatch({"jax": _data_parallel_jax, "tensorflow": _data_parallel_tensorflow})(
         n_devices
@@ -531,3 +578,29 @@ def clip_after_all_reduce(optimizer: Any) -> None:
 
     inner._clip_gradients = clip
     inner._scoregen_clips_after_all_reduce = True
+
+
+# Keras 3 fit under tf.distribute.MultiWorkerMirroredStrategy (keras-team/keras#20585, checked on
+# 3.15.1) reduces the first distributed batch eagerly to build the model and reduces scalar logs
+# along axis 0; both fail there. With these two hooks (used by ScoreModel) a model's fit runs.
+
+
+def multi_worker() -> bool:
+    """True when this process trains under TensorFlow's MultiWorkerMirroredStrategy."""
+    return bool(_TF_MULTI_WORKER)
+
+
+def first_local_batch(iterator: Any) -> Any:
+    """The first local replica's part of the next batch of a Keras TF epoch iterator."""
+    strategy = _TF_MULTI_WORKER[0]
+    for _, _, batches in iterator:
+        batch = next(batches)
+        return keras.tree.map_structure(lambda v: strategy.experimental_local_results(v)[0], batch)
+    return None
+
+
+def logs_for_multi_worker(logs: dict[str, Any]) -> dict[str, Any]:
+    """Scalar step logs as shape (1,) under several workers (Keras reduces them along axis 0)."""
+    if not _TF_MULTI_WORKER:
+        return logs
+    return {key: ops.reshape(value, (1,)) for key, value in logs.items()}

@@ -7,7 +7,7 @@ is that of one device with the same global batch:
 | backend | one host | several hosts |
 | --- | --- | --- |
 | JAX | `keras.distribution.DataParallel` | the same, after `keras.distribution.initialize()` |
-| TensorFlow | `tf.distribute.MirroredStrategy` | refused: `TF_MULTI_WORKER_UNSUPPORTED` |
+| TensorFlow | `tf.distribute.MirroredStrategy` | `MultiWorkerMirroredStrategy` from `$TF_CONFIG` |
 | PyTorch | refused: `TORCH_UNSUPPORTED` | refused |
 
 The per-example noise stays independent: ScoreModel draws the noise of the whole global batch
@@ -40,19 +40,13 @@ CPU_DEVICES_ENV = "SCOREGEN_CPU_DEVICES"
 
 DATA_PARALLEL_BACKENDS = {
     "jax": "keras.distribution.DataParallel (keras.distribution.initialize for several hosts)",
-    "tensorflow": "tf.distribute.MirroredStrategy (one host)",
+    "tensorflow": "tf.distribute.MirroredStrategy (MultiWorkerMirroredStrategy for several hosts)",
 }
 TORCH_UNSUPPORTED = (
     "data-parallel training is not available on the torch backend: Keras {version} implements "
     "its distribution API (keras.distribution) for JAX only, and model.fit uses tf.distribute "
     "strategies on TensorFlow only; it has no PyTorch distributed (DDP) support. "
     "Use --backend jax or --backend tensorflow, or train on one device."
-)
-TF_MULTI_WORKER_UNSUPPORTED = (
-    "$TF_CONFIG lists {hosts} workers, but Keras {version}'s model.fit does not run under "
-    "tf.distribute.MultiWorkerMirroredStrategy (it fails reducing per-replica values: "
-    "keras-team/keras#20585); use --backend jax for several hosts (keras.distribution), or "
-    "unset TF_CONFIG to train on this host's devices."
 )
 
 
@@ -194,11 +188,6 @@ def training_scope(config: dict[str, Any]) -> Iterator[Placement]:
     if mode == NONE:
         yield SINGLE_DEVICE
         return
-    hosts = backend.requested_hosts()
-    if backend.name() == "tensorflow" and hosts > 1:
-        raise DistributeError(
-            TF_MULTI_WORKER_UNSUPPORTED.format(hosts=hosts, version=keras_version())
-        )
     cpu_devices = requested_cpu_devices()
     if cpu_devices is not None:
         backend.split_host_cpu(cpu_devices)

@@ -302,9 +302,16 @@ class ScoreModel(keras.Model):
 
     def train_step(self, *args: Any) -> Any:
         """Keras' train step, then the EMA update on the new weights."""
-        return backend.train_step_then_update(
+        logs = backend.train_step_then_update(
             self, super().train_step, self._ema_state_update, *args
         )
+        return backend.logs_for_multi_worker(logs)
+
+    def _maybe_symbolic_build(self, iterator: Any = None, data_batch: Any = None) -> None:
+        """Keras' (TensorFlow) build before fit; several workers build from a local batch."""
+        if backend.multi_worker() and iterator is not None:
+            iterator, data_batch = None, backend.first_local_batch(iterator)
+        super()._maybe_symbolic_build(iterator=iterator, data_batch=data_batch)
 
     # --- loss -------------------------------------------------------------------------------
     def _draw_level(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor | None]:

@@ -137,8 +137,12 @@ def test_distributed_checkpoint_loads_on_one_device_and_samples(
     paired_runs: dict[str, Path],
 ) -> None:
     """The data-parallel checkpoint is an ordinary one: same weights and EMA; it samples."""
-    parallel = runs.load_run(paired_runs["parallel"])
-    single = runs.load_run(paired_runs["single"])
+    _assert_single_device_checkpoint(paired_runs["parallel"], paired_runs["single"])
+
+
+def _assert_single_device_checkpoint(run_dir: Path, single_dir: Path) -> None:
+    """run_dir's checkpoint holds the single-device run's weights and EMA and samples here."""
+    parallel, single = runs.load_run(run_dir), runs.load_run(single_dir)
     assert parallel.step == single.step == DP_STEPS
     for ours, theirs in zip(
         [*parallel.model.network.trainable_variables, *parallel.model.ema_variables],
@@ -177,37 +181,47 @@ def _free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+def _host_env(index: int, ports: list[int]) -> dict[str, str]:
+    """Environment of process `index` of a multi-host run on this machine (one CPU device each)."""
+    env = {**os.environ, "KERAS_BACKEND": BACKEND, "TF_CPP_MIN_LOG_LEVEL": "3"}
+    for key in ("XLA_FLAGS", distribute.CPU_DEVICES_ENV, "TF_CONFIG"):
+        env.pop(key, None)
+    if BACKEND == "jax":
+        env["JAX_CPU_COLLECTIVES_IMPLEMENTATION"] = "gloo"
+        env["KERAS_DISTRIBUTION_JOB_ADDRESSES"] = f"localhost:{ports[0]}"
+        env["KERAS_DISTRIBUTION_NUM_PROCESSES"] = str(len(ports))
+        env["KERAS_DISTRIBUTION_PROCESS_ID"] = str(index)
+    else:
+        cluster = {"worker": [f"localhost:{port}" for port in ports]}
+        task = {"type": "worker", "index": index}
+        env["TF_CONFIG"] = json.dumps({"cluster": cluster, "task": task})
+    return env
+
+
 @pytest.mark.slow
-@pytest.mark.skipif(BACKEND != "jax", reason="several hosts: JAX only (TensorFlow is refused)")
-def test_two_jax_processes_match_single_device(
-    paired_runs: dict[str, Path], tmp_path: Path
-) -> None:
-    """Two processes (stand-ins for two hosts, one CPU device each, gloo collectives), each
-    feeding half of every global batch: process 0's run folder has the single-device losses.
+@needs_data_parallel
+def test_two_processes_match_single_device(paired_runs: dict[str, Path], tmp_path: Path) -> None:
+    """Two processes (stand-ins for two hosts, one CPU device each): process 0's run folder has
+    the single-device losses. JAX (gloo collectives): each process feeds half of every global
+    batch. TensorFlow (MultiWorkerMirroredStrategy from $TF_CONFIG): each feeds the whole global
+    batch and tf.distribute hands every replica its part.
     """
     config = tmp_path / "config.json"
     config.write_text(json.dumps(DP_CONFIG), encoding="utf-8")
     out = tmp_path / "run"
-    address = f"localhost:{_free_port()}"
-    procs = []
-    for index in range(N_DEVICES):
-        env = {
-            **os.environ,
-            "KERAS_BACKEND": "jax",
-            "JAX_CPU_COLLECTIVES_IMPLEMENTATION": "gloo",
-            "KERAS_DISTRIBUTION_JOB_ADDRESSES": address,
-            "KERAS_DISTRIBUTION_NUM_PROCESSES": str(N_DEVICES),
-            "KERAS_DISTRIBUTION_PROCESS_ID": str(index),
-        }
-        for key in ("XLA_FLAGS", distribute.CPU_DEVICES_ENV):
-            env.pop(key, None)
-        command = [sys.executable, "-m", "cli.main", "train", "--config", str(config)]
-        command += ["--distribute", "data-parallel", "--out", str(out), "--no-progress"]
-        procs.append(
-            subprocess.Popen(
-                command, cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
-            )
+    ports = [_free_port() for _ in range(N_DEVICES)]
+    command = [sys.executable, "-m", "cli.main", "train", "--config", str(config)]
+    command += ["--distribute", "data-parallel", "--out", str(out), "--no-progress"]
+    procs = [
+        subprocess.Popen(
+            command,
+            cwd=REPO_ROOT,
+            env=_host_env(index, ports),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
         )
+        for index in range(N_DEVICES)
+    ]
     for proc in procs:
         _, stderr = proc.communicate(timeout=SUBPROCESS_TIMEOUT_S)
         assert proc.returncode == 0, stderr.decode()[-3000:]
@@ -215,20 +229,10 @@ def test_two_jax_processes_match_single_device(
     assert placement["processes"] == N_DEVICES and placement["devices"] == N_DEVICES
     assert (out / f"worker-{N_DEVICES - 1}" / runs.METRICS_FILE).exists()
     np.testing.assert_allclose(_losses(out), _losses(paired_runs["single"]), rtol=LOSS_RTOL)
+    _assert_single_device_checkpoint(out, paired_runs["single"])
 
 
 # ------------------------------------------------------------------------------ policy
-
-
-@pytest.mark.skipif(BACKEND != "tensorflow", reason="$TF_CONFIG is TensorFlow's")
-def test_tensorflow_multi_worker_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Keras' fit fails under MultiWorkerMirroredStrategy: a clear refusal before any start-up."""
-    cluster = {"worker": ["localhost:1", "localhost:2"]}
-    monkeypatch.setenv("TF_CONFIG", json.dumps({"cluster": cluster, "task": {"index": 0}}))
-    config = {"distribute": "data-parallel", "devices": None, "batch_size": 64}
-    with pytest.raises(distribute.DistributeError, match=r"20585.*--backend jax"):
-        with distribute.training_scope(config):
-            pass
 
 
 def test_torch_data_parallel_is_refused_with_the_reason() -> None:
