@@ -43,7 +43,7 @@ CPU_DEVICES_ENV = "SCOREGEN_CPU_DEVICES"
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     """Command-line options."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--backends", nargs="+", default=["jax", "tensorflow"], choices=BACKENDS)
+    parser.add_argument("--backends", nargs="+", default=list(BACKENDS), choices=BACKENDS)
     parser.add_argument("--model", default=DEFAULT_MODEL, help="a named network config")
     parser.add_argument("--batch", type=int, default=DEFAULT_BATCH, help="global batch size")
     parser.add_argument("--precisions", nargs="+", default=["float32"], choices=PRECISIONS)
