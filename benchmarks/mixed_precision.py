@@ -139,7 +139,8 @@ def train_and_score(args: argparse.Namespace, precision: str) -> dict[str, Any]:
         "preset": PRESET,
         "run_dir": str(run_dir),
         "steps": result.step,  # steps trained
-        "optimizer_steps": run.step,  # optimizer.iterations: fewer when loss scaling skipped some
+        # updates applied: fewer than the steps when dynamic loss scaling skipped some
+        "optimizer_steps": int(keras.ops.convert_to_numpy(run.model.optimizer.iterations)),
         "batch_size": int(run.config["batch_size"]),
         "lr": float(run.config["lr"]),
         "ema": run.config["ema"],
