@@ -27,10 +27,8 @@ import argparse
 import json
 import os
 import shutil
-import subprocess
 import sys
 import time
-from collections import deque
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -39,11 +37,11 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
+from benchmarks import backend_worker  # noqa: E402
+from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import machine  # noqa: E402
 
-RESULTS = ROOT / "benchmarks" / "results" / "mixed_precision.json"
-QUICK_RESULTS = RESULTS.parent / "quick"  # --quick writes here, never over the figures
-RUNS_DIR = ROOT / "benchmarks" / "results" / "runs" / "mixed_precision"  # ignored by git
+JSON_NAME = "mixed_precision.json"
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_bfloat16", "mixed_float16")
 BASELINE = "float32"
@@ -56,9 +54,6 @@ QUICK_EVAL_N = 2_000
 # bookkeeping only (training is the preset's): one small preview at the end, not 2 000 points by
 # PC-1000 every 2 000 steps (minutes per preview in half precision on a CPU)
 BOOKKEEPING = {"n_sample_preview": 256, "sampler_steps": 100}
-WORKER_FLAG = "--worker"
-RESULT_PREFIX = "RESULT "
-FAILURE_TAIL_LINES = 30
 BACKEND_PACKAGES = {"jax": ("jax", "jaxlib"), "tensorflow": ("tensorflow",), "torch": ("torch",)}
 
 
@@ -71,12 +66,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--times", nargs="+", type=float, default=list(TIMES), help="t values")
     parser.add_argument("--eval-n", type=int, default=EVAL_N, help="noisy points per t")
     parser.add_argument("--seed", type=int, default=0, help="evaluation seed")
-    parser.add_argument("--runs-dir", type=Path, default=RUNS_DIR, help="run folders (retrained)")
+    parser.add_argument(
+        "--runs-dir",
+        type=Path,
+        default=RUNS_DIR / "mixed_precision",
+        help="run folders (retrained)",
+    )
     parser.add_argument("--quick", action="store_true", help=f"smoke run: {QUICK_STEPS} steps")
     parser.add_argument("--output", type=Path, default=None, help="JSON path")
-    parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
+    backend_worker.add_worker_flag(parser)
     args = parser.parse_args(argv)
-    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS.parent) / RESULTS.name
+    args.output = args.output or default_output(JSON_NAME, args.quick)
     if args.quick:
         args.steps = args.steps or QUICK_STEPS
         args.eval_n = min(args.eval_n, QUICK_EVAL_N)
@@ -168,11 +168,9 @@ def worker(args: argparse.Namespace) -> None:
             notes.append(f"{precision}: {type(error).__name__}: {error}")
             continue
         rows.append(row)
-        print(
-            f"  {precision}: mean error {row['mean_error']:.4f} "
-            f"({row['train_seconds']:.0f} s training)",
-            flush=True,
-        )
+        seconds = row["train_seconds"]  # None when the run logged no step (steps < log_every)
+        took = "" if seconds is None else f" ({seconds:.0f} s training)"
+        print(f"  {precision}: mean error {row['mean_error']:.4f}{took}", flush=True)
     backend = keras.backend.backend()
     versions = {"keras": keras.__version__}
     for package in BACKEND_PACKAGES.get(backend, ()):
@@ -181,37 +179,16 @@ def worker(args: argparse.Namespace) -> None:
         except metadata.PackageNotFoundError:
             continue
     payload = {"backend": backend, "versions": versions, "rows": rows, "notes": notes}
-    print(RESULT_PREFIX + json.dumps(payload), flush=True)
+    backend_worker.emit_result(payload)
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def run_backend(backend: str, argv: list[str]) -> dict[str, Any]:
-    """Run the worker for one backend in a subprocess, echo its output, parse its RESULT line."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
+    """Run the worker for one backend in a subprocess, echoing its output; its result."""
     print(f"== {backend}", flush=True)
-    tail: deque[str] = deque(maxlen=FAILURE_TAIL_LINES)
-    result = None
-    with subprocess.Popen(
-        [sys.executable, __file__, WORKER_FLAG, *argv],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    ) as proc:
-        assert proc.stdout is not None
-        for line in proc.stdout:
-            if line.startswith(RESULT_PREFIX):
-                result = json.loads(line[len(RESULT_PREFIX) :])
-            else:
-                tail.append(line.rstrip())
-                print(f"[{backend}] {line}", end="", flush=True)
-    if result is None:
-        failure = "\n".join(tail)
-        return {"backend": backend, "rows": [], "notes": [f"exit {proc.returncode}: {failure}"]}
-    return result
+    return backend_worker.run_worker(__file__, backend, argv, {"rows": []}, echo=True)
 
 
 def add_verdicts(result: dict[str, Any]) -> None:
@@ -259,8 +236,7 @@ def print_table(results: list[dict[str, Any]], times: list[float]) -> None:
         for row in result["rows"]:
             if row["optimizer_steps"] < row["steps"]:
                 print(f"{result['backend']:<11} {row['precision']}: {skipped_steps(row)}")
-        for note in result["notes"]:
-            print(f"{result['backend']:<11} note: {note}")
+        backend_worker.print_notes(result)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -36,15 +36,14 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import machine  # noqa: E402
-from benchmarks.quality_toy import QUICK_STEPS, RUNS_DIR, obtain_run  # noqa: E402
+from benchmarks.quality_toy import QUICK_STEPS, obtain_run  # noqa: E402
 from reference import checks  # noqa: E402
 from reference.datasets import mixture5  # noqa: E402
 from scoregen_keras import samplers  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-JSON_PATH = RESULTS / "nfe_quality.json"
-QUICK_RESULTS = RESULTS / "quick"  # --quick writes here, never over the figures
+JSON_NAME = "nfe_quality.json"  # the plot goes beside it, as nfe_quality.png
 PRESET = "toy"  # the VE toy preset, as quality_toy.py trains it
 
 N_SAMPLES = 5000
@@ -129,7 +128,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (PNG beside it)")
     args = parser.parse_args(argv)
-    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS) / JSON_PATH.name
+    args.output = args.output or default_output(JSON_NAME, args.quick)
     steps = QUICK_STEPS if args.quick else None
     if args.quick:
         args.samples = min(args.samples, QUICK_SAMPLES)

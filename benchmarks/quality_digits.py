@@ -74,18 +74,15 @@ import keras  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import load_average, machine  # noqa: E402
 from scoregen_keras import features, metrics, plots, runs  # noqa: E402
 from scoregen_keras.data import DIGITS_HELD_OUT, DIGITS_TRAIN, load_dataset  # noqa: E402
 from scoregen_keras.evaluate import evaluate_samples  # noqa: E402
 from scoregen_keras.presets import resolve_config  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-JSON_PATH = RESULTS / "quality_digits.json"
-GRID_PATH = RESULTS / "digits_samples.png"
-LOSS_PATH = RESULTS / "digits_loss.png"
-QUICK_RESULTS = RESULTS / "quick"  # --quick writes here, never over the figures
-RUNS_DIR = RESULTS / "runs"  # ignored by git (`runs/`)
+JSON_NAME = "quality_digits.json"
+GRID_NAME, LOSS_NAME = "digits_samples.png", "digits_loss.png"  # beside the JSON
 TRAINING_RECORD = "quality_digits_training.json"  # in the run folder: wall time, load
 
 PRESET = "digits"
@@ -340,7 +337,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (PNGs beside it)")
     args = parser.parse_args(argv)
-    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS) / JSON_PATH.name
+    args.output = args.output or default_output(JSON_NAME, args.quick)
     if args.quick:
         args.steps = min(args.steps or QUICK_STEPS, QUICK_STEPS)
         args.samples = min(args.samples, QUICK_SAMPLES)
@@ -441,8 +438,8 @@ def main(argv: list[str] | None = None) -> int:
         f"({'pass' if report['passed'] else 'FAIL'}, target <= {FD_RATIO_TARGET:g})"
     )
     title = f"{run.step} steps, {sampler} NFE {drawn.nfe}"
-    grid_path = args.output.with_name(GRID_PATH.name)
-    loss_path = args.output.with_name(LOSS_PATH.name)
+    grid_path = args.output.with_name(GRID_NAME)
+    loss_path = args.output.with_name(LOSS_NAME)
     plot_grid(samples, held_out.x, grid_path, title)
     plot_loss(loss_curve(run), loss_path, f"digits preset: training loss ({run.step} steps)")
     args.output.write_text(json.dumps(report, indent=2) + "\n")

@@ -49,6 +49,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 
+from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import machine  # noqa: E402
 from reference import checks  # noqa: E402
 from reference.datasets import mixture5  # noqa: E402
@@ -56,11 +57,7 @@ from scoregen_keras import runs  # noqa: E402
 from scoregen_keras.evaluate import model_log_prob_fn  # noqa: E402
 from scoregen_keras.presets import resolve_config  # noqa: E402
 
-RESULTS = Path(__file__).parent / "results"
-JSON_PATH = RESULTS / "quality_toy.json"
-PNG_PATH = RESULTS / "quality_toy.png"
-QUICK_RESULTS = RESULTS / "quick"  # --quick writes here, never over the figures
-RUNS_DIR = RESULTS / "runs"  # ignored by git (`runs/`)
+JSON_NAME = "quality_toy.json"  # the plot goes beside it, as quality_toy.png
 
 PRESETS = {"ve": "toy", "vp": "toy-vp"}
 N_SAMPLES = 10_000
@@ -274,7 +271,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="smoke run: tiny budgets")
     parser.add_argument("--output", type=Path, default=None, help="JSON path (PNGs beside it)")
     args = parser.parse_args(argv)
-    args.output = args.output or (QUICK_RESULTS if args.quick else RESULTS) / JSON_PATH.name
+    args.output = args.output or default_output(JSON_NAME, args.quick)
     if args.quick:
         args.steps = args.steps or QUICK_STEPS
         args.samples = min(args.samples, QUICK_SAMPLES)

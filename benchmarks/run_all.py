@@ -26,13 +26,15 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks.layout import QUICK_RESULTS, RESULTS  # noqa: E402
+
 BENCHMARKS = ROOT / "benchmarks"
-RESULTS = BENCHMARKS / "results"
 README = ROOT / "README.md"
 RUN_LOG = RESULTS / "run_all.json"
-# --quick: smoke budgets write their JSON / PNG and a report here, never over the figures
-QUICK_RESULTS = RESULTS / "quick"
-QUICK_REPORT = QUICK_RESULTS / "RESULTS.md"
+QUICK_REPORT = QUICK_RESULTS / "RESULTS.md"  # --quick's report: the README is left alone
 OUTPUT_FLAG = "--output"  # every script takes --output PATH.json (its PNGs go beside it)
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 

@@ -17,13 +17,17 @@ import argparse
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import backend_worker  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "sampler_overhead.json"
 BACKENDS = ("tensorflow", "jax", "torch")
 MLP_MODEL, MLP_BATCH = "mlp/toy", 1024
@@ -32,8 +36,6 @@ NCSNPP_BATCH = 64
 TARGET = 1.2
 SCORE_TIME_T = 0.5  # the time at which the single score evaluation is timed
 MIN_STEPS = 2
-WORKER_FLAG = "--worker"
-RESULT_PREFIX = "RESULT "
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -63,7 +65,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (torch)")
     parser.add_argument("--output", type=Path, default=RESULTS)
     parser.add_argument("--note", default="", help="free text stored in the JSON")
-    parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
+    backend_worker.add_worker_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -198,27 +200,15 @@ def worker(args: argparse.Namespace) -> None:
         )
     else:
         notes.append(f"none of {NCSNPP_MODELS} is registered in scoregen_keras.networks: skipped")
-    print(RESULT_PREFIX + json.dumps({"backend": backend.name(), "models": models, "notes": notes}))
+    backend_worker.emit_result({"backend": backend.name(), "models": models, "notes": notes})
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def run_backend(backend: str, argv: list[str]) -> dict:
-    """Run the worker for one backend in a subprocess and parse its RESULT line."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    proc = subprocess.run(
-        [sys.executable, __file__, WORKER_FLAG, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    return {"backend": backend, "models": [], "notes": [f"failed: {proc.stderr[-2000:]}"]}
+    """Run the worker for one backend in a subprocess; its result."""
+    return backend_worker.run_worker(__file__, backend, argv, {"models": []})
 
 
 def print_table(results: list[dict]) -> None:
@@ -236,8 +226,7 @@ def print_table(results: list[dict]) -> None:
                     f"{sampler:<31} {row['nfe']:>5} {row['wall_s']:>8.3f} "
                     f"{1e3 * model['score_s']:>9.3f} {row['overhead']:>8.2f}{flag}"
                 )
-        for note in result["notes"]:
-            print(f"{result['backend']:<11} note: {note}")
+        backend_worker.print_notes(result)
 
 
 def main(argv: list[str] | None = None) -> None:

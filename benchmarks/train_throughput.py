@@ -22,21 +22,23 @@ import itertools
 import json
 import os
 import platform
-import subprocess
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:  # run as a script from anywhere
+    sys.path.insert(0, str(ROOT))
+
+from benchmarks import backend_worker  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results" / "train_throughput.json"
 BACKENDS = ("tensorflow", "jax", "torch")
 PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
 DEFAULT_MODEL, DEFAULT_BATCH = "mlp/toy", 512
 N_EXAMPLES = 4096  # random training examples the batches are cut from
 DATA_SEED = 0
-WORKER_FLAG = "--worker"
-RESULT_PREFIX = "RESULT "
 CPU_DEVICES_ENV = "SCOREGEN_CPU_DEVICES"
 
 
@@ -59,7 +61,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--steps", type=int, default=20, help="timed steps per block")
     parser.add_argument("--repeats", type=int, default=2, help="timed blocks; the best is kept")
     parser.add_argument("--output", type=Path, default=RESULTS)
-    parser.add_argument(WORKER_FLAG, action="store_true", help=argparse.SUPPRESS)
+    backend_worker.add_worker_flag(parser)
     return parser.parse_args(argv)
 
 
@@ -145,34 +147,17 @@ def worker(args: argparse.Namespace) -> None:
         except ValueError as error:  # RunError, DistributeError, ConfigError: say why, go on
             notes.append(f"{precision}: {error}")
     devices = keras.distribution.list_devices() if backend.name() == "jax" else []
-    print(
-        RESULT_PREFIX
-        + json.dumps(
-            {"backend": backend.name(), "rows": rows, "notes": notes, "jax_devices": devices}
-        )
-    )
+    payload = {"backend": backend.name(), "rows": rows, "notes": notes, "jax_devices": devices}
+    backend_worker.emit_result(payload)
 
 
 # --------------------------------------------------------------------------- driver
 
 
 def run_backend(backend: str, argv: list[str], cpu_devices: int | None) -> dict:
-    """Run the worker for one backend in a subprocess and parse its RESULT line."""
-    env = {**os.environ, "KERAS_BACKEND": backend, "TF_CPP_MIN_LOG_LEVEL": "3"}
-    env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(ROOT), env.get("PYTHONPATH")]))
-    if cpu_devices is not None:
-        env[CPU_DEVICES_ENV] = str(cpu_devices)
-    proc = subprocess.run(
-        [sys.executable, __file__, WORKER_FLAG, *argv],
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
-    for line in proc.stdout.splitlines():
-        if line.startswith(RESULT_PREFIX):
-            return json.loads(line[len(RESULT_PREFIX) :])
-    return {"backend": backend, "rows": [], "notes": [f"failed: {proc.stderr[-2000:]}"]}
+    """Run the worker for one backend in a subprocess (optionally on split CPUs); its result."""
+    env = {} if cpu_devices is None else {CPU_DEVICES_ENV: str(cpu_devices)}
+    return backend_worker.run_worker(__file__, backend, argv, {"rows": []}, env=env)
 
 
 def print_table(results: list[dict]) -> None:
@@ -190,8 +175,7 @@ def print_table(results: list[dict]) -> None:
                 f"{row['batch']:>6} {row['precision']:<15} {row['devices']:>7} "
                 f"{row['steps_per_s']:>9.2f} {row['examples_per_s']:>11.0f}"
             )
-        for note in result["notes"]:
-            print(f"{result['backend']:<11} note: {note}")
+        backend_worker.print_notes(result)
 
 
 def main(argv: list[str] | None = None) -> None:

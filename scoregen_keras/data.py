@@ -113,9 +113,9 @@ def index_digest(indices: np.ndarray) -> str:
     return hashlib.sha256(np.sort(np.asarray(indices)).astype("<i8").tobytes()).hexdigest()
 
 
-def digits_split_record(n: int, part: str) -> dict[str, Any]:
+def digits_split_record(train: np.ndarray, held_out: np.ndarray, part: str) -> dict[str, Any]:
     """What a run records about the digits split it used: the rule, the sizes, the index digests."""
-    train, held_out = digits_split(n)
+    n = len(train) + len(held_out)
     return {
         "of": "digits",
         "part": part,
@@ -147,7 +147,7 @@ def _digits(centered: bool, part: str | None = None) -> Dataset:
         raise DataError(f"unknown part 'digits:{part}' of the digits; choose {choices}.")
     train, held_out = digits_split(len(images))
     chosen = train if part == DIGITS_TRAIN else held_out
-    record = digits_split_record(len(images), part)
+    record = digits_split_record(train, held_out, part)
     return Dataset(f"digits:{part}", scaler.forward(images[chosen]), scaler, "images", record)
 
 

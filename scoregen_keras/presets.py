@@ -9,6 +9,8 @@ from __future__ import annotations
 import copy
 from typing import Any
 
+from reference.checks import FAST_SAMPLER_SIGMA_MAX
+
 # Score SDE paper training set-up (Song et al. 2021, configs/default_cifar10_configs.py).
 SDE_PAPER_STEPS = 1_300_001
 SDE_PAPER_WARMUP = 5_000
@@ -17,8 +19,8 @@ SDE_PAPER_WARMUP = 5_000
 # (6 000 constant-rate steps left the ODE samplers' log-density gap at -0.2 to -0.4 nats).
 TOY_STEPS = 30_000
 # sigma~_max of the few-step samplers on the toy data: ~3x the mixture's diameter, the value of
-# the exact-score suite (reference.checks.FAST_SAMPLER_SIGMA_MAX); VP's sigma~(T) is ~150
-TOY_SAMPLER_SIGMA_MAX = 20.0
+# the exact-score suite; VP's sigma~(T) is ~150
+TOY_SAMPLER_SIGMA_MAX = FAST_SAMPLER_SIGMA_MAX
 
 # The digits preset's budget: ncsnpp/digits-small, batch 128; 0.25-0.55 s a step on 2 CPU cores
 # shared with other work (JAX, load 5-6), so 10-20 minutes (benchmarks/quality_digits.py records
