@@ -3,9 +3,13 @@
 For each backend (one subprocess each, KERAS_BACKEND set before Keras is imported) and each
 model -- the toy MLP ("mlp/toy", batch 1024) and a small NCSN++ ("ncsnpp/tiny" or
 "ncsnpp/digits", batch 64, when registered) -- every sampler of ``scoregen_keras.samplers`` is
-run once to compile, then timed; the ratio to NFE x (compiled score time at the same batch) is
-the sampler's overhead (1.0 = none; target <= 1.2). Prints a table and writes
-benchmarks/results/sampler_overhead.json.
+run once to compile, then timed in rounds: in each round every sampler runs once, right after
+a block of as many back-to-back compiled score calls as the run makes (its NFE), and the ratio
+of the two times is the round's overhead. A sampler's overhead is the median over rounds (1.0 =
+none; target <= 1.2): on a shared 2-core virtual machine the speed drifts by tens of per cent
+within seconds, so each sampler is compared with score calls timed next to it, and the median
+drops the rounds a slow spell hit. Prints a table and writes
+benchmarks/results/sampler_overhead.json (every round's ratio included).
 
     python benchmarks/sampler_overhead.py                  # all backends, modest step counts
     python benchmarks/sampler_overhead.py --backends jax --pc-steps 1000
@@ -14,6 +18,7 @@ benchmarks/results/sampler_overhead.json.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import platform
@@ -58,9 +63,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="PC, Langevin and fixed-step ODE steps for NCSN++ are this fraction of the above (it "
         "is ~100x the MLP's cost); EDM and DPM-Solver++ keep their counts, their usual NFE",
     )
-    parser.add_argument("--score-repeats", type=int, default=50, help="score calls per block")
     parser.add_argument(
-        "--timing-repeats", type=int, default=3, help="timed blocks / runs; the best is kept"
+        "--rounds", type=int, default=7, help="timing rounds (each: score block + run per sampler)"
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (torch)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -79,29 +83,21 @@ def _sync(value: Any) -> None:
     keras.ops.convert_to_numpy(value)
 
 
-def time_score(score: Any, x: Any, t: Any, repeats: int, blocks: int) -> float:
-    """Seconds per call of a compiled score after a warm-up call: the best of several blocks."""
-    _sync(score(x, t))
-    best = float("inf")
-    for _ in range(blocks):
-        start = time.perf_counter()
-        for _ in range(repeats):
-            out = score(x, t)
-        _sync(out)
-        best = min(best, (time.perf_counter() - start) / repeats)
-    return best
-
-
-def time_sampler(run: Any, repeats: int) -> tuple[float, int]:
-    """(best wall seconds of several runs, NFE) of a sampler run, after a compiling run."""
-    run()
-    best, nfe = float("inf"), 0
+def time_score(score: Any, x: Any, t: Any, repeats: int) -> float:
+    """Seconds per call of a compiled score over one block of back-to-back calls."""
+    start = time.perf_counter()
     for _ in range(repeats):
-        start = time.perf_counter()
-        out, nfe = run()
-        _sync(out)
-        best = min(best, time.perf_counter() - start)
-    return best, nfe
+        out = score(x, t)
+    _sync(out)
+    return (time.perf_counter() - start) / repeats
+
+
+def time_sampler(run: Any) -> tuple[float, int]:
+    """(wall seconds, NFE) of one sampler run, waiting for its result."""
+    start = time.perf_counter()
+    out, nfe = run()
+    _sync(out)
+    return time.perf_counter() - start, nfe
 
 
 def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, Any]:
@@ -170,16 +166,38 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
     sigma_score_fn = losses.sigma_conditional_score(net)
     compiled = backend.jit(score_fn, variables=variables)
     t = keras.ops.convert_to_tensor(np.full(batch, SCORE_TIME_T, np.float32))
+    runs = {
+        sampler: functools.partial(run, score_fn, sigma_score_fn, sde, shape, variables)
+        for sampler, run in sampler_runs(args, fraction).items()
+    }
+    nfes, walls, score_s = {}, {sampler: [] for sampler in runs}, {sampler: [] for sampler in runs}
     with backend.no_grad():
-        t_score = time_score(compiled, x, t, args.score_repeats, args.timing_repeats)
+        _sync(compiled(x, t))  # compile
+        for sampler, run in runs.items():
+            _, nfes[sampler] = time_sampler(run)  # compile
+        for _ in range(args.rounds):
+            for sampler, run in runs.items():
+                # as many score calls as the run makes, timed just before it
+                score_s[sampler].append(time_score(compiled, x, t, nfes[sampler]))
+                walls[sampler].append(time_sampler(run)[0])
     rows = {}
-    for sampler, run in sampler_runs(args, fraction).items():
-        wall, nfe = time_sampler(
-            lambda run=run: run(score_fn, sigma_score_fn, sde, shape, variables),
-            args.timing_repeats,
-        )
-        rows[sampler] = {"nfe": nfe, "wall_s": wall, "overhead": wall / (nfe * t_score)}
-    return {"model": name, "batch": batch, "score_s": t_score, "samplers": rows}
+    for sampler, wall in walls.items():
+        ratios = [w / (nfes[sampler] * s) for w, s in zip(wall, score_s[sampler], strict=True)]
+        rows[sampler] = {
+            "nfe": nfes[sampler],
+            "wall_s": float(np.median(wall)),
+            "score_s": float(np.median(score_s[sampler])),
+            "overhead": float(np.median(ratios)),
+            "overhead_range": [min(ratios), max(ratios)],
+            "overhead_rounds": ratios,
+        }
+    all_score_s = [v for values in score_s.values() for v in values]
+    return {
+        "model": name,
+        "batch": batch,
+        "score_s": float(np.median(all_score_s)),
+        "samplers": rows,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -214,17 +232,19 @@ def run_backend(backend: str, argv: list[str]) -> dict:
 def print_table(results: list[dict]) -> None:
     """One row per (backend, model, sampler)."""
     header = f"{'backend':<11} {'model':<14} {'batch':>5} {'sampler':<31} {'NFE':>5} "
-    header += f"{'wall s':>8} {'score ms':>9} {'overhead':>8}"
+    header += f"{'wall s':>8} {'score ms':>9} {'overhead':>8} {'rounds range':>13}"
     print(header)
     print("-" * len(header))
     for result in results:
         for model in result["models"]:
             for sampler, row in model["samplers"].items():
                 flag = "" if row["overhead"] <= TARGET else "  > target"
+                low, high = row["overhead_range"]
                 print(
                     f"{result['backend']:<11} {model['model']:<14} {model['batch']:>5} "
                     f"{sampler:<31} {row['nfe']:>5} {row['wall_s']:>8.3f} "
-                    f"{1e3 * model['score_s']:>9.3f} {row['overhead']:>8.2f}{flag}"
+                    f"{1e3 * row['score_s']:>9.3f} {row['overhead']:>8.2f} "
+                    f"{low:>6.2f}-{high:<6.2f}{flag}"
                 )
         backend_worker.print_notes(result)
 
@@ -244,7 +264,8 @@ def main(argv: list[str] | None = None) -> None:
     args.output.parent.mkdir(parents=True, exist_ok=True)
     meta = {
         "target": TARGET,
-        "definition": "wall time / (NFE x compiled score time at the same batch)",
+        "definition": "median over rounds of wall time / (NFE x compiled score time at the "
+        "same batch, from NFE score calls timed just before the run)",
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "argv": argv,
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
 import keras
+import numpy as np
 from keras import ops
 
 Tensor = Any
@@ -218,6 +219,35 @@ def jit(
     return _dispatch({"tensorflow": _jit_tensorflow, "jax": _jit_jax, "torch": _jit_torch})(
         fn, variables, jit_compile
     )
+
+
+def from_host(array: np.ndarray) -> Tensor:
+    """A copy of a host NumPy array as a tensor of the active backend, keeping its dtype.
+
+    TensorFlow and JAX skip ``keras.ops.convert_to_tensor``'s checks, which cost ~100 / ~80 µs
+    a call on a 2-core CPU (``tf.constant`` ~35, ``jnp.asarray`` ~70): samplers that cross the
+    host boundary once per score evaluation (``solve_ivp``) feel it. PyTorch goes through Keras,
+    which also places the tensor on Keras' device.
+    """
+    backend = name()
+    if backend == "tensorflow":
+        import tensorflow as tf
+
+        return tf.constant(array)
+    if backend == "jax":
+        import jax.numpy as jnp
+
+        return jnp.asarray(array)
+    return ops.convert_to_tensor(array)
+
+
+def jit_argument(array: np.ndarray) -> Any:
+    """A host NumPy array as an argument of a function compiled by `jit`, by the cheapest route.
+
+    JAX: the array itself, which the compiled call transfers (in C++), ~0.15 ms a call sooner
+    than through ``jnp.asarray`` first on a 2-core CPU; elsewhere ``from_host(array)``.
+    """
+    return array if name() == "jax" else from_host(array)
 
 
 @contextlib.contextmanager

@@ -163,12 +163,12 @@ def _without_grad(sampler: Callable[..., Any]) -> Callable[..., Any]:
 
 def _host_index(index: int | np.ndarray) -> Tensor:
     """A host integer (array) as an int32 tensor."""
-    return ops.convert_to_tensor(np.asarray(index, dtype=np.int32))
+    return backend.from_host(np.asarray(index, dtype=np.int32))
 
 
 def _host_to_float(array: Any) -> Tensor:
     """A host array or scalar as a float tensor, cast on the host (a single transfer)."""
-    return ops.convert_to_tensor(np.asarray(array, dtype=keras.config.floatx()))
+    return backend.from_host(np.asarray(array, dtype=keras.config.floatx()))
 
 
 def _start(sde: SDE, source: NoiseSource, x_init: Any | None, temperature: float) -> Tensor:
@@ -180,7 +180,7 @@ def _start(sde: SDE, source: NoiseSource, x_init: Any | None, temperature: float
 
 def _norm_per_example(v: Tensor) -> Tensor:
     """Euclidean norm of each example, shape (batch,)."""
-    return ops.sqrt(ops.sum(ops.square(ops.reshape(v, (ops.shape(v)[0], -1))), axis=1))
+    return ops.sqrt(ops.sum(ops.square(v), axis=tuple(range(1, len(v.shape)))))
 
 
 def _chunk_length(draws_per_step: int, shape: Sequence[int]) -> int:
@@ -583,8 +583,13 @@ def _integrate_ode(
         key, build = ("ode", method, score_fn, sde), lambda: make_update(drift)
         x = _run_steps(key, build, variables, x, table, None, 0, None, progress, f"ode {method}")
         return x, n_steps * nfe_per_step
-    compiled_drift = _compiled(("ode drift", score_fn, sde), lambda: drift, variables)
     shape = tuple(x.shape)
+
+    def packed_drift(packed: Tensor) -> Tensor:
+        """The drift at packed = (t, *x.ravel()): one host-to-device transfer per NFE."""
+        return drift(ops.reshape(packed[1:], shape), packed[0])
+
+    compiled_drift = _compiled(("ode drift", score_fn, sde, shape), lambda: packed_drift, variables)
     bar = tqdm(desc=f"ode {method} (NFE)", disable=not progress, leave=False)
     nfe = 0
 
@@ -592,7 +597,8 @@ def _integrate_ode(
         nonlocal nfe
         nfe += 1
         bar.update()
-        d = compiled_drift(_host_to_float(y.reshape(shape)), _host_to_float(t))
+        packed = np.concatenate([[t], y]).astype(keras.config.floatx())
+        d = compiled_drift(backend.jit_argument(packed))
         return np.asarray(ops.convert_to_numpy(d), dtype=np.float64).ravel()
 
     y0 = np.asarray(ops.convert_to_numpy(x), dtype=np.float64).ravel()

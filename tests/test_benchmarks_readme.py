@@ -223,6 +223,33 @@ def test_render_mixed_precision(run_all: ModuleType, results: Path) -> None:
     assert "- jax mixed_float16: 10 of 6000 steps skipped by dynamic loss scaling" in text
 
 
+def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
+    """The overhead table: the median per sampler and the lowest and highest round."""
+    row = {
+        "nfe": 200,
+        "wall_s": 0.5123,
+        "score_s": 0.0021,
+        "overhead": 1.1834,
+        "overhead_range": [0.954, 1.3],
+        "overhead_rounds": [0.954, 1.1834, 1.3],
+    }
+    payload = {
+        "target": 1.2,
+        "definition": "median over rounds of wall time / (NFE x score time)",
+        "results": [
+            {
+                "backend": "torch",
+                "models": [{"model": "mlp/toy", "batch": 1024, "samplers": {"pc": row}}],
+            }
+        ],
+    }
+    (results / "sampler_overhead.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "Target overhead ≤ 1.2; median over rounds of wall time / (NFE x score time)" in text
+    assert "| backend | model | batch | sampler | NFE | wall s | overhead | rounds |" in text
+    assert "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 |" in text
+
+
 def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, results: Path) -> None:
     """A JSON file whose layout its renderer does not know still gives a table of its records."""
     (results / "param_counts.json").write_text(json.dumps({"rows": [{"net": "x", "n": 3}]}))

@@ -298,3 +298,22 @@ def test_jit_matches_eager_and_sees_weight_updates(rng, data, assert_close):
     net.out_layer.bias.assign(net.out_layer.bias + 1.0)
     assert_close(compiled(x_t, t), to_numpy(score_fn(x_t, t)))
     assert backend.name() == keras.backend.backend()
+
+
+@pytest.mark.parametrize("dtype", ["float32", "int32"])
+def test_from_host_keeps_values_and_dtype_and_copies(rng, dtype):
+    host = rng.normal(size=(3, 4)).astype(dtype)
+    expected = host.copy()
+    tensor = backend.from_host(host)
+    host[...] = 0  # a later change to the host buffer must not reach the tensor
+    assert keras.backend.standardize_dtype(tensor.dtype) == dtype
+    np.testing.assert_array_equal(to_numpy(tensor), expected)
+    np.testing.assert_array_equal(to_numpy(backend.jit(lambda a: a * 2)(tensor)), 2 * expected)
+
+
+def test_jit_argument_feeds_a_compiled_function(rng):
+    host = rng.normal(size=(3, 4)).astype("float32")
+    compiled = backend.jit(lambda a: ops.sum(a, axis=1))
+    np.testing.assert_allclose(
+        to_numpy(compiled(backend.jit_argument(host))), host.sum(axis=1), rtol=1e-6
+    )

@@ -184,3 +184,15 @@ def test_unknown_sde_type_raises():
 
 def test_geometric_sigmas(assert_close):
     assert_close(k_sde.geometric_sigmas(1.0, 0.01, 10), ref_sde.geometric_sigmas(1.0, 0.01, 10))
+
+
+def test_to_float_casts_host_values_and_passes_float_tensors_through():
+    floatx = keras.config.floatx()
+    as_float = k_sde.to_float(np.array([1.5, 2.0]))  # float64 on the host
+    assert keras.backend.standardize_dtype(as_float.dtype) == floatx
+    np.testing.assert_array_equal(to_numpy(as_float), [1.5, 2.0])
+    assert keras.backend.standardize_dtype(k_sde.to_float(3).dtype) == floatx
+    integers = keras.ops.convert_to_tensor(np.array([1, 2], np.int32))
+    assert keras.backend.standardize_dtype(k_sde.to_float(integers).dtype) == floatx
+    already = keras.ops.ones((2,), dtype=floatx)
+    assert k_sde.to_float(already) is already
