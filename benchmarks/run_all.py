@@ -59,7 +59,7 @@ Row = list[Any]
 
 
 def run_scripts(names: list[str], quick: bool) -> dict[str, dict[str, Any]]:
-    """Run each benchmark script; return name -> {argv, returncode, seconds} (skipped if absent)."""
+    """Run each benchmark script; name -> {argv, returncode, seconds, date} (skipped if absent)."""
     log: dict[str, dict[str, Any]] = {}
     for name in names:
         script = BENCHMARKS / f"{name}.py"
@@ -74,7 +74,12 @@ def run_scripts(names: list[str], quick: bool) -> dict[str, dict[str, Any]]:
         returncode = subprocess.run(argv, cwd=ROOT, check=False).returncode
         seconds = time.perf_counter() - start
         print(f"-- {name}: exit {returncode} after {seconds:.0f} s", flush=True)
-        log[name] = {"argv": argv[1:], "returncode": returncode, "seconds": round(seconds, 1)}
+        log[name] = {
+            "argv": argv[1:],
+            "returncode": returncode,
+            "seconds": round(seconds, 1),
+            "date": time.strftime("%Y-%m-%d", time.gmtime()),
+        }
     return log
 
 
@@ -293,15 +298,18 @@ def render_param_counts(data: dict[str, Any], results: Path) -> list[str]:
 
 def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
     """Wall time per NFE relative to one compiled score evaluation, with the rounds' spread."""
+    target = data.get("target")
     rows = []
     for result in data["results"]:
         for model in result.get("models", []):
             for sampler, row in model["samplers"].items():
                 spread = "–".join(f"{v:.2f}" for v in row.get("overhead_range", []))
                 where = [result["backend"], model["model"], model["batch"], sampler]
-                rows.append([*where, row["nfe"], row["wall_s"], row["overhead"], spread])
+                verdict = None if target is None else row["overhead"] <= target
+                rows.append([*where, row["nfe"], row["wall_s"], row["overhead"], spread, verdict])
     headers = ["backend", "model", "batch", "sampler", "NFE", "wall s", "overhead", "rounds"]
-    intro = f"Target overhead ≤ {data.get('target')}; {data.get('definition', '')}"
+    headers.append("verdict")
+    intro = f"Target overhead ≤ {target}; {data.get('definition', '')}"
     return [intro + " (rounds: the lowest and highest round).", "", md_table(headers, rows)]
 
 
@@ -458,7 +466,8 @@ def render_results(
         lines += ["", f"### {title}", "", f"`benchmarks/{name}.py`"]
         entry = (run_log or {}).get(name)
         if entry and not entry.get("skipped"):
-            lines[-1] += f" (exit {entry['returncode']}, {entry['seconds']:.0f} s in this rerun)"
+            when = f", {entry['date']}" if "date" in entry else ""
+            lines[-1] += f" (exit {entry['returncode']}, {entry['seconds']:.0f} s{when})"
         lines.append("")
         try:
             lines += render(payloads[name], results)
@@ -496,17 +505,19 @@ def main(argv: list[str] | None = None) -> int:
     run_log = results / RUN_LOG.name
     results.mkdir(parents=True, exist_ok=True)
     log: dict[str, dict[str, Any]] = {}
+    ran: dict[str, dict[str, Any]] = {}
+    if run_log.exists():  # scripts not rerun keep the entry of their last run
+        log = json.loads(run_log.read_text(encoding="utf-8")).get("scripts", {})
     if not args.render_only:
         names = [n for n in (args.only or list(SCRIPTS)) if n not in args.skip]
-        log = run_scripts(names, args.quick)
+        ran = run_scripts(names, args.quick)
+        log = {**log, **ran}
         run_log.write_text(
             json.dumps({"quick": args.quick, "scripts": log}, indent=2) + "\n", encoding="utf-8"
         )
-    elif run_log.exists():
-        log = json.loads(run_log.read_text(encoding="utf-8")).get("scripts", {})
     update_readme(readme, relink(render_results(results, log, args.quick), results, readme))
     print(f"rewrote the results section of {readme}")
-    failed = [n for n, e in log.items() if not e.get("skipped") and e.get("returncode")]
+    failed = [n for n, e in ran.items() if not e.get("skipped") and e.get("returncode")]
     if failed:
         print(f"scripts that failed or missed a target: {', '.join(failed)}")
     return 1 if failed else 0

@@ -7,7 +7,7 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, require_positive, run_summary
+from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
 from cli.train_cmd import use_backend
 
 DEFAULT_N = 8
@@ -44,6 +44,7 @@ GREY_OR_COLOUR = (1, 3)
     "original scale).",
 )
 @backend_option
+@progress_option
 @json_option
 def colorize(
     run_dir: str,
@@ -54,6 +55,7 @@ def colorize(
     seed: int,
     out: str | None,
     backend: str,
+    progress: bool,
     as_json: bool,
 ) -> None:
     """Colour a grey image with a run's 3-channel model: results keep its grey level (PC sampling).
@@ -73,7 +75,15 @@ def colorize(
         image = tasks.read_image(image_path, config, channels=GREY_OR_COLOUR)
         run = runs.load_run(run_dir)
         stem = runs.output_stem(out if out else run.paths.samples / f"colorize-seed{seed}")
-        result = tasks.colorize_image(run, image, n=n, seed=seed, steps=steps, snr=snr)
+        result = tasks.colorize_image(
+            run,
+            image,
+            n=n,
+            seed=seed,
+            steps=steps,
+            snr=snr,
+            progress=progress and not as_json,
+        )
         npz, png = tasks.save_controlled(stem, result, run.config)
     except runs.RunError as error:
         raise click.ClickException(str(error)) from error

@@ -9,7 +9,7 @@ from typing import Any
 
 import click
 
-from cli.options import backend_option, json_option, require_positive
+from cli.options import backend_option, json_option, progress_option, require_positive
 from cli.sample_cmd import SAMPLERS
 from cli.train_cmd import use_backend
 
@@ -79,9 +79,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     help="Local InceptionV3 'notop' .h5 weights for images other than 8x8 digits.",
 )
 @backend_option
-@click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
-)
+@progress_option
 @json_option
 def evaluate(
     run_dir: str,

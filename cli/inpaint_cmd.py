@@ -7,7 +7,7 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, require_positive, run_summary
+from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
 from cli.train_cmd import use_backend
 
 DEFAULT_N = 8
@@ -50,6 +50,7 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     "(x: results, image, mask; original scale).",
 )
 @backend_option
+@progress_option
 @json_option
 def inpaint(
     run_dir: str,
@@ -61,6 +62,7 @@ def inpaint(
     seed: int,
     out: str | None,
     backend: str,
+    progress: bool,
     as_json: bool,
 ) -> None:
     """Inpaint an image with a run's model: keep the known pixels, sample the rest (PC sampling).
@@ -81,7 +83,16 @@ def inpaint(
         mask = tasks.read_mask(mask_path, config)
         run = runs.load_run(run_dir)
         stem = runs.output_stem(out if out else run.paths.samples / f"inpaint-seed{seed}")
-        result = tasks.inpaint_image(run, image, mask, n=n, seed=seed, steps=steps, snr=snr)
+        result = tasks.inpaint_image(
+            run,
+            image,
+            mask,
+            n=n,
+            seed=seed,
+            steps=steps,
+            snr=snr,
+            progress=progress and not as_json,
+        )
         npz, png = tasks.save_controlled(stem, result, run.config)
     except runs.RunError as error:
         raise click.ClickException(str(error)) from error

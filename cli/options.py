@@ -18,6 +18,9 @@ backend_option = click.option(
 json_option = click.option(
     "--json", "as_json", is_flag=True, default=False, help="Print one JSON object."
 )
+progress_option = click.option(
+    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
+)
 
 
 def require_positive(**options: float | None) -> None:

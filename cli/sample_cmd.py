@@ -7,7 +7,7 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, require_positive, run_summary
+from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
 from cli.train_cmd import use_backend
 
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
@@ -65,9 +65,7 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     help="Output path without suffix: writes PATH.npz (key x) and PATH.png.",
 )
 @backend_option
-@click.option(
-    "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
-)
+@progress_option
 @json_option
 def sample(
     run_dir: str,

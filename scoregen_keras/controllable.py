@@ -13,13 +13,13 @@ Same names, signatures and random draws as ``reference.controllable``; ``seed`` 
 ``keras.random.SeedGenerator``) replaces ``rng``, and ``noise`` (a callable ``noise(shape)`` such as
 a NumPy generator's ``standard_normal``, or an iterable) may inject the normals in the reference's
 order, as in ``scoregen_keras.samplers``, whose predictor and corrector steps are used here.
-Every PC step is one call of a function compiled by ``backend.jit``; the noise is drawn outside.
+The PC steps run compiled in chunks (``samplers.run_steps``), the noise drawn outside.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import keras
@@ -36,8 +36,9 @@ from scoregen_keras.samplers import (
     NoiseSource,
     pc_sample,
     pc_steps,
+    run_steps,
 )
-from scoregen_keras.sde import SDE, batch_scalar, to_float
+from scoregen_keras.sde import SDE, batch_scalar, per_example, to_float
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -80,7 +81,8 @@ def pc_sample_with_replacement(
     x_init: Tensor | None = None,
     noise: Noise = None,
     temperature: float = 1.0,
-    jit: bool = True,
+    progress: bool = False,
+    variables: Sequence[Any] | None = None,
 ) -> tuple[Tensor, int]:
     """PC sampling (Song et al. 2021, Alg. 1) that keeps ``decouple(x)[mask]`` on ``y_obs``.
 
@@ -89,7 +91,8 @@ def pc_sample_with_replacement(
     ``temperature``; none with ``x_init``), then per step the corrector's normals, one replacement
     normal, the predictor's normal, one replacement normal. t = linspace(T, eps, n_steps) and
     dt = -T/n_steps on ``sde.with_levels(n_steps)``; returns the noise-free mean of the last step
-    when ``denoise``.
+    when ``denoise``. Steps run compiled in chunks as ``scoregen_keras.samplers.pc_sample``'s
+    (``progress``, ``variables``: as there).
     """
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
@@ -107,30 +110,47 @@ def pc_sample_with_replacement(
     else:
         x = to_float(x_init)
 
-    def replace(x: Tensor, x_mean: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Observed part := a draw of p_t(y_obs(t) | y_obs); the mean gets the noise-free part."""
-        obs_mean, std = sde.marginal_prob(y_obs, t)
-        obs_t = obs_mean + batch_scalar(std, y_obs) * z
-        return (
-            couple(ops.where(observed, obs_t, decouple(x))),
-            couple(ops.where(observed, obs_mean, decouple(x_mean))),
-        )
+    def build() -> Callable[..., tuple[Tensor, ...]]:
+        def step(state: tuple[Tensor, ...], t: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+            """Corrector, replacement, predictor, replacement at t; z stacks the step's normals."""
+            x, x_mean, y_obs, observed = state  # the observation rides along, not baked in
+            t = per_example(t[0], x)
 
-    def step(x: Tensor, t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-        """Corrector, replacement, predictor, replacement at time t; z stacks the step's normals."""
-        x, x_mean = corrector_fn(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
-        x, x_mean = replace(x, x_mean, t, z[n_corrector])
-        z_predictor = z[n_corrector + 1] if n_predictor else None
-        x, x_mean = predictor_fn(score_fn, sde, x, t, z_predictor, dt)
-        return replace(x, x_mean, t, z[-1])
+            def replace(x: Tensor, x_mean: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+                """Observed part := a draw of p_t(y_obs(t) | y_obs); the mean: its mean."""
+                obs_mean, std = sde.marginal_prob(y_obs, t)
+                obs_t = obs_mean + batch_scalar(std, y_obs) * z
+                return (
+                    couple(ops.where(observed, obs_t, decouple(x))),
+                    couple(ops.where(observed, obs_mean, decouple(x_mean))),
+                )
 
-    step_fn = backend.jit(step) if jit else step
+            x, x_mean = corrector_fn(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+            x, x_mean = replace(x, x_mean, z[n_corrector])
+            z_predictor = z[n_corrector + 1] if n_predictor else None
+            x, x_mean = predictor_fn(score_fn, sde, x, t, z_predictor, dt)
+            return (*replace(x, x_mean, z[-1]), y_obs, observed)
+
+        return step
+
+    key = ("pc with replacement", score_fn, sde, predictor, corrector, float(snr), n_corrector)
+    key += (dt, decouple, couple)
     n_draws = n_corrector + n_predictor + 2  # two replacement normals per step
     x = couple(ops.where(observed, y_obs, decouple(x)))
-    x_mean = x
+    times = np.linspace(sde.T, eps, n_steps)
     with backend.no_grad():
-        for t in np.linspace(sde.T, eps, n_steps):
-            x, x_mean = step_fn(x, to_float(np.full(shape[0], t)), source.draw(n_draws))
+        x, x_mean, _, _ = run_steps(
+            key,
+            build,
+            variables,
+            (x, x, y_obs, observed),
+            times,
+            source,
+            n_draws,
+            None,
+            progress,
+            "pc with replacement",
+        )
     x = x_mean if denoise else x
     return couple(ops.where(observed, y_obs, decouple(x))), n_steps * (n_corrector + n_predictor)
 
@@ -151,7 +171,8 @@ def impute(
     x_init: Tensor | None = None,
     noise: Noise = None,
     temperature: float = 1.0,
-    jit: bool = True,
+    progress: bool = False,
+    variables: Sequence[Any] | None = None,
 ) -> tuple[Tensor, int]:
     """Impute the coordinates where ``mask`` is False given ``x_obs`` (batch, *dims) by PC sampling.
 
@@ -176,7 +197,8 @@ def impute(
         x_init=x_init,
         noise=noise,
         temperature=temperature,
-        jit=jit,
+        progress=progress,
+        variables=variables,
     )
 
 

@@ -465,6 +465,7 @@ def inpaint_image(
     seed: int = 0,
     steps: int | None = None,
     snr: float = SNR_DEFAULT,
+    progress: bool = False,
 ) -> Controlled:
     """n inpaintings of one model-space image (H, W, C): known pixels (mask True) are kept."""
     require_images(run.config, "inpainting")
@@ -476,6 +477,7 @@ def inpaint_image(
         _batch(image, n),
         mask[None],
         seed,
+        progress=progress,
         **_pc_options(steps, snr),
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
@@ -499,13 +501,19 @@ def colorize_image(
     seed: int = 0,
     steps: int | None = None,
     snr: float = SNR_DEFAULT,
+    progress: bool = False,
 ) -> Controlled:
     """n colourings of one model-space image (H, W, 1 or 3) keeping its grey (mean) channel."""
     require_images(run.config, "colorization", COLOR_CHANNELS)
     sde = _sde(run)
     start = time.perf_counter()
     x, nfe = controllable.colorize(
-        run.model.score_fn(use_ema=True), sde, _batch(image, n), seed, **_pc_options(steps, snr)
+        run.model.score_fn(use_ema=True),
+        sde,
+        _batch(image, n),
+        seed,
+        progress=progress,
+        **_pc_options(steps, snr),
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
     grey = np.repeat(image.mean(axis=-1, keepdims=True), COLOR_CHANNELS, axis=-1)

@@ -222,7 +222,7 @@ def _chunk_noise(
     return ops.take(padded, _host_index(index), axis=0)
 
 
-def _run_steps(
+def run_steps(
     key: Hashable,
     build_step: Callable[[], Callable[..., Any]],
     variables: Sequence[Any] | None,
@@ -290,7 +290,7 @@ def langevin(
     key = ("langevin", score_fn, conditioned, float(step_size))
     t_host = np.asarray(ops.convert_to_numpy(0.0 if t is None else t), dtype=np.float64)
     times = np.tile(np.broadcast_to(t_host, (x.shape[0],)), (n_steps, 1))  # (n_steps, batch)
-    x = _run_steps(key, build, variables, x, times, source, 1, progress=progress, desc="langevin")
+    x = run_steps(key, build, variables, x, times, source, 1, progress=progress, desc="langevin")
     return x, n_steps
 
 
@@ -340,7 +340,7 @@ def annealed_langevin(
     alphas = step_lr * sigmas**2 / sigmas[-1] ** 2  # Algorithm 1, line 3
     table = np.repeat(np.stack([sigmas, alphas], axis=1), n_steps_each, axis=0)
     key = ("annealed_langevin", score_fn)
-    x = _run_steps(key, build_step, variables, x, table, source, 1, None, progress, "annealed ld")
+    x = run_steps(key, build_step, variables, x, table, source, 1, None, progress, "annealed ld")
     nfe = len(table)
     if denoise:
         tweedie = _compiled(("tweedie", score_fn), build_denoise, variables)
@@ -516,7 +516,7 @@ def pc_sample(
     key = ("pc", score_fn, sde, predictor, corrector, float(snr), n_corrector, dt)
     times = np.linspace(sde.T, eps, n_steps)
     n_draws = n_corrector + n_predictor
-    x, x_mean = _run_steps(
+    x, x_mean = run_steps(
         key, build, variables, (x, x), times, source, n_draws, None, progress, "pc"
     )
     return (x_mean if denoise else x), n_steps * n_draws
@@ -581,7 +581,7 @@ def _integrate_ode(
         times = np.linspace(t_start, t_end, n_steps + 1)
         table = np.stack([times[:-1], times[1:], np.diff(times)], axis=1)  # (t_cur, t_next, h)
         key, build = ("ode", method, score_fn, sde), lambda: make_update(drift)
-        x = _run_steps(key, build, variables, x, table, None, 0, None, progress, f"ode {method}")
+        x = run_steps(key, build, variables, x, table, None, 0, None, progress, f"ode {method}")
         return x, n_steps * nfe_per_step
     shape = tuple(x.shape)
 
@@ -760,7 +760,7 @@ def edm_heun_sample(
     table = np.stack([s_noise * np.sqrt(t_hat**2 - t_cur**2), t_hat, t_next], axis=1)
     for heun, rows in ((True, slice(0, n_steps - 1)), (False, slice(n_steps - 1, n_steps))):
         key, build = ("edm", score_fn, sde, heun), lambda heun=heun: _edm_update(denoiser, heun)
-        x = _run_steps(
+        x = run_steps(
             key, build, variables, x, table[rows], source, 1, gamma[rows] > 0.0, progress, "edm"
         )  # Heun steps, then the last one (to sigma = 0) by Euler
     return x, 2 * n_steps - 1
@@ -844,7 +844,7 @@ def dpm_solver_pp_sample(
     c[1:] = h[1:] / (2.0 * h[:-1])
     table = np.stack([sigma_cur, sigma_next / sigma_cur, -np.expm1(-h), c], axis=1)
     key, build = ("dpm++2m", score_fn, sde), lambda: _dpm_update(denoiser)
-    x, _ = _run_steps(key, build, variables, (x, x), table, None, 0, None, progress, "dpm++")
+    x, _ = run_steps(key, build, variables, (x, x), table, None, 0, None, progress, "dpm++")
     final = _compiled(("tilde denoiser", score_fn, sde), lambda: denoiser, variables)
     x = final(x, per_example(_host_to_float(sigmas[-2]), x))  # first order to sigma = 0
     return x, n_steps

@@ -246,8 +246,12 @@ def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
     text = run_all.render_results(results)
     assert "Target overhead ≤ 1.2; median over rounds of wall time / (NFE x score time)" in text
-    assert "| backend | model | batch | sampler | NFE | wall s | overhead | rounds |" in text
-    assert "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 |" in text
+    headers = "| backend | model | batch | sampler | NFE | wall s | overhead | rounds | verdict |"
+    assert headers in text
+    assert "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 | pass |" in text
+    payload["target"] = 1.1
+    (results / "sampler_overhead.json").write_text(json.dumps(payload))
+    assert "| 1.183 | 0.95–1.30 | **FAIL** |" in run_all.render_results(results)
 
 
 def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, results: Path) -> None:
@@ -268,3 +272,23 @@ def test_update_readme_replaces_only_the_marked_section(
     bare.write_text("intro\n")
     run_all.update_readme(bare, "figures\n")
     assert bare.read_text() == f"intro\n\n{run_all.START}\nfigures\n{run_all.END}\n"
+
+
+def test_rerunning_some_scripts_keeps_the_log_of_the_others(
+    run_all: ModuleType, results: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """--only merges the scripts it ran into run_all.json; the others keep their last entry."""
+    old = {"argv": [], "returncode": 0, "seconds": 108.0}
+    (results / "run_all.json").write_text(
+        json.dumps({"quick": False, "scripts": {"quality_toy": old}})
+    )
+    new = {"argv": [], "returncode": 0, "seconds": 71.0, "date": "2026-11-30"}
+    monkeypatch.setattr(run_all, "RESULTS", results)
+    monkeypatch.setattr(run_all, "run_scripts", lambda names, quick: dict.fromkeys(names, new))
+    readme = results / "README.md"
+    assert run_all.main(["--only", "param_counts", "--readme", str(readme)]) == 0
+    log = json.loads((results / "run_all.json").read_text())["scripts"]
+    assert log == {"quality_toy": old, "param_counts": new}
+    text = readme.read_text()
+    assert "`benchmarks/quality_toy.py` (exit 0, 108 s)" in text
+    assert "`benchmarks/param_counts.py` (exit 0, 71 s, 2026-11-30)" in text
