@@ -307,8 +307,17 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
                 where = [result["backend"], model["model"], model["batch"], sampler]
                 verdict = None if target is None else row["overhead"] <= target
                 rows.append([*where, row["nfe"], row["wall_s"], row["overhead"], spread, verdict])
-    headers = ["backend", "model", "batch", "sampler", "NFE", "wall s", "overhead", "rounds"]
-    headers.append("verdict")
+    headers = [
+        "backend",
+        "model",
+        "batch",
+        "sampler",
+        "NFE",
+        "wall s",
+        "overhead",
+        "rounds",
+        "verdict",
+    ]
     intro = f"Target overhead ≤ {target}; {data.get('definition', '')}"
     return [intro + " (rounds: the lowest and highest round).", "", md_table(headers, rows)]
 

@@ -191,13 +191,7 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
             "overhead_range": [min(ratios), max(ratios)],
             "overhead_rounds": ratios,
         }
-    all_score_s = [v for values in score_s.values() for v in values]
-    return {
-        "model": name,
-        "batch": batch,
-        "score_s": float(np.median(all_score_s)),
-        "samplers": rows,
-    }
+    return {"model": name, "batch": batch, "samplers": rows}
 
 
 def worker(args: argparse.Namespace) -> None:

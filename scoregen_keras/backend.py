@@ -224,10 +224,10 @@ def jit(
 def from_host(array: np.ndarray) -> Tensor:
     """A copy of a host NumPy array as a tensor of the active backend, keeping its dtype.
 
-    TensorFlow and JAX skip ``keras.ops.convert_to_tensor``'s checks, which cost ~100 / ~80 µs
-    a call on a 2-core CPU (``tf.constant`` ~35, ``jnp.asarray`` ~70): samplers that cross the
-    host boundary once per score evaluation (``solve_ivp``) feel it. PyTorch goes through Keras,
-    which also places the tensor on Keras' device.
+    TensorFlow and JAX skip ``keras.ops.convert_to_tensor``'s checks (``tf.constant`` /
+    ``jnp.asarray`` directly), which samplers that cross the host boundary once per score
+    evaluation (``solve_ivp``) would pay every time. PyTorch goes through Keras, which also places
+    the tensor on Keras' device.
     """
     backend = name()
     if backend == "tensorflow":
@@ -244,8 +244,8 @@ def from_host(array: np.ndarray) -> Tensor:
 def jit_argument(array: np.ndarray) -> Any:
     """A host NumPy array as an argument of a function compiled by `jit`, by the cheapest route.
 
-    JAX: the array itself, which the compiled call transfers (in C++), ~0.15 ms a call sooner
-    than through ``jnp.asarray`` first on a 2-core CPU; elsewhere ``from_host(array)``.
+    JAX: the array itself, which the compiled call transfers in its C++ dispatch, sooner than a
+    ``jnp.asarray`` first; elsewhere ``from_host(array)``.
     """
     return array if name() == "jax" else from_host(array)
 

@@ -37,7 +37,7 @@ from tqdm.auto import tqdm
 
 from scoregen_keras import backend
 from scoregen_keras.latent import tempered_prior
-from scoregen_keras.sde import SDE, batch_scalar, per_example, to_float
+from scoregen_keras.sde import SDE, batch_scalar, per_example, sum_over_dims, to_float
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -180,7 +180,7 @@ def _start(sde: SDE, source: NoiseSource, x_init: Any | None, temperature: float
 
 def _norm_per_example(v: Tensor) -> Tensor:
     """Euclidean norm of each example, shape (batch,)."""
-    return ops.sqrt(ops.sum(ops.square(v), axis=tuple(range(1, len(v.shape)))))
+    return ops.sqrt(sum_over_dims(ops.square(v)))
 
 
 def _chunk_length(draws_per_step: int, shape: Sequence[int]) -> int:
