@@ -126,6 +126,9 @@ def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, Any]:
         "ode RK45 (host solve_ivp)": lambda s, ss, sde, shape, v: samplers.ode_sample(
             s, sde, shape, seed, variables=v, **tol
         ),
+        "ode dopri5 (compiled RK45)": lambda s, ss, sde, shape, v: samplers.ode_sample(
+            s, sde, shape, seed, "dopri5", variables=v, **tol
+        ),
         "ode heun (fixed step)": lambda s, ss, sde, shape, v: samplers.ode_sample(
             s, sde, shape, seed, "heun", n_steps=steps(args.ode_steps), variables=v
         ),

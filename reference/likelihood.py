@@ -15,7 +15,7 @@ from scipy.integrate import solve_ivp
 from scipy.special import ndtr
 
 from reference.samplers import probability_flow_drift
-from reference.utils import batch_scalar
+from reference.utils import batch_scalar, require_finite
 
 FD_REL_STEP = 1e-3  # finite-difference step of the score JVP, relative to the marginal std(t)
 UINT8_LEVELS = 256
@@ -133,7 +133,7 @@ def ode_likelihood(
         nfe += 1
         x_t, t_vec = y[:n_state].reshape(shape), np.full(batch, t)
         # instantaneous change of variables: d log p_t(x_t) / dt = -div F(x_t, t)
-        return np.concatenate([drift_fn(x_t, t_vec).ravel(), div_fn(x_t, t_vec)])
+        return require_finite(np.concatenate([drift_fn(x_t, t_vec).ravel(), div_fn(x_t, t_vec)]), t)
 
     y0 = np.concatenate([x.ravel(), np.zeros(batch)])
     solution = solve_ivp(ode_func, (eps, sde.T), y0, method="RK45", rtol=rtol, atol=atol)

@@ -14,7 +14,7 @@ from collections.abc import Callable
 import numpy as np
 from scipy.integrate import solve_ivp
 
-from reference.utils import as_batch, batch_scalar
+from reference.utils import as_batch, batch_scalar, require_finite
 
 ScoreFn = Callable[[np.ndarray, np.ndarray], np.ndarray]
 StepFn = Callable[..., tuple[np.ndarray, np.ndarray]]
@@ -293,7 +293,7 @@ def _integrate_ode(
     def ode_func(t: float, y: np.ndarray) -> np.ndarray:
         nonlocal nfe
         nfe += 1
-        return drift(y.reshape(shape), np.full(batch, t)).ravel()
+        return require_finite(drift(y.reshape(shape), np.full(batch, t)).ravel(), t)
 
     solution = solve_ivp(ode_func, (t_start, t_end), x.ravel(), method=method, rtol=rtol, atol=atol)
     if not solution.success:

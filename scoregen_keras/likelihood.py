@@ -20,6 +20,7 @@ import numpy as np
 from keras import ops
 from scipy.integrate import solve_ivp
 
+from reference.utils import require_finite
 from scoregen_keras import backend
 from scoregen_keras.sde import SDE, sum_over_dims, to_float
 
@@ -132,9 +133,8 @@ def ode_likelihood(
         x_t = to_float(y[:n_state].reshape(shape))
         drift, div = rhs(x_t, to_float(np.full(batch, t)), v)
         # instantaneous change of variables: d log p_t(x_t) / dt = -div F(x_t, t)
-        return np.concatenate(
-            [ops.convert_to_numpy(drift).ravel(), ops.convert_to_numpy(div)]
-        ).astype(np.float64)
+        values = np.concatenate([ops.convert_to_numpy(drift).ravel(), ops.convert_to_numpy(div)])
+        return require_finite(values.astype(np.float64), t)
 
     y0 = np.concatenate([x.ravel(), np.zeros(batch)])
     with backend.no_grad():

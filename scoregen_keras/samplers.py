@@ -35,7 +35,8 @@ from keras import ops
 from scipy.integrate import solve_ivp
 from tqdm.auto import tqdm
 
-from scoregen_keras import backend
+from reference.utils import require_finite
+from scoregen_keras import backend, dopri
 from scoregen_keras.latent import tempered_prior
 from scoregen_keras.sde import SDE, batch_scalar, per_example, sum_over_dims, to_float
 
@@ -52,6 +53,9 @@ COMPILED_CACHE_SIZE = 32  # compiled step functions kept for reuse across sample
 # call per block instead of one per step
 NOISE_BLOCK_ENTRIES = 2**22
 MAX_CHUNK_STEPS = 50  # sampler steps per compiled call (and per progress-bar update)
+# attempted steps per compiled call of the compiled adaptive solver (6 NFE each)
+DOPRI5_ATTEMPTS_PER_CALL = 20
+COMPILED_ADAPTIVE_METHOD = "dopri5"
 
 
 # --------------------------------------------------------------------------- noise
@@ -576,6 +580,9 @@ def _integrate_ode(
 ) -> tuple[Tensor, int]:
     """Integrate the probability-flow ODE from t_start to t_end for the whole batch; (x, nfe)."""
     drift = probability_flow_drift(score_fn, sde)
+    if method == COMPILED_ADAPTIVE_METHOD:
+        key = ("ode", score_fn, sde, tuple(x.shape), t_start, t_end, rtol, atol)
+        return _integrate_dopri5(key, drift, x, t_start, t_end, rtol, atol, progress, variables)
     if method in FIXED_STEP_METHODS:
         make_update, nfe_per_step = FIXED_STEP_METHODS[method]
         times = np.linspace(t_start, t_end, n_steps + 1)
@@ -599,7 +606,7 @@ def _integrate_ode(
         bar.update()
         packed = np.concatenate([[t], y]).astype(keras.config.floatx())
         d = compiled_drift(backend.jit_argument(packed))
-        return np.asarray(ops.convert_to_numpy(d), dtype=np.float64).ravel()
+        return require_finite(np.asarray(ops.convert_to_numpy(d), np.float64).ravel(), t)
 
     y0 = np.asarray(ops.convert_to_numpy(x), dtype=np.float64).ravel()
     solution = solve_ivp(ode_func, (t_start, t_end), y0, method=method, rtol=rtol, atol=atol)
@@ -607,6 +614,46 @@ def _integrate_ode(
     if not solution.success:
         raise RuntimeError(f"probability-flow ODE solve failed: {solution.message}")
     return to_float(solution.y[:, -1].reshape(shape)), nfe
+
+
+def _integrate_dopri5(
+    key: Hashable,
+    drift: Callable[[Tensor, Tensor], Tensor],
+    x: Tensor,
+    t_start: float,
+    t_end: float,
+    rtol: float,
+    atol: float,
+    progress: bool,
+    variables: Sequence[Any] | None,
+) -> tuple[Tensor, int]:
+    """SciPy's RK45 compiled on the backend (``dopri``): the host only checks the status."""
+    direction = float(np.sign(t_end - t_start))
+    start = _compiled(
+        ("dopri5 start", key), lambda: dopri.start(drift, t_start, t_end, rtol, atol), variables
+    )
+    attempt_steps = _compiled(
+        ("dopri5 steps", key),
+        lambda: dopri.attempt_steps(drift, t_end, direction, rtol, atol, DOPRI5_ATTEMPTS_PER_CALL),
+        variables,
+    )
+    state = start(x)
+    bar = tqdm(total=100, desc="ode dopri5 (% of time)", disable=not progress, leave=False)
+    status = dopri.RUNNING
+    while status == dopri.RUNNING:
+        state = attempt_steps(state)
+        status = int(ops.convert_to_numpy(state[5]))
+        done = (float(ops.convert_to_numpy(state[0])) - t_start) / (t_end - t_start)
+        bar.update(round(100 * min(max(done, 0.0), 1.0)) - bar.n)
+    if status == dopri.FINISHED:
+        bar.update(100 - bar.n)
+    bar.close()
+    if status == dopri.FAILED:
+        raise RuntimeError(
+            "probability-flow ODE solve failed: the step size fell below the spacing of floats "
+            "or became NaN (is the drift finite?)"
+        )
+    return state[1], dopri.nfe(int(ops.convert_to_numpy(state[6])))
 
 
 @_without_grad
@@ -630,7 +677,8 @@ def ode_sample(
     """Sample by integrating the probability-flow ODE from T to eps.
 
     ``method``: any ``solve_ivp`` method (default RK45 on the host, the drift evaluated on the
-    backend; NFE = its function evaluations) or the fixed-step "euler" / "heun" with ``n_steps``
+    backend; NFE = its function evaluations); "dopri5", the same RK45 compiled whole on the
+    backend (no host round trip per NFE); or the fixed-step "euler" / "heun" with ``n_steps``
     steps, compiled. Draws the latent (one normal, scaled by ``temperature``) unless ``z``.
     """
     eps = sde.eps if eps is None else eps

@@ -28,6 +28,9 @@ LOG_2PI = math.log(2.0 * math.pi)
 def to_float(a: Any) -> Tensor:
     """Convert to a tensor of the default float dtype (such a tensor is returned as it is)."""
     floatx = keras.config.floatx()
+    if isinstance(a, (float, int, np.ndarray, np.generic)):
+        # cast on the host: TensorFlow graphs would otherwise hold a Python float as float32
+        return ops.convert_to_tensor(np.asarray(a, dtype=floatx))
     if ops.is_tensor(a) and keras.backend.standardize_dtype(a.dtype) == floatx:
         return a  # skips two Keras ops, which eager PyTorch samplers would pay on every step
     return ops.cast(ops.convert_to_tensor(a), floatx)

@@ -38,3 +38,17 @@ def assert_close() -> Callable[..., None]:
 def rng() -> np.random.Generator:
     """A fixed NumPy generator: tests draw their inputs here and feed both implementations."""
     return np.random.default_rng(20240611)
+
+
+@pytest.fixture
+def float64_floatx():
+    """Keras' default float set to float64 for one test (skipped where JAX is held to 32 bits)."""
+    if keras.backend.backend() == "jax":
+        import jax
+
+        if not jax.config.read("jax_enable_x64"):
+            pytest.skip("JAX computes in float32 unless jax_enable_x64 is set")
+    previous = keras.config.floatx()
+    keras.config.set_floatx("float64")
+    yield
+    keras.config.set_floatx(previous)

@@ -199,20 +199,62 @@ def test_pc_sample_x_init_and_subvp_ancestral(t_mlp):
 # --------------------------------------------------------------------------- ODE
 
 
+ADAPTIVE = {"RK45": "RK45", "dopri5": "RK45"}  # Keras method -> the reference's
+
+
 @pytest.mark.parametrize("sde_name", ["ve", "vp"])
-@pytest.mark.parametrize("method", ["RK45", "euler", "heun"])
+@pytest.mark.parametrize("method", ["RK45", "dopri5", "euler", "heun"])
 def test_ode_sample_and_encode_match_reference(t_mlp, sde_name, method):
     ref_score, r_sde, keras_score, k_sde = score_pair(t_mlp, sde_name)
+    ref_settings = {"method": ADAPTIVE.get(method, method), "n_steps": FEW_STEPS}
     settings = {"method": method, "n_steps": FEW_STEPS}
     rng, noise = injected()
-    want, nfe_ref = ref_samplers.ode_sample(ref_score, r_sde, (BATCH, DIM), rng, **settings)
+    want, nfe_ref = ref_samplers.ode_sample(ref_score, r_sde, (BATCH, DIM), rng, **ref_settings)
     got, nfe = samplers.ode_sample(keras_score, k_sde, (BATCH, DIM), None, noise=noise, **settings)
     assert_scaled_close(got, want, SAMPLER_RTOL)
-    if method != "RK45":  # adaptive steps may differ by a few evaluations in float32
+    if method not in ADAPTIVE:  # adaptive steps may differ by a few evaluations in float32
         assert nfe == nfe_ref
-    want_z, _ = ref_samplers.ode_encode(ref_score, r_sde, want, **settings)
+    want_z, _ = ref_samplers.ode_encode(ref_score, r_sde, want, **ref_settings)
     got_z, _ = samplers.ode_encode(keras_score, k_sde, want, **settings)
     assert_scaled_close(got_z, want_z, SAMPLER_RTOL)
+
+
+FLOAT64_RTOL = 1e-10  # the same arithmetic in float64, up to the order of the additions
+
+
+@pytest.mark.parametrize("sde_name", ["ve", "vp"])
+def test_dopri5_takes_the_steps_of_solve_ivp_rk45_in_float64(float64_floatx, sde_name):
+    k_sde = SDES[sde_name][1]()
+    score = keras_mixture(mixture5()).score_fn(k_sde)
+    z = np.random.default_rng(NOISE_SEED).standard_normal((BATCH, DIM)) * (
+        k_sde.sigma_max if sde_name == "ve" else 1.0
+    )
+    want, nfe_host = samplers.ode_sample(score, k_sde, (BATCH, DIM), None, z=z)
+    got, nfe = samplers.ode_sample(score, k_sde, (BATCH, DIM), None, z=z, method="dopri5")
+    assert nfe == nfe_host
+    assert_scaled_close(got, to_numpy(want), FLOAT64_RTOL)
+    want_z, nfe_host = samplers.ode_encode(score, k_sde, want)
+    got_z, nfe = samplers.ode_encode(score, k_sde, want, method="dopri5")
+    assert nfe == nfe_host
+    assert_scaled_close(got_z, to_numpy(want_z), FLOAT64_RTOL)
+
+
+def test_a_nan_drift_fails_the_ode_solvers_instead_of_looping(t_mlp):
+    _, _, keras_score, k_sde = score_pair(t_mlp, "ve")
+
+    def nan_score(x, t):
+        return keras_score(x, t) * np.nan
+
+    with pytest.raises(ValueError, match="not finite"):  # SciPy's RK45 alone would loop forever
+        samplers.ode_sample(nan_score, k_sde, (BATCH, DIM), 0)
+    with pytest.raises(RuntimeError, match="step size"):
+        samplers.ode_sample(nan_score, k_sde, (BATCH, DIM), 0, method="dopri5")
+
+
+def test_dopri5_shows_progress(t_mlp, capsys):
+    _, _, keras_score, k_sde = score_pair(t_mlp, "ve")
+    samplers.ode_sample(keras_score, k_sde, (BATCH, DIM), 0, method="dopri5", progress=True)
+    assert "ode dopri5" in capsys.readouterr().err
 
 
 # --------------------------------------------------------------------------- EDM and DPM-Solver++
@@ -348,6 +390,10 @@ CHECK_CASES = {
     "pc_vp": ("vp", lambda score, sde, n: samplers.pc_sample(score, sde, (n, DIM), CHECK_SEED)),
     "ode_rk45_ve": ("ve", lambda s, sde, n: samplers.ode_sample(s, sde, (n, DIM), CHECK_SEED)),
     "ode_rk45_vp": ("vp", lambda s, sde, n: samplers.ode_sample(s, sde, (n, DIM), CHECK_SEED)),
+    "ode_dopri5_vp": (
+        "vp",
+        lambda s, sde, n: samplers.ode_sample(s, sde, (n, DIM), CHECK_SEED, method="dopri5"),
+    ),
     "edm_heun_ve": (
         "ve",
         lambda s, sde, n: samplers.edm_heun_sample(

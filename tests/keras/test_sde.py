@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from reference import sde as ref_sde
+from scoregen_keras import backend
 from scoregen_keras import sde as k_sde
 from tests.keras.conftest import to_numpy
 
@@ -184,6 +185,14 @@ def test_unknown_sde_type_raises():
 
 def test_geometric_sigmas(assert_close):
     assert_close(k_sde.geometric_sigmas(1.0, 0.01, 10), ref_sde.geometric_sigmas(1.0, 0.01, 10))
+
+
+def test_to_float_keeps_a_float64_host_value_exact_in_compiled_code(float64_floatx):
+    # a TensorFlow graph used to hold a Python float as float32 before the cast to float64
+    compiled = backend.jit(lambda x: x + k_sde.to_float(1e-3))
+    got = keras.ops.convert_to_numpy(compiled(k_sde.to_float(np.zeros(2))))
+    assert got.dtype == np.float64
+    np.testing.assert_array_equal(got, [1e-3, 1e-3])
 
 
 def test_to_float_casts_host_values_and_passes_float_tensors_through():
