@@ -7,7 +7,7 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, require_positive, run_summary
+from cli.options import ODE_SOLVERS, backend_option, json_option, require_positive, run_summary
 from cli.train_cmd import use_backend
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
@@ -55,6 +55,14 @@ DEFAULT_BATCH = 500
     "--tol", type=float, default=DEFAULT_TOL, show_default=True, help="rtol = atol of RK45."
 )
 @click.option(
+    "--ode-solver",
+    type=click.Choice(ODE_SOLVERS),
+    default=ODE_SOLVERS[0],
+    show_default=True,
+    help="RK45 by SciPy on the host (float64 state), or dopri5, the same RK45 compiled on the "
+    "backend (float32 state, no host round trip per evaluation).",
+)
+@click.option(
     "--batch-size",
     type=int,
     default=DEFAULT_BATCH,
@@ -77,6 +85,7 @@ def likelihood(
     probe: str,
     seed: int,
     tol: float,
+    ode_solver: str,
     batch_size: int,
     out: str | None,
     backend: str,
@@ -113,6 +122,7 @@ def likelihood(
             seed=seed,
             tol=tol,
             batch_size=batch_size,
+            method=ode_solver,
         )
         npz = None if out is None else tasks.save_log_likelihoods(out, result)
     except runs.RunError as error:

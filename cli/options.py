@@ -22,6 +22,9 @@ progress_option = click.option(
     "--progress/--no-progress", default=True, show_default=True, help="Show a progress bar."
 )
 
+# adaptive probability-flow ODE solvers: SciPy's RK45 on the host, the same RK45 compiled
+ODE_SOLVERS = ("RK45", "dopri5")  # scoregen_keras.runs.ODE_SOLVERS (keras is imported later)
+
 
 def require_positive(**options: float | None) -> None:
     """Reject any given option value that is not positive (None means "not given")."""

@@ -7,10 +7,17 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
+from cli.options import (
+    ODE_SOLVERS,
+    backend_option,
+    json_option,
+    progress_option,
+    require_positive,
+    run_summary,
+)
 from cli.train_cmd import use_backend
 
-SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
+SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")  # as scoregen_keras.runs (not imported yet)
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_N = 1_000
@@ -32,6 +39,14 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     default=None,
     show_default="sampler default",
     help="Sampler steps (ald: steps per noise level; ode: fixed Heun steps, else RK45).",
+)
+@click.option(
+    "--ode-solver",
+    type=click.Choice(ODE_SOLVERS),
+    default=ODE_SOLVERS[0],
+    show_default=True,
+    help="ode without --steps: RK45 by SciPy on the host, or dopri5, the same RK45 compiled on "
+    "the backend (no host round trip per evaluation).",
 )
 @click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="pc corrector.")
 @click.option(
@@ -71,6 +86,7 @@ def sample(
     run_dir: str,
     sampler: str,
     steps: int | None,
+    ode_solver: str,
     snr: float,
     predictor: str,
     corrector: str,
@@ -101,6 +117,7 @@ def sample(
             sampler=sampler,
             seed=seed,
             steps=steps,
+            ode_solver=ode_solver,
             snr=snr if sampler == "pc" else None,
             predictor=predictor if sampler == "pc" else None,
             corrector=corrector if sampler == "pc" else None,

@@ -3,7 +3,8 @@
 The adaptive solver of ``solve_ivp(method="RK45")`` written as two pure functions of backend
 tensors, so that a whole ODE solve compiles into a few calls instead of one host round trip per
 function evaluation: ``start`` (the first derivative and SciPy's initial step, 2 NFE) and
-``attempt_steps`` (up to a fixed number of attempted steps of 6 NFE each, in a while loop).
+``attempt_steps`` (up to a fixed number of attempted steps of 6 NFE each, in a while loop);
+``solve`` calls them from the host until the state says FINISHED.
 Tableau, error norm (RMS over every entry of y), safety factor, step bounds and the initial step
 selection (Hairer, Nørsett & Wanner, Solving ODEs I, sec. II.4) follow
 ``scipy.integrate._ivp.rk`` and ``common.select_initial_step``, so in float64 the steps, the NFE
@@ -26,6 +27,7 @@ import keras
 import numpy as np
 from keras import ops
 from scipy.integrate import RK45
+from tqdm.auto import tqdm
 
 from scoregen_keras.sde import to_float
 
@@ -45,6 +47,7 @@ FLAT_NORM, FLAT_H1_FRACTION = 1e-15, 1e-3
 START_NFE = 2  # f(t0, y0) and the probe of the initial step
 NFE_PER_ATTEMPT = RK45.n_stages  # FSAL: the 7th stage is the next step's first
 MIN_STEP_ULPS = 10.0
+ATTEMPTS_PER_CALL = 20  # attempted steps per compiled call (and per progress-bar update)
 
 
 def _rms(v: Tensor) -> Tensor:
@@ -94,7 +97,12 @@ def start(drift: Drift, t_start: float, t_end: float, rtol: float, atol: float) 
 
 
 def attempt_steps(
-    drift: Drift, t_end: float, direction: float, rtol: float, atol: float, max_attempts: int
+    drift: Drift,
+    t_end: float,
+    direction: float,
+    rtol: float,
+    atol: float,
+    max_attempts: int = ATTEMPTS_PER_CALL,
 ) -> Callable:
     """state -> state after up to ``max_attempts`` attempted steps, stopping when not RUNNING."""
     a, b, c, e = RK45.A, RK45.B, RK45.C, RK45.E
@@ -152,6 +160,35 @@ def attempt_steps(
     return steps
 
 
-def nfe(attempts: int) -> int:
-    """Function evaluations of a solve with this many attempted steps (as solve_ivp's nfev)."""
-    return START_NFE + NFE_PER_ATTEMPT * attempts
+def solve(
+    initial_state: Callable[[Tensor], State],
+    steps: Callable[[State], State],
+    y0: Tensor,
+    t_start: float,
+    t_end: float,
+    progress: bool = False,
+    desc: str = "dopri5",
+) -> tuple[Tensor, int]:
+    """(y(t_end), NFE) from the (compiled) ``start`` and ``attempt_steps`` functions.
+
+    The host only reads the status and the time between calls (for the progress bar).
+    RuntimeError when the step size falls below min_step or becomes NaN.
+    """
+    state = initial_state(y0)
+    bar = tqdm(total=100, desc=f"{desc} (% of time)", disable=not progress, leave=False)
+    status = RUNNING
+    while status == RUNNING:
+        state = steps(state)
+        status = int(ops.convert_to_numpy(state[5]))
+        done = (float(ops.convert_to_numpy(state[0])) - t_start) / (t_end - t_start)
+        bar.update(round(100 * min(max(done, 0.0), 1.0)) - bar.n)
+    if status == FINISHED:
+        bar.update(100 - bar.n)
+    bar.close()
+    if status == FAILED:
+        raise RuntimeError(
+            f"{desc} failed: the step size fell below the spacing of floats or became NaN "
+            "(is the right-hand side finite?)"
+        )
+    attempts = int(ops.convert_to_numpy(state[6]))
+    return state[1], START_NFE + NFE_PER_ATTEMPT * attempts

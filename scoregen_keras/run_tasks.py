@@ -31,6 +31,7 @@ import numpy as np
 from scoregen_keras import controllable, latent, plots
 from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler, load_dataset
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
+from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
 from scoregen_keras.runs import (
     CHECKPOINT_DIR,
     MAX_REFERENCE_POINTS,
@@ -236,6 +237,7 @@ def run_likelihood(
     seed: int = 0,
     tol: float = DEFAULT_TOLERANCE,
     batch_size: int = DEFAULT_LIKELIHOOD_BATCH,
+    method: str = "RK45",
 ) -> Likelihood:
     """log p(x) of original-scale examples through the probability-flow ODE (EMA weights).
 
@@ -248,6 +250,8 @@ def run_likelihood(
     divergence = choose_divergence(divergence, n_dims)
     if probe not in PROBES:
         raise RunError(f"unknown probe '{probe}'; choose one of {', '.join(PROBES)}.")
+    if method not in LIKELIHOOD_METHODS:
+        raise RunError(f"unknown ODE solver '{method}'; choose {' or '.join(LIKELIHOOD_METHODS)}.")
     if batch_size <= 0 or tol <= 0:
         raise RunError("the batch size and the tolerance must be positive.")
     scaler = run.scaler
@@ -274,6 +278,7 @@ def run_likelihood(
                 probe=probe,
                 rtol=tol,
                 atol=tol,
+                method=method,
             )
         except RuntimeError as error:
             raise RunError(f"the likelihood solve failed ({one_line(error)}).") from error

@@ -38,6 +38,7 @@ from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
+ODE_SOLVERS = ("RK45", "dopri5")  # SciPy's solve_ivp on the host; the same RK45 compiled
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 
@@ -400,8 +401,12 @@ def draw_samples(
     corrector: str | None = None,
     temperature: float | None = None,
     progress: bool = False,
+    ode_solver: str = ODE_SOLVERS[0],
 ) -> Samples:
-    """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'."""
+    """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'.
+
+    'ode' runs fixed-step Heun with `steps`, else the adaptive `ode_solver` (RK45 or dopri5).
+    """
     from scoregen_keras import samplers
 
     if sampler not in SAMPLERS:
@@ -430,7 +435,9 @@ def draw_samples(
         except ValueError as error:  # e.g. too few steps for a VP chain: one sentence
             raise RunError(str(error)) from error
     elif sampler == "ode":
-        options = {"method": "RK45"} if steps is None else {"method": "heun", "n_steps": steps}
+        if ode_solver not in ODE_SOLVERS:
+            raise RunError(f"unknown ODE solver '{ode_solver}'; choose {' or '.join(ODE_SOLVERS)}.")
+        options = {"method": ode_solver} if steps is None else {"method": "heun", "n_steps": steps}
         x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)
     elif sampler == "heun":
         options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))

@@ -53,8 +53,6 @@ COMPILED_CACHE_SIZE = 32  # compiled step functions kept for reuse across sample
 # call per block instead of one per step
 NOISE_BLOCK_ENTRIES = 2**22
 MAX_CHUNK_STEPS = 50  # sampler steps per compiled call (and per progress-bar update)
-# attempted steps per compiled call of the compiled adaptive solver (6 NFE each)
-DOPRI5_ATTEMPTS_PER_CALL = 20
 COMPILED_ADAPTIVE_METHOD = "dopri5"
 
 
@@ -627,33 +625,17 @@ def _integrate_dopri5(
     progress: bool,
     variables: Sequence[Any] | None,
 ) -> tuple[Tensor, int]:
-    """SciPy's RK45 compiled on the backend (``dopri``): the host only checks the status."""
+    """SciPy's RK45 compiled on the backend (``dopri``), its compiled parts cached by key."""
     direction = float(np.sign(t_end - t_start))
     start = _compiled(
         ("dopri5 start", key), lambda: dopri.start(drift, t_start, t_end, rtol, atol), variables
     )
     attempt_steps = _compiled(
         ("dopri5 steps", key),
-        lambda: dopri.attempt_steps(drift, t_end, direction, rtol, atol, DOPRI5_ATTEMPTS_PER_CALL),
+        lambda: dopri.attempt_steps(drift, t_end, direction, rtol, atol),
         variables,
     )
-    state = start(x)
-    bar = tqdm(total=100, desc="ode dopri5 (% of time)", disable=not progress, leave=False)
-    status = dopri.RUNNING
-    while status == dopri.RUNNING:
-        state = attempt_steps(state)
-        status = int(ops.convert_to_numpy(state[5]))
-        done = (float(ops.convert_to_numpy(state[0])) - t_start) / (t_end - t_start)
-        bar.update(round(100 * min(max(done, 0.0), 1.0)) - bar.n)
-    if status == dopri.FINISHED:
-        bar.update(100 - bar.n)
-    bar.close()
-    if status == dopri.FAILED:
-        raise RuntimeError(
-            "probability-flow ODE solve failed: the step size fell below the spacing of floats "
-            "or became NaN (is the drift finite?)"
-        )
-    return state[1], dopri.nfe(int(ops.convert_to_numpy(state[6])))
+    return dopri.solve(start, attempt_steps, x, t_start, t_end, progress, "ode dopri5")
 
 
 @_without_grad

@@ -18,6 +18,7 @@ MC_SIGMAS = 4.0
 """Hutchinson vs exact: the mean difference must lie within this many standard errors."""
 SOLVER_SLACK_BPD = 1e-3
 """Bits/dim two RK45 solves (rtol = atol = 1e-5) of different integrands may differ by."""
+SOLVER_AGREEMENT = 1e-6  # bits/dim, same steps: float32 rounding of ~5 bits/dim (measured 7e-8)
 SCALE = 2.0
 NEW_COMMANDS = ("likelihood", "inpaint", "colorize", "interpolate")
 
@@ -77,6 +78,19 @@ def test_exact_and_hutchinson_agree(toy_run: Path, tmp_path: Path) -> None:
     assert spread > 0  # the probes do vary the estimate
     bound = MC_SIGMAS * spread / math.sqrt(N_EXAMPLES) + SOLVER_SLACK_BPD
     assert abs(difference.mean()) <= bound, (difference.mean(), bound)
+
+
+def test_the_compiled_solver_gives_the_host_solvers_figures(toy_run: Path, tmp_path: Path) -> None:
+    """--ode-solver dopri5 takes RK45's steps in float32: bits/dim equal to SOLVER_AGREEMENT."""
+    common = ("--n", N_EXAMPLES, "--seed", "3", "--divergence", "exact")
+    host = likelihood_json(toy_run, *common, "--out", tmp_path / "host")
+    compiled = likelihood_json(toy_run, *common, "--ode-solver", "dopri5", "--out", tmp_path / "c")
+    assert compiled["nfe"] == host["nfe"]
+    assert compiled["bits_per_dim"] == pytest.approx(host["bits_per_dim"], abs=SOLVER_AGREEMENT)
+    per_example = np.load(tmp_path / "c.npz")["bits_per_dim"]
+    np.testing.assert_allclose(
+        per_example, np.load(tmp_path / "host.npz")["bits_per_dim"], atol=SOLVER_AGREEMENT
+    )
 
 
 def test_data_are_scaled_with_the_runs_scaler(toy_run: Path, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 
 N_SAMPLES = 32
 FAST_STEPS = {"pc": "10", "ode": "10", "heun": "5", "dpm-solver": "5"}
+SOLVER_RTOL = 1e-4  # float32 on the backend against SciPy's float64 state, same steps
 
 
 @pytest.fixture(scope="module")
@@ -42,6 +43,23 @@ def test_sample_writes_npz_and_png_it_names(toy_run: Path, tmp_path: Path) -> No
     assert_png(out.with_suffix(".png"))
     assert str(out.with_suffix(".npz")) in result.output
     assert str(out.with_suffix(".png")) in result.output
+
+
+def test_ode_solvers_agree_and_report_the_same_nfe(toy_run: Path, tmp_path: Path) -> None:
+    """--ode-solver dopri5 (compiled) takes SciPy RK45's steps: same NFE, same samples."""
+    drawn = {}
+    for solver in ("RK45", "dopri5"):
+        out = tmp_path / solver
+        result = invoke(
+            "sample", toy_run, "--sampler", "ode", "--ode-solver", solver, "--n", N_SAMPLES,
+            "--out", out, "--json",
+        )  # fmt: skip
+        assert result.exit_code == 0, result.output
+        with np.load(out.with_suffix(".npz"), allow_pickle=False) as data:
+            drawn[solver] = (json.loads(result.output)["nfe"], data["x"])
+    assert drawn["dopri5"][0] == drawn["RK45"][0]
+    scale = np.abs(drawn["RK45"][1]).max()
+    np.testing.assert_allclose(drawn["dopri5"][1], drawn["RK45"][1], atol=SOLVER_RTOL * scale)
 
 
 def test_default_output_goes_into_the_run_folder(toy_run: Path) -> None:

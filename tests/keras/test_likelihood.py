@@ -30,6 +30,7 @@ LOGP_RTOL = 1e-4  # float32 drift and divergence vs the float64 reference, same 
 N_HUTCHINSON_POINTS = 4
 N_PROBES = 64
 N_STANDARD_ERRORS = 4.0
+FLOAT64_RTOL = 1e-10  # the same arithmetic in float64, up to the order of the additions
 MLP_OUT_BOOST = 100.0  # scale the reference MLP's small initial output layer to an O(1) score
 
 
@@ -57,21 +58,40 @@ def exact_logp_at_eps(mixture, sde, x: np.ndarray) -> np.ndarray:
     return mixture.log_prob(x, alpha[0], std[0])
 
 
+@pytest.mark.parametrize("method", likelihood.METHODS)
 @pytest.mark.parametrize("name", list(SDES))
-def test_exact_divergence_matches_reference(name):
+def test_exact_divergence_matches_reference(name, method):
     mixture, kmix, ref, sde = mixture_setup(name)
     x = mixture.sample(np.random.default_rng(0), N_COMPARE)
     expected, z_ref, nfe_ref = ref_likelihood.ode_likelihood(
         mixture.score_fn(ref), ref, x, score_jacobian_fn=reference_jacobian(mixture, ref)
     )
-    log_p, z, nfe = likelihood.ode_likelihood(kmix.score_fn(sde), sde, x)
+    log_p, z, nfe = likelihood.ode_likelihood(kmix.score_fn(sde), sde, x, method=method)
     assert_scaled_close(log_p, expected, LOGP_RTOL)
     assert_scaled_close(z, z_ref, LOGP_RTOL)
-    assert nfe == nfe_ref
+    if method == "RK45":  # the compiled solver's float32 state may take a step more or less
+        assert nfe == nfe_ref
 
 
-@pytest.mark.parametrize(("name", "probe"), [("ve", "rademacher"), ("vp", "gaussian")])
-def test_hutchinson_matches_reference_with_the_same_probe(name, probe):
+@pytest.mark.parametrize("divergence", likelihood.DIVERGENCES)
+def test_dopri5_takes_the_steps_of_solve_ivp_in_float64(float64_floatx, divergence):
+    _, kmix, _, sde = mixture_setup("vp")
+    x = mixture5().sample(np.random.default_rng(4), N_COMPARE)
+    settings = {"divergence": divergence, "seed": 0}
+    want, z_want, nfe_host = likelihood.ode_likelihood(kmix.score_fn(sde), sde, x, **settings)
+    log_p, z, nfe = likelihood.ode_likelihood(
+        kmix.score_fn(sde), sde, x, method="dopri5", **settings
+    )
+    assert nfe == nfe_host
+    assert_scaled_close(log_p, want, FLOAT64_RTOL)
+    assert_scaled_close(z, z_want, FLOAT64_RTOL)
+
+
+@pytest.mark.parametrize(
+    ("name", "probe", "method"),
+    [("ve", "rademacher", "RK45"), ("vp", "gaussian", "RK45"), ("vp", "rademacher", "dopri5")],
+)
+def test_hutchinson_matches_reference_with_the_same_probe(name, probe, method):
     mixture, kmix, ref, sde = mixture_setup(name)
     x = mixture.sample(np.random.default_rng(1), N_COMPARE)
     expected, _, _ = ref_likelihood.ode_likelihood(
@@ -85,13 +105,14 @@ def test_hutchinson_matches_reference_with_the_same_probe(name, probe):
     )
     v = ref_likelihood.draw_probe(np.random.default_rng(2), x.shape, probe)  # the reference's
     log_p, _, _ = likelihood.ode_likelihood(
-        kmix.score_fn(sde), sde, x, divergence="hutchinson", probe=probe, v=v
+        kmix.score_fn(sde), sde, x, divergence="hutchinson", probe=probe, v=v, method=method
     )
     assert_scaled_close(log_p, expected, LOGP_RTOL)
 
 
+@pytest.mark.parametrize("method", likelihood.METHODS)
 @pytest.mark.parametrize("name", list(SDES))
-def test_exact_divergence_within_tolerance_of_mixture_density(name):
+def test_exact_divergence_within_tolerance_of_mixture_density(name, method):
     mixture, kmix, ref, sde = mixture_setup(name)
     x = mixture.sample(np.random.default_rng(3), N_ACCURACY)
     alpha_T, std_T = sde.marginal_coefficients(keras_sde.to_float([sde.T]))
@@ -108,6 +129,7 @@ def test_exact_divergence_within_tolerance_of_mixture_density(name):
         rtol=ACCURACY_ODE_TOL,
         atol=ACCURACY_ODE_TOL,
         prior_logp_fn=exact_prior_logp,
+        method=method,
     )
     error = log_p - exact_logp_at_eps(mixture, ref, x)
     print(f"\n{name}: max |error| {np.abs(error).max():.2e} nats")
@@ -183,11 +205,14 @@ def test_rejects_bad_arguments():
         likelihood.ode_likelihood(score, sde, x, divergence="trace")
     with pytest.raises(ValueError, match="seed"):
         likelihood.ode_likelihood(score, sde, x, divergence="hutchinson")
+    with pytest.raises(ValueError, match="method"):
+        likelihood.ode_likelihood(score, sde, x, method="euler")
     with pytest.raises(ValueError, match="probe"):
         likelihood.draw_probe(0, (2, 2), "uniform")
 
 
-def test_images_of_any_shape():
+@pytest.mark.parametrize("method", likelihood.METHODS)
+def test_images_of_any_shape(method):
     """(batch, H, W, C) data: exact divergence equals the trace over all H*W*C dimensions."""
     sde = keras_sde.VPSDE()
 
@@ -196,10 +221,12 @@ def test_images_of_any_shape():
         return -x
 
     x = np.random.default_rng(11).standard_normal((2, 2, 2, 3))
-    log_p, z, _ = likelihood.ode_likelihood(score, sde, x)
+    log_p, z, _ = likelihood.ode_likelihood(score, sde, x, method=method)
     exact = sde.prior_logp(keras_sde.to_float(x))
     assert_scaled_close(log_p, to_numpy(exact), LOGP_RTOL)
     np.testing.assert_allclose(z, x, atol=1e-4)
-    hutchinson, _, _ = likelihood.ode_likelihood(score, sde, x, seed=0, divergence="hutchinson")
+    hutchinson, _, _ = likelihood.ode_likelihood(
+        score, sde, x, seed=0, divergence="hutchinson", method=method
+    )
     assert_scaled_close(hutchinson, to_numpy(exact), LOGP_RTOL)  # J_F = 0: no estimator noise
     assert ops.ndim(keras_sde.to_float(z)) == 4

@@ -82,6 +82,17 @@ def test_ode_encode_inverts_ode_sample(name):
     np.testing.assert_allclose(x_back, x0, atol=1e-5)
 
 
+def test_a_nan_score_stops_the_adaptive_ode_with_one_error():
+    sde, target = VESDE(), gaussian_1d()
+
+    def nan_score(x, t):
+        return target.score_fn(sde)(x, t) * np.nan
+
+    # without the check, SciPy's RK45 retries its first step forever
+    with pytest.raises(ValueError, match="not finite at t = 1"):
+        samplers.ode_sample(nan_score, sde, (3, 1), np.random.default_rng(0))
+
+
 @pytest.mark.parametrize("name", ["ve", "vp", "subvp"])
 def test_edm_and_dpm_solver_converge_to_pf_map(name):
     sde, target = SDES[name](), gaussian_1d()
