@@ -76,8 +76,10 @@ def start(drift: Drift, t_start: float, t_end: float, rtol: float, atol: float) 
         f0 = drift(y0, t0)
         scale = atol + ops.abs(y0) * rtol
         d0, d1 = _rms(y0 / scale), _rms(f0 / scale)
-        tiny = ops.logical_or(d0 < TINY_NORM, d1 < TINY_NORM)
-        h0 = ops.where(tiny, to_float(DEFAULT_H0), H0_FRACTION * d0 / ops.maximum(d1, TINY_NORM))
+        negligible = ops.logical_or(d0 < TINY_NORM, d1 < TINY_NORM)
+        h0 = ops.where(
+            negligible, to_float(DEFAULT_H0), H0_FRACTION * d0 / ops.maximum(d1, TINY_NORM)
+        )
         h0 = ops.minimum(h0, interval)
         f1 = drift(y0 + h0 * direction * f0, t0 + h0 * direction)
         d2 = _rms((f1 - f0) / scale) / h0
@@ -98,14 +100,15 @@ def start(drift: Drift, t_start: float, t_end: float, rtol: float, atol: float) 
 
 def attempt_steps(
     drift: Drift,
+    t_start: float,
     t_end: float,
-    direction: float,
     rtol: float,
     atol: float,
     max_attempts: int = ATTEMPTS_PER_CALL,
 ) -> Callable:
     """state -> state after up to ``max_attempts`` attempted steps, stopping when not RUNNING."""
     a, b, c, e = RK45.A, RK45.B, RK45.C, RK45.E
+    direction = float(np.sign(t_end - t_start))
     eps = float(np.finfo(keras.config.floatx()).eps)
     tiny = float(np.finfo(keras.config.floatx()).tiny)  # keeps min_step > 0 at t = 0
     t_bound = to_float(t_end)
@@ -176,7 +179,7 @@ def solve(
     """
     state = initial_state(y0)
     bar = tqdm(total=100, desc=f"{desc} (% of time)", disable=not progress, leave=False)
-    status = RUNNING
+    status = int(ops.convert_to_numpy(state[5]))  # FINISHED already when t_end == t_start
     while status == RUNNING:
         state = steps(state)
         status = int(ops.convert_to_numpy(state[5]))

@@ -194,9 +194,8 @@ def _solve_compiled(
         drift, div = rhs(x_t, per_example(t, x_t), v)
         return ops.concatenate([ops.reshape(drift, (-1,)), div])
 
-    direction = math.copysign(1.0, t_end - t_start)
     start = dopri.start(packed_rhs, t_start, t_end, rtol, atol)
-    steps = dopri.attempt_steps(packed_rhs, t_end, direction, rtol, atol)
+    steps = dopri.attempt_steps(packed_rhs, t_start, t_end, rtol, atol)
     if jit:
         start, steps = backend.jit(start), backend.jit(steps)
     y, nfe = dopri.solve(start, steps, to_float(y0), t_start, t_end, desc="likelihood dopri5")

@@ -626,13 +626,12 @@ def _integrate_dopri5(
     variables: Sequence[Any] | None,
 ) -> tuple[Tensor, int]:
     """SciPy's RK45 compiled on the backend (``dopri``), its compiled parts cached by key."""
-    direction = float(np.sign(t_end - t_start))
     start = _compiled(
         ("dopri5 start", key), lambda: dopri.start(drift, t_start, t_end, rtol, atol), variables
     )
     attempt_steps = _compiled(
         ("dopri5 steps", key),
-        lambda: dopri.attempt_steps(drift, t_end, direction, rtol, atol),
+        lambda: dopri.attempt_steps(drift, t_start, t_end, rtol, atol),
         variables,
     )
     return dopri.solve(start, attempt_steps, x, t_start, t_end, progress, "ode dopri5")
