@@ -7,7 +7,13 @@ import json
 
 import click
 
-from cli.options import ODE_SOLVERS, backend_option, json_option, require_positive, run_summary
+from cli.options import (
+    backend_option,
+    json_option,
+    ode_solver_option,
+    require_positive,
+    run_summary,
+)
 from cli.train_cmd import use_backend
 
 DIVERGENCES = ("auto", "exact", "hutchinson")
@@ -54,14 +60,7 @@ DEFAULT_BATCH = 500
 @click.option(
     "--tol", type=float, default=DEFAULT_TOL, show_default=True, help="rtol = atol of RK45."
 )
-@click.option(
-    "--ode-solver",
-    type=click.Choice(ODE_SOLVERS),
-    default=ODE_SOLVERS[0],
-    show_default=True,
-    help="RK45 by SciPy on the host (float64 state), or dopri5, the same RK45 compiled on the "
-    "backend (float32 state, no host round trip per evaluation).",
-)
+@ode_solver_option
 @click.option(
     "--batch-size",
     type=int,

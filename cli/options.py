@@ -24,6 +24,14 @@ progress_option = click.option(
 
 # adaptive probability-flow ODE solvers: SciPy's RK45 on the host, the same RK45 compiled
 ODE_SOLVERS = ("RK45", "dopri5")  # scoregen_keras.runs.ODE_SOLVERS (keras is imported later)
+ode_solver_option = click.option(
+    "--ode-solver",
+    type=click.Choice(ODE_SOLVERS),
+    default=ODE_SOLVERS[0],
+    show_default=True,
+    help="Adaptive ODE solver: RK45 by SciPy on the host, one round trip per evaluation, or "
+    "dopri5, the same RK45 compiled on the backend (same steps).",
+)
 
 
 def require_positive(**options: float | None) -> None:

@@ -8,9 +8,9 @@ import json
 import click
 
 from cli.options import (
-    ODE_SOLVERS,
     backend_option,
     json_option,
+    ode_solver_option,
     progress_option,
     require_positive,
     run_summary,
@@ -38,16 +38,9 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     type=int,
     default=None,
     show_default="sampler default",
-    help="Sampler steps (ald: steps per noise level; ode: fixed Heun steps, else RK45).",
+    help="Sampler steps (ald: steps per noise level; ode: fixed Heun steps, else --ode-solver).",
 )
-@click.option(
-    "--ode-solver",
-    type=click.Choice(ODE_SOLVERS),
-    default=ODE_SOLVERS[0],
-    show_default=True,
-    help="ode without --steps: RK45 by SciPy on the host, or dopri5, the same RK45 compiled on "
-    "the backend (no host round trip per evaluation).",
-)
+@ode_solver_option
 @click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="pc corrector.")
 @click.option(
     "--predictor",

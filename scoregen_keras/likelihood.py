@@ -78,18 +78,27 @@ def hutchinson_divergence(
     return drift, sum_over_dims(v * jvp)
 
 
-def _ode_rhs(
-    score_fn: ScoreFn, sde: SDE, divergence: str, jit: bool
-) -> Callable[[Tensor, Tensor, Tensor], tuple[Tensor, Tensor]]:
-    """rhs(x, t, v) -> (F(x, t), div F(x, t)) on the backend, compiled when ``jit``."""
+def _state_rhs(
+    score_fn: ScoreFn, sde: SDE, divergence: str, shape: tuple[int, ...], v: Tensor
+) -> Callable[[Tensor, Tensor], Tensor]:
+    """d/dt of the ODE state (x flattened, then one log-density increment per example) at time t.
+
+    Instantaneous change of variables: d log p_t(x_t) / dt = -div F(x_t, t), so integrating
+    div F from eps to T gives log p_eps(x) - log p_T(x_T).
+    """
     drift_fn = probability_flow_drift(score_fn, sde)
+    n_state = math.prod(shape)
 
-    def rhs(x: Tensor, t: Tensor, v: Tensor) -> tuple[Tensor, Tensor]:
+    def state_rhs(y: Tensor, t: Tensor) -> Tensor:
+        x_t = ops.reshape(y[:n_state], shape)
+        t = per_example(t, x_t)
         if divergence == "exact":
-            return exact_divergence(drift_fn, x, t)
-        return hutchinson_divergence(drift_fn, x, t, v)
+            drift, div = exact_divergence(drift_fn, x_t, t)
+        else:
+            drift, div = hutchinson_divergence(drift_fn, x_t, t, v)
+        return ops.concatenate([ops.reshape(drift, (-1,)), div])
 
-    return backend.jit(rhs) if jit else rhs
+    return state_rhs
 
 
 def ode_likelihood(
@@ -133,41 +142,33 @@ def ode_likelihood(
     n_state = x.size
     # the state: x flattened, then the log-density increment of each example
     y0 = np.concatenate([x.ravel(), np.zeros(batch)])
+    state_rhs = _state_rhs(score_fn, sde, divergence, shape, v)
+    solve = _solve_compiled if method == "dopri5" else _solve_on_host
     with backend.no_grad():
-        if method == "dopri5":
-            rhs = _ode_rhs(score_fn, sde, divergence, jit=False)
-            y, nfe = _solve_compiled(rhs, shape, v, y0, eps, sde.T, rtol, atol, jit)
-        else:
-            y, nfe = _solve_on_host(
-                _ode_rhs(score_fn, sde, divergence, jit), shape, v, y0, eps, sde.T, rtol, atol
-            )
+        y, nfe = solve(state_rhs, y0, eps, sde.T, rtol, atol, jit)
         z = y[:n_state].reshape(shape)
         prior_logp = np.asarray(ops.convert_to_numpy(prior_logp_fn(to_float(z))), np.float64)
     return prior_logp + y[n_state:], z, nfe
 
 
 def _solve_on_host(
-    rhs: Callable[..., tuple[Tensor, Tensor]],
-    shape: tuple[int, ...],
-    v: Tensor,
+    state_rhs: Callable[[Tensor, Tensor], Tensor],
     y0: np.ndarray,
     t_start: float,
     t_end: float,
     rtol: float,
     atol: float,
+    jit: bool,
 ) -> tuple[np.ndarray, int]:
     """(y(t_end), NFE) by ``solve_ivp`` RK45 in float64, each right-hand side on the backend."""
-    n_state, batch = math.prod(shape), shape[0]
+    rhs = backend.jit(state_rhs) if jit else state_rhs
     nfe = 0
 
     def ode_func(t: float, y: np.ndarray) -> np.ndarray:
         nonlocal nfe
         nfe += 1
-        x_t = to_float(y[:n_state].reshape(shape))
-        drift, div = rhs(x_t, to_float(np.full(batch, t)), v)
-        # instantaneous change of variables: d log p_t(x_t) / dt = -div F(x_t, t)
-        values = np.concatenate([ops.convert_to_numpy(drift).ravel(), ops.convert_to_numpy(div)])
-        return require_finite(values.astype(np.float64), t)
+        values = ops.convert_to_numpy(rhs(to_float(y), to_float(t)))
+        return require_finite(np.asarray(values, np.float64), t)
 
     solution = solve_ivp(ode_func, (t_start, t_end), y0, method="RK45", rtol=rtol, atol=atol)
     if not solution.success:
@@ -176,9 +177,7 @@ def _solve_on_host(
 
 
 def _solve_compiled(
-    rhs: Callable[..., tuple[Tensor, Tensor]],
-    shape: tuple[int, ...],
-    v: Tensor,
+    state_rhs: Callable[[Tensor, Tensor], Tensor],
     y0: np.ndarray,
     t_start: float,
     t_end: float,
@@ -187,15 +186,8 @@ def _solve_compiled(
     jit: bool,
 ) -> tuple[np.ndarray, int]:
     """(y(t_end), NFE) by the same RK45 on the backend (``dopri``), in the default float dtype."""
-    n_state = math.prod(shape)
-
-    def packed_rhs(y: Tensor, t: Tensor) -> Tensor:
-        x_t = ops.reshape(y[:n_state], shape)
-        drift, div = rhs(x_t, per_example(t, x_t), v)
-        return ops.concatenate([ops.reshape(drift, (-1,)), div])
-
-    start = dopri.start(packed_rhs, t_start, t_end, rtol, atol)
-    steps = dopri.attempt_steps(packed_rhs, t_start, t_end, rtol, atol)
+    start = dopri.start(state_rhs, t_start, t_end, rtol, atol)
+    steps = dopri.attempt_steps(state_rhs, t_start, t_end, rtol, atol)
     if jit:
         start, steps = backend.jit(start), backend.jit(steps)
     y, nfe = dopri.solve(start, steps, to_float(y0), t_start, t_end, desc="likelihood dopri5")
