@@ -35,6 +35,7 @@ Tensor = Any
 Drift = Callable[[Tensor, Tensor], Tensor]  # drift(y, t) with t a scalar tensor
 State = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
 
+METHOD = "dopri5"  # the method name ode_sample, ode_encode and ode_likelihood take for it
 RUNNING, FINISHED, FAILED = 0, 1, 2  # FAILED: the step fell below min_step, or is NaN
 # scipy.integrate._ivp.rk: the step-size controller's constants
 SAFETY = 0.9
@@ -57,7 +58,7 @@ def _rms(v: Tensor) -> Tensor:
 
 def _combine(weights: np.ndarray, slopes: list[Tensor]) -> Tensor:
     """sum_j weights[j] slopes[j], skipping zero weights."""
-    terms = [float(w) * k for w, k in zip(weights, slopes, strict=False) if w != 0.0]
+    terms = [float(w) * k for w, k in zip(weights, slopes, strict=True) if w != 0.0]
     total = terms[0]
     for term in terms[1:]:
         total = total + term
@@ -170,7 +171,7 @@ def solve(
     t_start: float,
     t_end: float,
     progress: bool = False,
-    desc: str = "dopri5",
+    desc: str = METHOD,
 ) -> tuple[Tensor, int]:
     """(y(t_end), NFE) from the (compiled) ``start`` and ``attempt_steps`` functions.
 

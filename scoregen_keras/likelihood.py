@@ -31,7 +31,7 @@ ScoreFn = Callable[[Tensor, Tensor], Tensor]
 UINT8_LEVELS = 256
 DIVERGENCES = ("exact", "hutchinson")
 PROBES = ("rademacher", "gaussian")
-METHODS = ("RK45", "dopri5")  # solve_ivp on the host; the same solver compiled (dopri)
+METHODS = ("RK45", dopri.METHOD)  # solve_ivp on the host; the same solver compiled
 LOG_2 = math.log(2.0)
 SQRT_2 = math.sqrt(2.0)
 
@@ -143,7 +143,7 @@ def ode_likelihood(
     # the state: x flattened, then the log-density increment of each example
     y0 = np.concatenate([x.ravel(), np.zeros(batch)])
     state_rhs = _state_rhs(score_fn, sde, divergence, shape, v)
-    solve = _solve_compiled if method == "dopri5" else _solve_on_host
+    solve = _solve_compiled if method == dopri.METHOD else _solve_on_host
     with backend.no_grad():
         y, nfe = solve(state_rhs, y0, eps, sde.T, rtol, atol, jit)
         z = y[:n_state].reshape(shape)

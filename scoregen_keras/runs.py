@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from scoregen_keras import callbacks as run_callbacks
-from scoregen_keras import distribute, plots
+from scoregen_keras import distribute, dopri, plots
 from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset
 from scoregen_keras.networks import CONFIGS, get_network
@@ -38,7 +38,7 @@ from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
-ODE_SOLVERS = ("RK45", "dopri5")  # SciPy's solve_ivp on the host; the same RK45 compiled
+ODE_SOLVERS = ("RK45", dopri.METHOD)  # SciPy's solve_ivp on the host; the same RK45 compiled
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 

@@ -53,7 +53,6 @@ COMPILED_CACHE_SIZE = 32  # compiled step functions kept for reuse across sample
 # call per block instead of one per step
 NOISE_BLOCK_ENTRIES = 2**22
 MAX_CHUNK_STEPS = 50  # sampler steps per compiled call (and per progress-bar update)
-COMPILED_ADAPTIVE_METHOD = "dopri5"
 
 
 # --------------------------------------------------------------------------- noise
@@ -578,7 +577,7 @@ def _integrate_ode(
 ) -> tuple[Tensor, int]:
     """Integrate the probability-flow ODE from t_start to t_end for the whole batch; (x, nfe)."""
     drift = probability_flow_drift(score_fn, sde)
-    if method == COMPILED_ADAPTIVE_METHOD:
+    if method == dopri.METHOD:
         key = ("ode", score_fn, sde, tuple(x.shape), t_start, t_end, rtol, atol)
         return _integrate_dopri5(key, drift, x, t_start, t_end, rtol, atol, progress, variables)
     if method in FIXED_STEP_METHODS:
