@@ -299,13 +299,18 @@ def render_param_counts(data: dict[str, Any], results: Path) -> list[str]:
 def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
     """Wall time per NFE relative to one compiled score evaluation, with the rounds' spread."""
     target = data.get("target")
+    floor = data.get("host_round_trip")
     rows = []
     for result in data["results"]:
         for model in result.get("models", []):
-            for sampler, row in model["samplers"].items():
+            named = list(model["samplers"].items())
+            if floor:  # a floor, not a sampler: no verdict
+                named.append((floor["row"], model["host_round_trip"]))
+            for sampler, row in named:
                 spread = "–".join(f"{v:.2f}" for v in row.get("overhead_range", []))
                 where = [result["backend"], model["model"], model["batch"], sampler]
-                verdict = None if target is None else row["overhead"] <= target
+                judged = target is not None and sampler in model["samplers"]
+                verdict = row["overhead"] <= target if judged else None
                 rows.append([*where, row["nfe"], row["wall_s"], row["overhead"], spread, verdict])
     headers = [
         "backend",
@@ -319,7 +324,10 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
         "verdict",
     ]
     intro = f"Target overhead ≤ {target}; {data.get('definition', '')}"
-    return [intro + " (rounds: the lowest and highest round).", "", md_table(headers, rows)]
+    intro += " (rounds: the lowest and highest round)."
+    if floor:
+        intro += f" Floor rows: {floor['definition']}."
+    return [intro, "", md_table(headers, rows)]
 
 
 def render_train_throughput(data: dict[str, Any], results: Path) -> list[str]:

@@ -8,8 +8,11 @@ a block of as many back-to-back compiled score calls as the run makes (its NFE),
 of the two times is the round's overhead. A sampler's overhead is the median over rounds (1.0 =
 none; target <= 1.2): on a shared 2-core virtual machine the speed drifts by tens of per cent
 within seconds, so each sampler is compared with score calls timed next to it, and the median
-drops the rounds a slow spell hit. Prints a table and writes
-benchmarks/results/sampler_overhead.json (every round's ratio included).
+drops the rounds a slow spell hit. Each round also times the same score calls made as a
+host-driven solver makes them (input sent from the host, result read back before the next call):
+their ratio to the back-to-back calls is the floor of any sampler that steps on the host, such as
+SciPy's ``solve_ivp`` (reported beside the samplers, not a sampler itself). Prints a table and
+writes benchmarks/results/sampler_overhead.json (every round's ratio included).
 
     python benchmarks/sampler_overhead.py                  # all backends, modest step counts
     python benchmarks/sampler_overhead.py --backends jax --pc-steps 1000
@@ -41,6 +44,8 @@ NCSNPP_BATCH = 64
 TARGET = 1.2
 SCORE_TIME_T = 0.5  # the time at which the single score evaluation is timed
 MIN_STEPS = 2
+ROUND_TRIP_CALLS = 100  # score calls per round for the host round-trip floor
+ROUND_TRIP_ROW = "(floor) score call + host round trip"
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -90,6 +95,33 @@ def time_score(score: Any, x: Any, t: Any, repeats: int) -> float:
         out = score(x, t)
     _sync(out)
     return (time.perf_counter() - start) / repeats
+
+
+def time_round_trip(score: Any, x_host: Any, t: Any, repeats: int) -> float:
+    """Seconds per compiled score call whose input comes from, and result returns to, the host."""
+    import keras
+
+    from scoregen_keras import backend
+
+    start = time.perf_counter()
+    for _ in range(repeats):
+        keras.ops.convert_to_numpy(score(backend.jit_argument(x_host), t))
+    return (time.perf_counter() - start) / repeats
+
+
+def _row(nfe: int, walls: list[float], score_s: list[float]) -> dict[str, Any]:
+    """One table row: the median over rounds of wall / (nfe x score time), and every round."""
+    import numpy as np
+
+    ratios = [w / (nfe * s) for w, s in zip(walls, score_s, strict=True)]
+    return {
+        "nfe": nfe,
+        "wall_s": float(np.median(walls)),
+        "score_s": float(np.median(score_s)),
+        "overhead": float(np.median(ratios)),
+        "overhead_range": [min(ratios), max(ratios)],
+        "overhead_rounds": ratios,
+    }
 
 
 def time_sampler(run: Any) -> tuple[float, int]:
@@ -174,6 +206,8 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
         for sampler, run in sampler_runs(args, fraction).items()
     }
     nfes, walls, score_s = {}, {sampler: [] for sampler in runs}, {sampler: [] for sampler in runs}
+    x_host = keras.ops.convert_to_numpy(x)
+    round_trip_walls, round_trip_score_s = [], []
     with backend.no_grad():
         _sync(compiled(x, t))  # compile
         for sampler, run in runs.items():
@@ -183,18 +217,12 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
                 # as many score calls as the run makes, timed just before it
                 score_s[sampler].append(time_score(compiled, x, t, nfes[sampler]))
                 walls[sampler].append(time_sampler(run)[0])
-    rows = {}
-    for sampler, wall in walls.items():
-        ratios = [w / (nfes[sampler] * s) for w, s in zip(wall, score_s[sampler], strict=True)]
-        rows[sampler] = {
-            "nfe": nfes[sampler],
-            "wall_s": float(np.median(wall)),
-            "score_s": float(np.median(score_s[sampler])),
-            "overhead": float(np.median(ratios)),
-            "overhead_range": [min(ratios), max(ratios)],
-            "overhead_rounds": ratios,
-        }
-    return {"model": name, "batch": batch, "samplers": rows}
+            round_trip_score_s.append(time_score(compiled, x, t, ROUND_TRIP_CALLS))
+            calls_s = time_round_trip(compiled, x_host, t, ROUND_TRIP_CALLS)
+            round_trip_walls.append(ROUND_TRIP_CALLS * calls_s)
+    rows = {sampler: _row(nfes[sampler], wall, score_s[sampler]) for sampler, wall in walls.items()}
+    floor = _row(ROUND_TRIP_CALLS, round_trip_walls, round_trip_score_s)
+    return {"model": name, "batch": batch, "samplers": rows, "host_round_trip": floor}
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -234,8 +262,13 @@ def print_table(results: list[dict]) -> None:
     print("-" * len(header))
     for result in results:
         for model in result["models"]:
-            for sampler, row in model["samplers"].items():
-                flag = "" if row["overhead"] <= TARGET else "  > target"
+            rows = dict(model["samplers"])
+            if "host_round_trip" in model:
+                rows[ROUND_TRIP_ROW] = model["host_round_trip"]
+            for sampler, row in rows.items():
+                flag = ""
+                if sampler != ROUND_TRIP_ROW and row["overhead"] > TARGET:
+                    flag = "  > target"
                 low, high = row["overhead_range"]
                 print(
                     f"{result['backend']:<11} {model['model']:<14} {model['batch']:>5} "
@@ -263,6 +296,11 @@ def main(argv: list[str] | None = None) -> None:
         "target": TARGET,
         "definition": "median over rounds of wall time / (NFE x compiled score time at the "
         "same batch, from NFE score calls timed just before the run)",
+        "host_round_trip": {
+            "row": ROUND_TRIP_ROW,
+            "definition": f"per model, {ROUND_TRIP_CALLS} score calls each sent from and read "
+            "back to the host over as many back-to-back calls: the floor of a host-stepped solver",
+        },
         "machine": f"{platform.processor() or platform.machine()}, {os.cpu_count()} CPUs",
         "argv": argv,
         "load_average_1min": {"before": load_before[0], "after": load_after[0]},

@@ -29,7 +29,7 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import features, metrics, runs
-from scoregen_keras.data import Scaler, load_dataset
+from scoregen_keras.data import DataError, Scaler, load_dataset
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.sde import SDE
 
@@ -296,35 +296,44 @@ def evaluate_run(
     n_nll: int = DEFAULT_NLL_POINTS,
     inception_weights: str | Path | None = None,
     progress: bool = False,
+    against: str | None = None,
 ) -> dict[str, Any]:
-    """Draw n samples from a loaded run and evaluate them against its data (original scale).
+    """Draw n samples from a loaded run and evaluate them against data (original scale).
 
+    The data are the run's own data set, or ``against`` (any `load_dataset` name with the run's
+    kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
     Toy sets are drawn afresh (2n points, seed = run seed + EVAL_DATA_SEED_OFFSET); other data
     sets are loaded whole. Returns the run's identity, the sampler's cost and the metrics.
     """
     config = run.config
     kind = config["data"]["kind"]
     shape = config["data"]["shape"]
+    name = config["dataset"] if against is None else against
     dataset = load_dataset(
-        config["dataset"],
+        name,
         n=2 * n,
         seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET,
         image_size=shape[0] if kind == IMAGES else None,
         centered=bool(config.get("centered", False)),
     )
+    if dataset.kind != kind or dataset.shape != tuple(shape):
+        raise DataError(
+            f"the data set '{name}' holds {dataset.kind} of shape {dataset.shape}, "
+            f"but the run models {kind} of shape {tuple(shape)}."
+        )
     drawn = runs.draw_samples(
         run.model, config, n, sampler=sampler, seed=seed, steps=steps, progress=progress
     )
-    density = None
-    if kind == POINTS and config["dataset"] in EXACT_MIXTURES:
-        density = EXACT_MIXTURES[config["dataset"]]()
+    density = EXACT_MIXTURES[name]() if kind == POINTS and name in EXACT_MIXTURES else None
+    # images: the data's pixels in the run's units (both sets share the model's pixel scale)
+    data_scaler = run.scaler if kind == IMAGES else dataset.scaler
     report = evaluate_samples(
         drawn.x_original,
-        dataset.scaler.inverse(dataset.x),
+        data_scaler.inverse(dataset.x),
         kind,
         seed=seed,
         n_pairs=n_pairs,
-        pixel_range=_pixel_range(dataset.scaler),
+        pixel_range=_pixel_range(data_scaler),
         density=density,
         model_log_prob=model_log_prob_fn(run) if density is not None else None,
         n_nll=n_nll,
@@ -336,6 +345,7 @@ def evaluate_run(
         "step": run.step,
         "backend": keras.backend.backend(),
         "dataset": config["dataset"],
+        "against": name,
         "kind": kind,
         "sampler": sampler,
         "n": n,

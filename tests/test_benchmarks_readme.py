@@ -254,6 +254,28 @@ def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
     assert "| 1.183 | 0.95–1.30 | **FAIL** |" in run_all.render_results(results)
 
 
+def test_the_host_round_trip_floor_is_listed_without_a_verdict(
+    run_all: ModuleType, results: Path
+) -> None:
+    """The floor row follows the model's samplers; over the target it is still not a failure."""
+    row = {"nfe": 100, "wall_s": 0.25, "score_s": 0.002, "overhead": 1.25}
+    row["overhead_range"] = [1.1, 1.4]
+    model = {"model": "mlp/toy", "batch": 1024, "samplers": {"pc": row}}
+    model["host_round_trip"] = row
+    payload = {
+        "target": 1.2,
+        "definition": "median ratio",
+        "host_round_trip": {"row": "(floor) round trip", "definition": "calls read back"},
+        "results": [{"backend": "jax", "models": [model]}],
+    }
+    (results / "sampler_overhead.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "Floor rows: calls read back." in text
+    assert "| jax | mlp/toy | 1024 | pc | 100 | 0.25 | 1.25 | 1.10–1.40 | **FAIL** |" in text
+    floor_row = "| jax | mlp/toy | 1024 | (floor) round trip | 100 | 0.25 | 1.25 | 1.10–1.40 | – |"
+    assert floor_row in text
+
+
 def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, results: Path) -> None:
     """A JSON file whose layout its renderer does not know still gives a table of its records."""
     (results / "param_counts.json").write_text(json.dumps({"rows": [{"net": "x", "n": 3}]}))

@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 import pytest
 
+from scoregen_keras import evaluate as evaluation
 from scoregen_keras import features, runs
 from scoregen_keras.data import load_dataset
 from tests.cli.test_train_cli import invoke, train_tiny
@@ -63,6 +64,15 @@ def test_missing_run_and_bad_options_fail_in_one_line(tmp_path: Path) -> None:
     assert bad_n.exit_code != 0 and "--n" in bad_n.stderr
 
 
+def test_against_data_of_another_shape_fails_in_one_line(toy_run: Path) -> None:
+    """--data digits for a 2-D point run: one 'Error:' line naming both shapes."""
+    result = invoke("evaluate", toy_run, *FAST, "--data", "digits")
+    assert result.exit_code != 0
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("Error:")
+    assert "(8, 8, 1)" in lines[0] and "(2,)" in lines[0]
+
+
 # ---------------------------------------------------------------- image runs (stand-in model)
 
 
@@ -108,6 +118,28 @@ def test_digits_images_use_the_digits_classifier(
         entry = good[name]
         limit = entry["floor_mean"] + 5 * (entry["floor_std"] + entry["value_std"])
         assert entry["value"] < limit < bad["metrics"][name]["value"], (name, entry)
+
+
+def test_against_the_held_out_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A digits:train run evaluated on --data digits:held-out: the floor is that of the held-out
+    digits, and training digits as 'samples' sit near it (same distribution, unseen images)."""
+    train, held_out = load_dataset("digits:train"), load_dataset("digits:held-out")
+    _fake_image_run(monkeypatch, tmp_path / "run", "digits:train", train.shape, train.x[::-1])
+    options = ("--n", "150", "--pairs", "3", "--json")
+    result = invoke("evaluate", tmp_path / "run", *options, "--data", "digits:held-out")
+    assert result.exit_code == 0, result.output
+    payload = json.loads(result.stdout)
+    assert payload["dataset"] == "digits:train" and payload["against"] == "digits:held-out"
+    pixels = held_out.scaler.inverse(held_out.x)
+    direct = evaluation.evaluate_samples(
+        train.scaler.inverse(train.x[::-1][:150]), pixels, "images", n_pairs=3, pixel_range=(0, 16)
+    )
+    fd = payload["metrics"]["fd_digits"]
+    assert fd["floor_mean"] == pytest.approx(direct["fd_digits"]["floor_mean"], rel=1e-6)
+    assert fd["value"] < fd["floor_mean"] + 5 * (fd["floor_std"] + fd["value_std"])
+    own = json.loads(invoke("evaluate", tmp_path / "run", *options).stdout)
+    assert own["against"] == "digits:train"
+    assert own["metrics"]["fd_digits"]["floor_mean"] != fd["floor_mean"]
 
 
 def test_other_images_without_inception_weights_fail_in_one_line(
