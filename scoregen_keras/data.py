@@ -24,6 +24,10 @@ DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN, DIGITS_HELD_OUT = "train", "held-out"
 DIGITS_SPLITS = (DIGITS_TRAIN, DIGITS_HELD_OUT)
 """Parts of the digits named `digits:PART`: the split the shipped feature classifier uses too."""
+KERAS_IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
+KERAS_TRAIN, KERAS_TEST = "train", "test"
+KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
+"""Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
 TOY_DEFAULT_SIZE = 50_000
 
 
@@ -151,18 +155,22 @@ def _digits(centered: bool, part: str | None = None) -> Dataset:
     return Dataset(f"digits:{part}", scaler.forward(images[chosen]), scaler, "images", record)
 
 
-def _keras_images(name: str, centered: bool) -> Dataset:
-    """Training split of a keras.datasets image set (downloaded once, then cached by Keras)."""
+def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset:
+    """The train or test split of a keras.datasets image set (downloaded once, cached by Keras)."""
     import keras
 
+    if part not in KERAS_SPLITS:
+        choices = " or ".join((name, *(f"{name}:{p}" for p in KERAS_SPLITS if p != KERAS_TRAIN)))
+        raise DataError(f"unknown part '{name}:{part}' of {name}; choose {choices}.")
     module = getattr(keras.datasets, name)
     try:
-        (images, _), _ = module.load_data()
+        train, test = module.load_data()
     except Exception as error:  # network or cache failures surface as many types
         raise DataError(f"could not download or read the {name} data set ({error}).") from error
-    images = _as_images(np.asarray(images), name)
+    images = _as_images(np.asarray((train if part == KERAS_TRAIN else test)[0]), name)
     scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-    return Dataset(name, scaler.forward(images), scaler, "images")
+    label = name if part == KERAS_TRAIN else f"{name}:{part}"
+    return Dataset(label, scaler.forward(images), scaler, "images")
 
 
 def _array_file(path: str, centered: bool) -> Dataset:
@@ -219,9 +227,6 @@ def _image_folder(path: str, image_size: int | None, centered: bool) -> Dataset:
     return Dataset(path, scaler.forward(images), scaler, "images")
 
 
-KERAS_IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
-
-
 def dataset_names() -> dict[str, str]:
     """Every built-in data set name with a one-line description."""
     names = {
@@ -233,9 +238,14 @@ def dataset_names() -> dict[str, str]:
     names["digits"] = "8x8 grey digits from scikit-learn (1 797 images, offline)"
     names[f"digits:{DIGITS_TRAIN}"] = "the 1 438 digits of the fixed 80 % train split"
     names[f"digits:{DIGITS_HELD_OUT}"] = "the 359 digits held out of it (never trained on)"
-    names["mnist"] = "28x28 grey handwritten digits via keras.datasets (downloaded once)"
-    names["fashion_mnist"] = "28x28 grey clothing images via keras.datasets (downloaded once)"
-    names["cifar10"] = "32x32 colour images via keras.datasets (downloaded once)"
+    keras_sets = {
+        "mnist": "28x28 grey handwritten digits",
+        "fashion_mnist": "28x28 grey clothing images",
+        "cifar10": "32x32 colour images",
+    }
+    for name, what in keras_sets.items():
+        names[name] = f"{what} via keras.datasets, train split (downloaded once)"
+        names[f"{name}:{KERAS_TEST}"] = f"the test split of {name}"
     names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis"
     names["PATH/ (a folder)"] = "PNG/JPEG images, resized to the model's size"
     return names
@@ -256,8 +266,9 @@ def load_dataset(
         return _digits(centered)
     if spec.startswith("digits:"):
         return _digits(centered, spec[len("digits:") :])
-    if spec in KERAS_IMAGE_SETS:
-        return _keras_images(spec, centered)
+    name, colon, part = spec.partition(":")
+    if name in KERAS_IMAGE_SETS:
+        return _keras_images(name, centered, part if colon else KERAS_TRAIN)
     for prefix in ("npz:", "npy:"):
         if spec.startswith(prefix):
             return _array_file(spec[len(prefix) :], centered)

@@ -1,5 +1,7 @@
 """Data loading: built-in sets, array files, image folders, and the errors for bad input."""
 
+from collections.abc import Callable
+
 import numpy as np
 import pytest
 from PIL import Image
@@ -121,3 +123,43 @@ def test_digits_preset_trains_on_the_train_split_and_records_it():
     assert info["n"] == 1438 and info["split"]["part"] == "train"
     assert info["split"]["held_out_sha256"] == data.index_digest(data.digits_split(1797)[1])
     assert "split" not in data_info(data.load_dataset("digits"))
+
+
+def _stand_in_load_data(shape: tuple[int, ...]) -> Callable[[], tuple]:
+    """keras.datasets' load_data on local arrays: train pixels 0..99, test pixels 200..255."""
+    rng = np.random.default_rng(0)
+    train = rng.integers(0, 100, size=(6, *shape), dtype=np.uint8)
+    test = rng.integers(200, 256, size=(4, *shape), dtype=np.uint8)
+    return lambda: ((train, np.zeros(6)), (test, np.zeros(4)))
+
+
+def test_keras_image_sets_give_the_train_split_and_name_test_the_test_split(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """cifar10 is the train split, cifar10:test the test split, both as (n, H, W, C) in [0, 1];
+    grey sets gain a channel axis."""
+    import keras
+
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", _stand_in_load_data((5, 5, 3)))
+    monkeypatch.setattr(keras.datasets.mnist, "load_data", _stand_in_load_data((7, 7)))
+    train, test = data.load_dataset("cifar10"), data.load_dataset("cifar10:test")
+    assert train.x.shape == (6, 5, 5, 3) and test.x.shape == (4, 5, 5, 3)
+    assert train.x.max() < 100 / 255 + 1e-6 and test.x.min() > 199 / 255 - 1e-6
+    assert (train.name, test.name, test.kind) == ("cifar10", "cifar10:test", "images")
+    np.testing.assert_array_equal(data.load_dataset("cifar10:train").x, train.x)
+    assert data.load_dataset("mnist:test", centered=True).x.shape == (4, 7, 7, 1)
+    assert data.load_dataset("mnist:test", centered=True).x.min() > 0.5  # (200 - 127.5) / 127.5
+    with pytest.raises(data.DataError, match="choose cifar10 or cifar10:test"):
+        data.load_dataset("cifar10:valid")
+
+
+def test_a_failed_download_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No network: DataError naming the data set, whichever exception keras.datasets raised."""
+    import keras
+
+    def offline() -> tuple:
+        raise Exception("URL fetch failure on https://storage.googleapis.com/...")
+
+    monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
+    with pytest.raises(data.DataError, match="could not download or read the fashion_mnist"):
+        data.load_dataset("fashion_mnist:test")
