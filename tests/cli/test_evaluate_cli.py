@@ -64,7 +64,7 @@ def test_missing_run_and_bad_options_fail_in_one_line(tmp_path: Path) -> None:
     assert bad_n.exit_code != 0 and "--n" in bad_n.stderr
 
 
-def test_against_data_of_another_shape_fails_in_one_line(toy_run: Path) -> None:
+def test_data_of_another_shape_fails_in_one_line(toy_run: Path) -> None:
     """--data digits for a 2-D point run: one 'Error:' line naming both shapes."""
     result = invoke("evaluate", toy_run, *FAST, "--data", "digits")
     assert result.exit_code != 0
@@ -120,7 +120,7 @@ def test_digits_images_use_the_digits_classifier(
         assert entry["value"] < limit < bad["metrics"][name]["value"], (name, entry)
 
 
-def test_against_the_held_out_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def test_evaluate_on_the_held_out_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """A digits:train run evaluated on --data digits:held-out: the floor is that of the held-out
     digits, and training digits as 'samples' sit near it (same distribution, unseen images)."""
     train, held_out = load_dataset("digits:train"), load_dataset("digits:held-out")
