@@ -24,7 +24,12 @@ DIGITS_SPLIT_SEED = 0
 DIGITS_TRAIN, DIGITS_HELD_OUT = "train", "held-out"
 DIGITS_SPLITS = (DIGITS_TRAIN, DIGITS_HELD_OUT)
 """Parts of the digits named `digits:PART`: the split the shipped feature classifier uses too."""
-KERAS_IMAGE_SETS = ("mnist", "fashion_mnist", "cifar10")
+KERAS_IMAGE_SETS = {
+    "mnist": "28x28 grey handwritten digits",
+    "fashion_mnist": "28x28 grey clothing images",
+    "cifar10": "32x32 colour images",
+}
+"""The keras.datasets image sets load_dataset knows, and what they hold."""
 KERAS_TRAIN, KERAS_TEST = "train", "test"
 KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
 """Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
@@ -238,12 +243,7 @@ def dataset_names() -> dict[str, str]:
     names["digits"] = "8x8 grey digits from scikit-learn (1 797 images, offline)"
     names[f"digits:{DIGITS_TRAIN}"] = "the 1 438 digits of the fixed 80 % train split"
     names[f"digits:{DIGITS_HELD_OUT}"] = "the 359 digits held out of it (never trained on)"
-    keras_sets = {
-        "mnist": "28x28 grey handwritten digits",
-        "fashion_mnist": "28x28 grey clothing images",
-        "cifar10": "32x32 colour images",
-    }
-    for name, what in keras_sets.items():
+    for name, what in KERAS_IMAGE_SETS.items():
         names[name] = f"{what} via keras.datasets, train split (downloaded once)"
         names[f"{name}:{KERAS_TEST}"] = f"the test split of {name}"
     names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis"

@@ -29,7 +29,7 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import features, metrics, runs
-from scoregen_keras.data import DataError, Scaler, load_dataset
+from scoregen_keras.data import Scaler, load_dataset
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.sde import SDE
 
@@ -316,11 +316,7 @@ def evaluate_run(
         image_size=shape[0] if kind == IMAGES else None,
         centered=bool(config.get("centered", False)),
     )
-    if dataset.kind != kind or dataset.shape != tuple(shape):
-        raise DataError(
-            f"the data set '{name}' holds {dataset.kind} of shape {dataset.shape}, "
-            f"but the run models {kind} of shape {tuple(shape)}."
-        )
+    runs.require_run_shape(dataset, name, config)
     drawn = runs.draw_samples(
         run.model, config, n, sampler=sampler, seed=seed, steps=steps, progress=progress
     )

@@ -43,6 +43,7 @@ from scoregen_keras.runs import (
     one_line,
     output_stem,
     read_json,
+    require_run_shape,
 )
 from scoregen_keras.sde import SDE
 
@@ -217,11 +218,7 @@ def evaluation_data(
         )
     except DataError as error:
         raise RunError(str(error)) from error
-    if tuple(dataset.shape) != shape:
-        raise RunError(
-            f"the data {spec} have examples of shape {tuple(dataset.shape)}, but the run's model "
-            f"takes {shape}."
-        )
+    require_run_shape(dataset, spec, config)
     x = dataset.scaler.inverse(dataset.x)
     if len(x) > n:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))]

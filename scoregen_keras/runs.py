@@ -79,6 +79,16 @@ class RunError(ValueError):
     """A run folder cannot be created, resumed, loaded or sampled; the message is one sentence."""
 
 
+def require_run_shape(dataset: Dataset, spec: str, config: dict[str, Any]) -> None:
+    """RunError unless the data set's examples have the shape the run's model was trained on."""
+    shape = tuple(int(d) for d in config["data"]["shape"])
+    if tuple(dataset.shape) != shape:
+        raise RunError(
+            f"the data {spec} have examples of shape {tuple(dataset.shape)}, but the run's model "
+            f"takes {shape}."
+        )
+
+
 def one_line(error: BaseException) -> str:
     """The first line of an exception's message, shortened: for one-sentence error reports."""
     text = str(error).strip().splitlines()
