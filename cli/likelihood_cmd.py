@@ -92,11 +92,12 @@ def likelihood(
 ) -> None:
     """Bits/dim (and nats) of data under a run's model, by the probability-flow ODE (EMA weights).
 
-    Data are mapped into model space with the run's stored scaler; log p is reported in the
-    data's original units. Integer-valued images (8-bit, or digits' 0..16) are first
-    dequantised uniformly (x + u, u ~ U[0, 1)), which bounds the discrete data's bits/dim from
-    above. Bits/dim = those of the model-space density plus offset_bits = log2(scale): 7.99 for
-    8-bit data scaled to [0, 1] (log2 255), 6.99 centred (log2 127.5), 4 for digits (log2 16).
+    Points are mapped into model space with the run's stored scaler, images by their own pixel
+    depth (their white onto the model's white); log p is reported in the data's original units.
+    Integer-valued images (8-bit, or digits' 0..16) are first dequantised uniformly (x + u,
+    u ~ U[0, 1) in their own levels), which bounds the discrete data's bits/dim from above.
+    Bits/dim = those of the model-space density plus offset_bits = log2(scale): 7.99 for 8-bit
+    data scaled to [0, 1] (log2 255), 6.99 centred (log2 127.5), 4 for digits (log2 16).
 
     \b
     Example:
@@ -109,19 +110,20 @@ def likelihood(
     try:
         config = tasks.run_config(run_dir)
         tasks.require_sde(config, "the likelihood")
-        x, kind = tasks.evaluation_data(config, data_spec, n, seed)
-        tasks.choose_divergence(divergence, int(x[0].size))
+        data = tasks.evaluation_data(config, data_spec, n, seed)
+        tasks.choose_divergence(divergence, int(data.x[0].size))
         run = runs.load_run(run_dir)
         result = tasks.run_likelihood(
             run,
-            x,
-            kind,
+            data.x,
+            data.kind,
             divergence=divergence,
             probe=probe,
             seed=seed,
             tol=tol,
             batch_size=batch_size,
             method=ode_solver,
+            scaler=data.scaler,
         )
         npz = None if out is None else tasks.save_log_likelihoods(out, result)
     except runs.RunError as error:

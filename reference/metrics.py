@@ -11,7 +11,6 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
-import scipy.linalg
 import scipy.spatial.distance
 
 CHUNK_ELEMENTS = 2**22
@@ -20,10 +19,6 @@ CHUNK_ELEMENTS = 2**22
 MEDIAN_MAX_POINTS = 4000
 """Largest pooled sample used by the median-distance bandwidth heuristic."""
 
-FRECHET_SQRTM_OFFSET = 1e-6
-"""Diagonal offset added to both covariances when sqrtm(cov1 cov2) is not finite."""
-FRECHET_IMAG_ATOL = 1e-3
-"""Largest imaginary part on the diagonal of sqrtm(cov1 cov2) accepted as round-off."""
 
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
@@ -156,27 +151,39 @@ def energy_distance(x: np.ndarray, y: np.ndarray) -> float:
     return max(2.0 * exy - exx - eyy, 0.0)
 
 
+def _psd_eigenvalues_above_rank_tolerance(w: np.ndarray) -> np.ndarray:
+    """Eigenvalues of a symmetric PSD matrix, zero below NumPy's matrix_rank tolerance.
+
+    Round-off leaves eigenvalues of order eps·‖C‖ on a singular matrix's null space; their square
+    roots, of order √eps, would bias a trace of square roots by ~1e-8 relative.
+    """
+    tolerance = np.max(np.abs(w)) * len(w) * np.finfo(np.float64).eps
+    return np.where(w > tolerance, w, 0.0)
+
+
+def _psd_sqrt(c: np.ndarray) -> np.ndarray:
+    """Symmetric square root of a symmetric positive semi-definite matrix."""
+    w, u = np.linalg.eigh(c)
+    return (u * np.sqrt(_psd_eigenvalues_above_rank_tolerance(w))) @ u.T
+
+
 def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
     """Fréchet (2-Wasserstein²) distance of two Gaussians: ‖μ₁−μ₂‖² + tr(C₁ + C₂ − 2(C₁C₂)^½).
 
-    Standard FID handling: if sqrtm(C₁C₂) is not finite, both covariances get a small diagonal
-    offset; a complex result is accepted (real part kept) only when the imaginary parts on
-    its diagonal are round-off, else ValueError.
+    tr (C₁C₂)^½ is computed as Σ √λ of the symmetric C₁^½ C₂ C₁^½ (same eigenvalues), which stays
+    real and exact for the singular covariances of few samples in many feature dimensions, where
+    FID code's ``sqrtm(C₁C₂)`` warns, needs a diagonal offset and returns complex round-off.
     """
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != mu1.shape * 2:
         raise ValueError("means must have shape (d,) and covariances (d, d), equal for both")
-    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
-    if not np.isfinite(covmean).all():
-        offset = FRECHET_SQRTM_OFFSET * np.eye(len(mu1))
-        covmean = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
-    if np.iscomplexobj(covmean):
-        if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=FRECHET_IMAG_ATOL):
-            raise ValueError("sqrtm(cov1 cov2) has a large imaginary component")
-        covmean = covmean.real
+    root1 = _psd_sqrt(cov1)
+    inner = root1 @ cov2 @ root1
+    eigenvalues = np.linalg.eigvalsh(0.5 * (inner + inner.T))
+    trace_covmean = np.sum(np.sqrt(_psd_eigenvalues_above_rank_tolerance(eigenvalues)))
     diff = mu1 - mu2
-    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * np.trace(covmean))
+    return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_covmean)
 
 
 def frechet_distance_from_samples(x: np.ndarray, y: np.ndarray) -> float:

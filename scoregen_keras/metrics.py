@@ -4,7 +4,7 @@ Same names, signatures and formulas as the reference: sliced Wasserstein-1, MMD�
 distance, Fréchet distance and KID (cubic-kernel MMD² over subsets). Pairwise terms run on the
 backend in float32 in row chunks (bounded memory), from coordinate differences so a point's
 distance to itself is exactly 0; per-row sums come back to the host and are added in float64.
-Fréchet's matrix square root runs on the host (`scipy.linalg.sqrtm`, through the reference).
+Fréchet's matrix square root runs on the host (eigendecompositions, through the reference).
 
 Randomness: where the reference takes ``rng`` for random projections, `sliced_wasserstein` takes
 a ``seed`` (int or `keras.random.SeedGenerator`) or pre-drawn ``projections``. KID's subsets are
@@ -200,7 +200,7 @@ def frechet_distance(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
     """Fréchet distance of two Gaussians, ‖μ₁−μ₂‖² + tr(C₁ + C₂ − 2(C₁C₂)^½), on the host.
 
     The moments (tensors or arrays) go to NumPy float64 and `reference.metrics.frechet_distance`
-    takes the matrix square root with scipy.linalg.sqrtm (same round-off handling).
+    takes tr (C₁C₂)^½ by eigendecompositions (same round-off handling).
     """
     moments = [np.asarray(ops.convert_to_numpy(v), np.float64) for v in (mu1, cov1, mu2, cov2)]
     return reference_metrics.frechet_distance(*moments)

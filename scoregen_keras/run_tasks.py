@@ -23,7 +23,7 @@ import os
 import tempfile
 import time
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import keras
 import numpy as np
@@ -198,13 +198,22 @@ def choose_divergence(divergence: str, n_dims: int) -> str:
     return divergence
 
 
-def evaluation_data(
-    config: dict[str, Any], spec: str | None, n: int, seed: int
-) -> tuple[np.ndarray, str]:
-    """Up to n examples of a data set in the original scale and their kind ('points'/'images').
+class EvaluationData(NamedTuple):
+    """Examples to score in their own original units, and the map from there to model space."""
+
+    x: np.ndarray
+    kind: str  # "points" or "images"
+    scaler: Scaler
+
+
+def evaluation_data(config: dict[str, Any], spec: str | None, n: int, seed: int) -> EvaluationData:
+    """Up to n examples of a data set in their original scale, their kind and their scaler.
 
     ``spec`` is as for training (default: the run's data set); toy sets are drawn with ``seed``,
-    and larger sets are subsampled without replacement with ``seed``.
+    and larger sets are subsampled without replacement with ``seed``. Points are in the run's
+    units, so the run's scaler maps them. Images keep their own pixel depth (0..255 PNGs for a
+    run on digits' 0..16): their scaler maps white onto the white of the run's model space, as
+    every image set shares one model pixel scale, so they are dequantised in their own levels.
     """
     shape = data_shape(config)
     spec = spec or str(config["dataset"])
@@ -214,7 +223,7 @@ def evaluation_data(
             n=n,
             seed=seed,
             image_size=shape[0] if len(shape) == IMAGE_RANK else None,
-            centered=False,
+            centered=bool(config.get("centered", False)),
         )
     except DataError as error:
         raise RunError(str(error)) from error
@@ -222,7 +231,8 @@ def evaluation_data(
     x = dataset.scaler.inverse(dataset.x)
     if len(x) > n:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))]
-    return x, dataset.kind
+    scaler = dataset.scaler if dataset.kind == "images" else _scaler(config)
+    return EvaluationData(x, dataset.kind, scaler)
 
 
 def run_likelihood(
@@ -235,12 +245,14 @@ def run_likelihood(
     tol: float = DEFAULT_TOLERANCE,
     batch_size: int = DEFAULT_LIKELIHOOD_BATCH,
     method: str = "RK45",
+    scaler: Scaler | None = None,
 ) -> Likelihood:
     """log p(x) of original-scale examples through the probability-flow ODE (EMA weights).
 
     Integer-valued images are dequantised uniformly first (u ~ U[0, 1) in original units, so the
     figure bounds the discrete data's -log2 P from above). The model-space log-density becomes one
     in original units by the change of variables: log p(x) = log p_model(y) - D log(scale).
+    ``scaler`` maps the examples' units to model space (default: the run's scaler).
     """
     sde = _sde(run)
     n_dims = int(np.prod(x_original.shape[1:]))
@@ -251,7 +263,7 @@ def run_likelihood(
         raise RunError(f"unknown ODE solver '{method}'; choose {' or '.join(LIKELIHOOD_METHODS)}.")
     if batch_size <= 0 or tol <= 0:
         raise RunError("the batch size and the tolerance must be positive.")
-    scaler = run.scaler
+    scaler = run.scaler if scaler is None else scaler
     generator = keras.random.SeedGenerator(seed)
     rounded = np.round(x_original)
     dequantized = kind == "images" and bool(np.all(np.abs(x_original - rounded) <= INTEGER_ATOL))

@@ -1,4 +1,4 @@
-"""`scoregen likelihood RUN_DIR`: exact vs Hutchinson, the run's scaler, --json, refusals."""
+"""`scoregen likelihood RUN_DIR`: exact vs Hutchinson, the data's scaler, --json, refusals."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from tests.cli.test_bad_input import assert_one_line_error
+from tests.cli.test_controllable_cli import DIGITS_CONFIG
 from tests.cli.test_train_cli import invoke, train_tiny
 
 N_EXAMPLES = 200
@@ -114,6 +115,53 @@ def test_data_are_scaled_with_the_runs_scaler(toy_run: Path, tmp_path: Path) -> 
         atol=1e-9,
     )
     assert plain["n"] == doubled["n"] == len(points)
+
+
+def test_a_scaler_given_with_the_data_replaces_the_runs(toy_run: Path) -> None:
+    """run_likelihood(scaler=): points doubled under scale 2 score log2(2) bits/dim more."""
+    from scoregen_keras import run_tasks, runs
+    from scoregen_keras.data import Scaler
+
+    run = runs.load_run(toy_run)
+    points = np.random.default_rng(1).standard_normal((16, 2))
+    plain = run_tasks.run_likelihood(run, points, "points")
+    doubled = run_tasks.run_likelihood(run, SCALE * points, "points", scaler=Scaler(0.0, SCALE))
+    assert doubled.offset_bits == pytest.approx(math.log2(SCALE))
+    np.testing.assert_allclose(
+        doubled.bits_per_dim - plain.bits_per_dim, math.log2(SCALE), rtol=0, atol=1e-9
+    )
+
+
+@pytest.mark.parametrize("centered", [False, True])
+def test_images_keep_their_own_pixel_depth(tmp_path: Path, centered: bool) -> None:
+    """8-bit images scored by a digits (0..16) run stay in 0..255, white onto the model's white;
+    the run's own data get the run's scaler."""
+    from scoregen_keras import run_tasks
+    from scoregen_keras.data import pixel_scaler
+
+    config = {**DIGITS_CONFIG, "centered": centered}
+    config["data"] = {**config["data"], "scaler": pixel_scaler(16.0, centered).to_config()}
+    images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1)).astype(np.uint8)
+    images[0, 0, 0, 0], images[0, 0, 1, 0] = 0, 255
+    np.save(tmp_path / "bytes.npy", images)
+    data = run_tasks.evaluation_data(config, f"npy:{tmp_path / 'bytes.npy'}", 10, seed=0)
+    black, white = (-1.0 if centered else 0.0), 1.0
+    np.testing.assert_allclose(data.x, images, rtol=1e-6)  # stored as float32 in model space
+    np.testing.assert_allclose(data.scaler.forward(np.array([0.0, 255.0])), [black, white])
+    own = run_tasks.evaluation_data(config, None, 10, seed=0)
+    assert own.scaler == pixel_scaler(16.0, centered) and own.x.max() == 16.0
+
+
+def test_points_are_scaled_with_the_runs_scaler(toy_run: Path) -> None:
+    """Points of another toy set are in the run's units: the run's scaler (here scale 2, where
+    the toy set's own is 1) maps them."""
+    from scoregen_keras import run_tasks
+    from scoregen_keras.data import Scaler
+
+    config = run_tasks.run_config(toy_run)
+    config["data"]["scaler"] = Scaler(0.0, SCALE).to_config()
+    data = run_tasks.evaluation_data(config, "moons", 10, seed=0)
+    assert data.kind == "points" and data.scaler == Scaler(0.0, SCALE)
 
 
 def test_refusals(toy_run: Path, tmp_path: Path) -> None:

@@ -158,7 +158,7 @@ def test_frechet_from_samples_analytic(rng: np.random.Generator) -> None:
 
 
 def test_frechet_from_samples_matches_reference(rng: np.random.Generator) -> None:
-    """Correlated sets: same value as the reference's moments and sqrtm."""
+    """Correlated sets: same value as the reference's moments and matrix square root."""
     x = rng.standard_normal((300, 5)) @ rng.standard_normal((5, 5))
     y = rng.standard_normal((200, 5)) @ rng.standard_normal((5, 5)) + 1.0
     expected = ref.frechet_distance_from_samples(x, y)

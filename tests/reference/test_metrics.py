@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
+import scipy.linalg
 import scipy.stats
 
 from reference import metrics
@@ -197,22 +200,30 @@ def test_frechet_shifted_diagonal_gaussians() -> None:
     assert frechet_distance(mu1, np.diag(a), mu2, np.diag(b)) == pytest.approx(expected)
 
 
-def test_frechet_full_covariances_matches_symmetric_formula(rng: np.random.Generator) -> None:
-    """tr√(C₁C₂) = tr√(C₁^½ C₂ C₁^½): check against the symmetric form via eigh."""
+def test_frechet_full_covariances_match_sqrtm_of_the_product(rng: np.random.Generator) -> None:
+    """Well-conditioned full covariances: tr√(C₁C₂) from SciPy's sqrtm of the product itself."""
     d = 4
     l1, l2 = rng.standard_normal((d, d)), rng.standard_normal((d, d))
     cov1, cov2 = l1 @ l1.T + 0.1 * np.eye(d), l2 @ l2.T + 0.1 * np.eye(d)
     mu1, mu2 = rng.standard_normal(d), rng.standard_normal(d)
-
-    def psd_sqrt(c: np.ndarray) -> np.ndarray:
-        """Symmetric square root through the eigendecomposition."""
-        w, u = np.linalg.eigh(c)
-        return (u * np.sqrt(np.clip(w, 0, None))) @ u.T
-
-    r1 = psd_sqrt(cov1)
-    cross = np.trace(psd_sqrt(r1 @ cov2 @ r1))
+    cross = np.trace(scipy.linalg.sqrtm(cov1 @ cov2)).real
     expected = np.sum((mu1 - mu2) ** 2) + np.trace(cov1) + np.trace(cov2) - 2 * cross
-    assert frechet_distance(mu1, cov1, mu2, cov2) == pytest.approx(expected, rel=1e-8)
+    assert frechet_distance(mu1, cov1, mu2, cov2) == pytest.approx(expected, rel=1e-10)
+
+
+def test_frechet_singular_covariances_are_exact_and_quiet(rng: np.random.Generator) -> None:
+    """Rank-deficient covariances (fewer samples than dimensions) give the exact value, no warning.
+
+    C = A Aᵀ of rank 3 in 10 dimensions: FD(C, C) = 0; C₁ = diag(a, 0), C₂ = diag(0, b) (disjoint
+    supports, √(C₁C₂) = 0): FD = tr C₁ + tr C₂.
+    """
+    a = rng.standard_normal((10, 3))
+    cov, mu = a @ a.T, rng.standard_normal(10)
+    cov1, cov2 = np.diag([2.0, 3.0, 0.0, 0.0]), np.diag([0.0, 0.0, 5.0, 7.0])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert frechet_distance(mu, cov, mu, cov) == pytest.approx(0.0, abs=1e-10 * np.trace(cov))
+        assert frechet_distance(np.zeros(4), cov1, np.zeros(4), cov2) == pytest.approx(17.0)
 
 
 def test_frechet_same_gaussian_is_zero() -> None:
