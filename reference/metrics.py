@@ -19,7 +19,6 @@ CHUNK_ELEMENTS = 2**22
 MEDIAN_MAX_POINTS = 4000
 """Largest pooled sample used by the median-distance bandwidth heuristic."""
 
-
 KID_SUBSETS = 100
 KID_SUBSET_SIZE = 1000
 """KID defaults of Bińkowski et al. (2018) and common FID/KID tools: 100 subsets of 1 000."""
