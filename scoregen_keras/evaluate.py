@@ -29,7 +29,7 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import features, metrics, runs
-from scoregen_keras.data import Scaler, load_dataset
+from scoregen_keras.data import Scaler
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.sde import SDE
 
@@ -307,16 +307,10 @@ def evaluate_run(
     """
     config = run.config
     kind = config["data"]["kind"]
-    shape = config["data"]["shape"]
     name = config["dataset"] if against is None else against
-    dataset = load_dataset(
-        name,
-        n=2 * n,
-        seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET,
-        image_size=shape[0] if kind == IMAGES else None,
-        centered=bool(config.get("centered", False)),
+    dataset = runs.load_run_data(
+        name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET
     )
-    runs.require_run_shape(dataset, name, config)
     drawn = runs.draw_samples(
         run.model, config, n, sampler=sampler, seed=seed, steps=steps, progress=progress
     )

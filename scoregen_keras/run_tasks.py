@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from scoregen_keras import controllable, latent, plots
-from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler, load_dataset
+from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
 from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
 from scoregen_keras.runs import (
@@ -39,11 +39,11 @@ from scoregen_keras.runs import (
     RunError,
     RunPaths,
     _load_training_data,
+    load_run_data,
     make_readable,
     one_line,
     output_stem,
     read_json,
-    require_run_shape,
 )
 from scoregen_keras.sde import SDE
 
@@ -215,19 +215,11 @@ def evaluation_data(config: dict[str, Any], spec: str | None, n: int, seed: int)
     run on digits' 0..16): their scaler maps white onto the white of the run's model space, as
     every image set shares one model pixel scale, so they are dequantised in their own levels.
     """
-    shape = data_shape(config)
     spec = spec or str(config["dataset"])
     try:
-        dataset = load_dataset(
-            spec,
-            n=n,
-            seed=seed,
-            image_size=shape[0] if len(shape) == IMAGE_RANK else None,
-            centered=bool(config.get("centered", False)),
-        )
+        dataset = load_run_data(spec, config, n, seed)
     except DataError as error:
         raise RunError(str(error)) from error
-    require_run_shape(dataset, spec, config)
     x = dataset.scaler.inverse(dataset.x)
     if len(x) > n:
         x = x[np.sort(np.random.default_rng(seed).choice(len(x), n, replace=False))]

@@ -79,14 +79,25 @@ class RunError(ValueError):
     """A run folder cannot be created, resumed, loaded or sampled; the message is one sentence."""
 
 
-def require_run_shape(dataset: Dataset, spec: str, config: dict[str, Any]) -> None:
-    """RunError unless the data set's examples have the shape the run's model was trained on."""
+def load_run_data(spec: str, config: dict[str, Any], n: int, seed: int) -> Dataset:
+    """A data set in the run's model space (its image size and centring), of the run's shape.
+
+    DataError when it cannot be loaded; RunError when its examples have another shape.
+    """
     shape = tuple(int(d) for d in config["data"]["shape"])
+    dataset = load_dataset(
+        spec,
+        n=n,
+        seed=seed,
+        image_size=shape[0] if config["data"]["kind"] == "images" else None,
+        centered=bool(config.get("centered", False)),
+    )
     if tuple(dataset.shape) != shape:
         raise RunError(
             f"the data {spec} have examples of shape {tuple(dataset.shape)}, but the run's model "
             f"takes {shape}."
         )
+    return dataset
 
 
 def one_line(error: BaseException) -> str:

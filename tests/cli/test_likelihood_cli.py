@@ -137,10 +137,11 @@ def test_images_keep_their_own_pixel_depth(tmp_path: Path, centered: bool) -> No
     """8-bit images scored by a digits (0..16) run stay in 0..255, white onto the model's white;
     the run's own data get the run's scaler."""
     from scoregen_keras import run_tasks
-    from scoregen_keras.data import pixel_scaler
+    from scoregen_keras.data import DIGITS_PIXEL_MAX, pixel_scaler
 
     config = {**DIGITS_CONFIG, "centered": centered}
-    config["data"] = {**config["data"], "scaler": pixel_scaler(16.0, centered).to_config()}
+    digits_scaler = pixel_scaler(DIGITS_PIXEL_MAX, centered)
+    config["data"] = {**config["data"], "scaler": digits_scaler.to_config()}
     images = np.random.default_rng(0).integers(0, 256, (5, 8, 8, 1)).astype(np.uint8)
     images[0, 0, 0, 0], images[0, 0, 1, 0] = 0, 255
     np.save(tmp_path / "bytes.npy", images)
@@ -149,7 +150,7 @@ def test_images_keep_their_own_pixel_depth(tmp_path: Path, centered: bool) -> No
     np.testing.assert_allclose(data.x, images, rtol=1e-6)  # stored as float32 in model space
     np.testing.assert_allclose(data.scaler.forward(np.array([0.0, 255.0])), [black, white])
     own = run_tasks.evaluation_data(config, None, 10, seed=0)
-    assert own.scaler == pixel_scaler(16.0, centered) and own.x.max() == 16.0
+    assert own.scaler == digits_scaler and own.x.max() == DIGITS_PIXEL_MAX
 
 
 def test_points_are_scaled_with_the_runs_scaler(toy_run: Path) -> None:
