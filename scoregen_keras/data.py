@@ -18,6 +18,7 @@ from reference import datasets as reference_datasets
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 PIXEL_MAX_8BIT = 255.0
+FLOAT_PIXEL_MAX = 1.0  # float image arrays hold pixels in [0, 1]
 DIGITS_PIXEL_MAX = 16.0  # scikit-learn's digits take integer values 0..16
 DIGITS_HELD_OUT_FRACTION = 0.2
 DIGITS_SPLIT_SEED = 0
@@ -179,7 +180,11 @@ def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset
 
 
 def _array_file(path: str, centered: bool) -> Dataset:
-    """Examples from a .npy file or the array under key `x` (or the only array) of a .npz file."""
+    """Examples from a .npy file or the array under key `x` (or the only array) of a .npz file.
+
+    (n, d) arrays are points, as given; (n, H, W[, C]) arrays are images: integer pixels 0..255 or
+    float pixels in [0, 1], scaled to [0, 1] (or [-1, 1] when centred).
+    """
     if not os.path.isfile(path):
         raise DataError(f"data file {path} does not exist.")
     try:
@@ -199,13 +204,20 @@ def _array_file(path: str, centered: bool) -> Dataset:
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path} holds {x.dtype} values; expected numbers.")
     _check_finite(x, path)
-    if np.issubdtype(x.dtype, np.integer) and x.ndim >= 3:
+    if x.ndim == 2:
+        return Dataset(path, x.astype(np.float32), Scaler(), "points")
+    images = _as_images(x, path)
+    if np.issubdtype(x.dtype, np.integer):
         scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-        return Dataset(path, scaler.forward(x if x.ndim == 4 else x[..., None]), scaler, "images")
-    kind = "images" if x.ndim >= 3 else "points"
-    if kind == "images":
-        x = _as_images(x, path)
-    return Dataset(path, x.astype(np.float32), Scaler(), kind)
+    elif x.min() >= 0.0 and x.max() <= FLOAT_PIXEL_MAX:
+        scaler = pixel_scaler(FLOAT_PIXEL_MAX, centered)
+    else:
+        # black and white must be known: samples are drawn, plotted and compared as pixels
+        raise DataError(
+            f"{path} holds float images with values in [{x.min():.3g}, {x.max():.3g}]; expected "
+            "[0, 1] (or integer pixels 0..255), with `centered` to train on [-1, 1]."
+        )
+    return Dataset(path, scaler.forward(images), scaler, "images")
 
 
 def _image_folder(path: str, image_size: int | None, centered: bool) -> Dataset:

@@ -80,6 +80,15 @@ def test_nan_or_inf_in_the_data(tmp_path: Path, bad: float) -> None:
     assert_not_complete(tmp_path / "run")
 
 
+def test_float_images_outside_the_unit_range(tmp_path: Path) -> None:
+    """Float images in 0..255: black and white unknown, refused before a run folder is made."""
+    path = tmp_path / "images.npy"
+    np.save(path, np.random.default_rng(0).uniform(0.0, 255.0, (10, 8, 8)))
+    result = invoke(*train_args(tmp_path), "--dataset", f"npy:{path}")
+    assert_one_line_error(result, "float images", "[0, 1]")
+    assert_not_complete(tmp_path / "run")
+
+
 def test_pickled_data_is_refused(tmp_path: Path) -> None:
     """An object array (needs pickle to load) is not executed, just refused."""
     path = tmp_path / "objects.npy"

@@ -41,6 +41,25 @@ def test_npz_and_npy_files(tmp_path):
     np.testing.assert_allclose(images.scaler.inverse(images.x)[..., 0], pixels, atol=1e-4)
 
 
+@pytest.mark.parametrize("centered", [False, True])
+def test_float_images_are_pixels_in_the_unit_range(tmp_path, centered):
+    """Float images in [0, 1]: black 0 and white 1 map to the model's black and white."""
+    pixels = np.random.default_rng(0).random((4, 6, 6, 3))
+    pixels[0, 0, 0] = [0.0, 1.0, 0.5]
+    np.save(tmp_path / "img.npy", pixels)
+    images = data.load_dataset(f"npy:{tmp_path / 'img.npy'}", centered=centered)
+    black, white = (-1.0, 1.0) if centered else (0.0, 1.0)
+    assert images.kind == "images" and images.x.dtype == np.float32
+    assert images.x.min() == black and images.x.max() == white
+    np.testing.assert_allclose(images.scaler.inverse(images.x), pixels, atol=1e-7)
+
+
+def test_float_images_outside_the_unit_range_are_refused(tmp_path):
+    np.save(tmp_path / "centred.npy", np.linspace(-1.0, 1.0, 2 * 6 * 6).reshape(2, 6, 6))
+    with pytest.raises(data.DataError, match=r"float images with values in \[-1, 1\]"):
+        data.load_dataset(f"npy:{tmp_path / 'centred.npy'}")
+
+
 def test_image_folder_resized(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(3):
