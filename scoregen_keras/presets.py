@@ -55,7 +55,7 @@ BASE: dict[str, Any] = {
     "log_every": 50,
     "checkpoint_every": 1_000,
     "sample_every": 1_000,
-    "n_sample_preview": 2_000,
+    "n_sample_preview": 2_000,  # points in a preview scatter; an image grid draws at most 100
     "sampler": "pc",
     "sampler_steps": None,  # None: the SDE's N
     # EDM Heun / DPM-Solver++ start at this sigma~ (None: the SDE's sigma~(T)); on data of a known

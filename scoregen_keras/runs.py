@@ -842,10 +842,13 @@ def _fit(
 
     def preview(model_now: keras.Model, step: int) -> None:
         """Sample with the configured sampler and write samples/step_N.png."""
+        n = int(config["n_sample_preview"])
+        if config["data"]["kind"] == "images":
+            n = min(n, plots.MAX_GRID_IMAGES)  # the grid shows no more; sampling more costs minutes
         samples = draw_samples(
             model_now,
             config,
-            int(config["n_sample_preview"]),
+            n,
             sampler=config["sampler"],
             seed=int(config["seed"]),
             steps=config["sampler_steps"],

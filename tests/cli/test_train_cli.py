@@ -145,6 +145,28 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
         assert line in result.output
 
 
+def test_an_image_preview_draws_only_what_its_grid_shows(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Digits on the toy base config (2 000 preview points): the preview grid draws 100 images."""
+    from scoregen_keras import plots, runs
+
+    drawn = []
+    draw_samples = runs.draw_samples
+
+    def counting(model: Any, config: dict[str, Any], n: int, **options: Any) -> Any:
+        drawn.append(n)
+        return draw_samples(model, config, n, **options)
+
+    monkeypatch.setattr(runs, "draw_samples", counting)
+    changes = {"n_sample_preview": 2_000, "sampler_steps": 2, "batch_size": 8, "steps": 2}
+    tiny_image_net = {"nf": 8, "num_res_blocks": 1, "attn_resolutions": [], "fir": False}
+    image_run = {"dataset": "digits", "model": "ncsnpp/tiny", "model_config": tiny_image_net}
+    run = train_tiny(tmp_path, **image_run, **changes, sample_every=2)
+    assert drawn == [plots.MAX_GRID_IMAGES]
+    assert_png(run / "samples" / "step_2.png")
+
+
 def test_config_file_toml_then_options_override(tmp_path: Path) -> None:
     """Settings from a TOML file apply over the preset; command-line options win over both."""
     toml = tmp_path / "settings.toml"
