@@ -206,18 +206,17 @@ def _array_file(path: str, centered: bool) -> Dataset:
     _check_finite(x, path)
     if x.ndim == 2:
         return Dataset(path, x.astype(np.float32), Scaler(), "points")
-    images = _as_images(x, path)
-    if np.issubdtype(x.dtype, np.integer):
-        scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-    elif x.min() >= 0.0 and x.max() <= FLOAT_PIXEL_MAX:
-        scaler = pixel_scaler(FLOAT_PIXEL_MAX, centered)
-    else:
+    integer = np.issubdtype(x.dtype, np.integer)
+    pixel_max = PIXEL_MAX_8BIT if integer else FLOAT_PIXEL_MAX
+    if x.min() < 0 or x.max() > pixel_max:
         # black and white must be known: samples are drawn, plotted and compared as pixels
+        kind = "integer" if integer else "float"
         raise DataError(
-            f"{path} holds float images with values in [{x.min():.3g}, {x.max():.3g}]; expected "
-            "[0, 1] (or integer pixels 0..255), with `centered` to train on [-1, 1]."
+            f"{path} holds {kind} images with values in [{x.min():.3g}, {x.max():.3g}]; expected "
+            "integer pixels 0..255 or float pixels in [0, 1] (`centered` trains on [-1, 1])."
         )
-    return Dataset(path, scaler.forward(images), scaler, "images")
+    scaler = pixel_scaler(pixel_max, centered)
+    return Dataset(path, scaler.forward(_as_images(x, path)), scaler, "images")
 
 
 def _image_folder(path: str, image_size: int | None, centered: bool) -> Dataset:

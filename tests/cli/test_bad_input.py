@@ -85,7 +85,7 @@ def test_float_images_outside_the_unit_range(tmp_path: Path) -> None:
     path = tmp_path / "images.npy"
     np.save(path, np.random.default_rng(0).uniform(0.0, 255.0, (10, 8, 8)))
     result = invoke(*train_args(tmp_path), "--dataset", f"npy:{path}")
-    assert_one_line_error(result, "float images", "[0, 1]")
+    assert_one_line_error(result, "float images", "float pixels in [0, 1]")
     assert_not_complete(tmp_path / "run")
 
 

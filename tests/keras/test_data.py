@@ -54,10 +54,18 @@ def test_float_images_are_pixels_in_the_unit_range(tmp_path, centered):
     np.testing.assert_allclose(images.scaler.inverse(images.x), pixels, atol=1e-7)
 
 
-def test_float_images_outside_the_unit_range_are_refused(tmp_path):
-    np.save(tmp_path / "centred.npy", np.linspace(-1.0, 1.0, 2 * 6 * 6).reshape(2, 6, 6))
-    with pytest.raises(data.DataError, match=r"float images with values in \[-1, 1\]"):
-        data.load_dataset(f"npy:{tmp_path / 'centred.npy'}")
+@pytest.mark.parametrize(
+    ("low", "high", "dtype", "message"),
+    [
+        (-1.0, 1.0, np.float64, r"float images with values in \[-1, 1\]"),
+        (0, 4095, np.uint16, r"integer images with values in \[0, 4\.1e\+03\]"),
+    ],
+)
+def test_images_without_a_known_black_and_white_are_refused(tmp_path, low, high, dtype, message):
+    """Pre-centred floats and 12-bit integers: the pixel scale is not guessed."""
+    np.save(tmp_path / "img.npy", np.linspace(low, high, 2 * 6 * 6).reshape(2, 6, 6).astype(dtype))
+    with pytest.raises(data.DataError, match=message):
+        data.load_dataset(f"npy:{tmp_path / 'img.npy'}")
 
 
 def test_image_folder_resized(tmp_path):
