@@ -73,6 +73,12 @@ def pixel_scaler(pixel_max: float, centered: bool) -> Scaler:
     return Scaler(shift=0.0, scale=pixel_max)
 
 
+def model_pixel_range(scaler: Scaler) -> tuple[float, float]:
+    """Black and white of a pixel scaler (`pixel_scaler`) in model space: (0, 1) or (-1, 1)."""
+    black, white = scaler.forward(np.array([0.0, scaler.shift + scaler.scale]))
+    return float(black), float(white)
+
+
 @dataclasses.dataclass
 class Dataset:
     """Training examples in model space, the scaler back to original units, and their kind."""

@@ -130,7 +130,8 @@ def _variables(run: Run) -> list[Any]:
 
 
 def _value_range(config: dict[str, Any]) -> tuple[float, float]:
-    """The training data's value range in model space (what PNG black and white stand for)."""
+    """What PNG black and white stand for in model space: an image run's pixel black and white
+    (runs before 2026-12-01: its training data's min and max), a point run's data range."""
     low, high = config["data"]["value_range"]
     return float(low), float(high)
 

@@ -31,7 +31,7 @@ import numpy as np
 from scoregen_keras import callbacks as run_callbacks
 from scoregen_keras import distribute, dopri, plots
 from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
-from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset
+from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset, model_pixel_range
 from scoregen_keras.networks import CONFIGS, get_network
 from scoregen_keras.presets import ConfigError, validate_config
 from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
@@ -368,7 +368,10 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
         "shape": list(dataset.shape),
         "n": len(dataset.x),
         "scaler": dataset.scaler.to_config(),
-        "value_range": [float(np.min(dataset.x)), float(np.max(dataset.x))],
+        # images: the pixel scale's black and white, which need not occur in the data
+        "value_range": list(model_pixel_range(dataset.scaler))
+        if dataset.kind == "images"
+        else [float(np.min(dataset.x)), float(np.max(dataset.x))],
     }
     if dataset.split is not None:
         info["split"] = dataset.split

@@ -68,6 +68,22 @@ def test_images_without_a_known_black_and_white_are_refused(tmp_path, low, high,
         data.load_dataset(f"npy:{tmp_path / 'img.npy'}")
 
 
+@pytest.mark.parametrize(("centered", "black_white"), [(False, [0.0, 1.0]), (True, [-1.0, 1.0])])
+def test_a_runs_image_range_is_black_to_white_even_when_the_data_lack_them(
+    tmp_path, centered, black_white
+):
+    """PNGs with pixels 10..200 only: config.json's value_range is still the pixel scale's."""
+    from scoregen_keras.runs import data_info
+
+    for i in range(2):
+        pixels = np.random.default_rng(i).integers(10, 201, (6, 6), dtype=np.uint8)
+        Image.fromarray(pixels).save(tmp_path / f"{i}.png")
+    images = data.load_dataset(str(tmp_path), centered=centered)
+    assert data_info(images)["value_range"] == black_white
+    points = data.load_dataset("mixture5", n=100)
+    assert data_info(points)["value_range"] == [points.x.min(), points.x.max()]
+
+
 def test_image_folder_resized(tmp_path):
     rng = np.random.default_rng(1)
     for i in range(3):
