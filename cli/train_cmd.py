@@ -28,6 +28,10 @@ FROM_PRESET = "from the preset"
 DEBUG_ENV = "SCOREGEN_DEBUG"  # as in cli.main: tracebacks and native messages stay visible
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "OPENBLAS_NUM_THREADS": "1"}
 """Environment defaults set before the backend is imported (the user's values win)."""
+JAX_CACHE_DIR_ENV = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable: empty turns the cache off
+# cache every compiled function, however quick to compile: the many small ones (each random
+# initializer shape, each sampler chunk) are what a fresh process spends its first seconds on
+JAX_CACHE_MIN_COMPILE_ENV = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 
 def default_backend() -> str:
@@ -55,6 +59,30 @@ def _silence_native_stderr() -> None:
     sys.stderr = sys.__stderr__ = os.fdopen(real, "w", buffering=1, encoding="utf-8")
 
 
+def jax_cache_dir() -> Path:
+    """Where scoregen keeps JAX's compiled code by default: $XDG_CACHE_HOME/scoregen/jax."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "scoregen" / "jax"
+
+
+def _default_jax_compilation_cache() -> None:
+    """Turn on JAX's persistent compilation cache, unless the user set one or it is unwritable.
+
+    A later process reuses what an earlier one compiled for the same model and shapes.
+    """
+    if JAX_CACHE_DIR_ENV in os.environ:
+        return
+    folder = jax_cache_dir()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError:
+        return
+    if os.access(folder, os.W_OK):
+        os.environ[JAX_CACHE_DIR_ENV] = str(folder)
+        for key, value in JAX_CACHE_MIN_COMPILE_ENV.items():
+            os.environ.setdefault(key, value)
+
+
 def use_backend(backend: str) -> None:
     """Set KERAS_BACKEND, then import keras; fail if keras already runs on another backend."""
     if backend not in BACKENDS:
@@ -66,6 +94,8 @@ def use_backend(backend: str) -> None:
         os.environ["KERAS_BACKEND"] = backend
         for key, value in QUIET_ENV.items():
             os.environ.setdefault(key, value)
+        if backend == "jax":
+            _default_jax_compilation_cache()
         _silence_native_stderr()
         try:
             importlib.import_module("keras")

@@ -71,11 +71,20 @@ def run_status(run: Path) -> dict[str, Any]:
 
 
 def scoregen_subprocess(
-    *args: str, backend: str | None = None, timeout: int = SUBPROCESS_TIMEOUT_S
+    *args: str,
+    backend: str | None = None,
+    timeout: int = SUBPROCESS_TIMEOUT_S,
+    cache_home: Path | None = None,
 ):
-    """Run `python -m cli.main ARGS` in a fresh process (so any backend can be chosen)."""
+    """Run `python -m cli.main ARGS` in a fresh process (so any backend can be chosen).
+
+    cache_home: $XDG_CACHE_HOME of the process, with no JAX cache folder set by the caller.
+    """
     env = {**os.environ, "OPENBLAS_NUM_THREADS": "1"}
     env.pop("KERAS_BACKEND", None)
+    if cache_home is not None:
+        env["XDG_CACHE_HOME"] = str(cache_home)
+        env.pop("JAX_COMPILATION_CACHE_DIR", None)
     if backend is not None:
         env["KERAS_BACKEND"] = backend
     return subprocess.run(
@@ -358,14 +367,44 @@ def test_kill_during_checkpoint_save_keeps_the_previous_latest(tmp_path: Path) -
 # ------------------------------------------------------------------------------ backends
 
 
+def test_the_jax_cache_default_yields_to_the_user_and_to_unwritable_homes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """On by default under $XDG_CACHE_HOME; the user's JAX_COMPILATION_CACHE_DIR ("" = off)
+    is kept; a cache home that cannot hold a folder leaves the cache off."""
+    from cli import train_cmd
+
+    home = tmp_path / "cache"
+    monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(home)})
+    train_cmd._default_jax_compilation_cache()
+    assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
+    assert (home / "scoregen" / "jax").is_dir()
+    assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+
+    cache_off = {"XDG_CACHE_HOME": str(home), train_cmd.JAX_CACHE_DIR_ENV: ""}
+    monkeypatch.setattr(os, "environ", dict(cache_off))
+    train_cmd._default_jax_compilation_cache()
+    assert os.environ == cache_off
+
+    (tmp_path / "a-file").write_text("not a folder")
+    monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(tmp_path / "a-file")})
+    train_cmd._default_jax_compilation_cache()
+    assert os.environ == {"XDG_CACHE_HOME": str(tmp_path / "a-file")}
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 def test_train_on_each_backend_then_sample_on_another(tmp_path: Path, backend: str) -> None:
-    """`train --backend X --steps 20` in a fresh process; the run samples on the next backend."""
+    """`train --backend X --steps 20` in a fresh process; the run samples on the next backend.
+
+    A JAX process leaves its compiled code in $XDG_CACHE_HOME/scoregen/jax; the others write none.
+    """
     out = tmp_path / f"run-{backend}"
     config = tiny_config_file(tmp_path)
+    cache_home = tmp_path / "cache"
     trained = scoregen_subprocess(
-        "train", "--backend", backend, "--steps", TINY_STEPS, "--config", config, "--out", out
-    )
+        "train", "--backend", backend, "--steps", TINY_STEPS, "--config", config, "--out", out,
+        cache_home=cache_home,
+    )  # fmt: skip
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((out / "config.json").read_text())["backend"] == backend
     assert run_status(out)["status"] == "complete"
@@ -373,9 +412,14 @@ def test_train_on_each_backend_then_sample_on_another(tmp_path: Path, backend: s
     target = tmp_path / "samples"
     sampled = scoregen_subprocess(
         "sample", out, "--backend", other, "--n", 32, "--sampler", "dpm-solver", "--steps", 5,
-        "--out", target, "--json",
+        "--out", target, "--json", cache_home=cache_home,
     )  # fmt: skip
     assert sampled.returncode == 0, sampled.stderr[-3000:]
     summary = json.loads(sampled.stdout)
     assert summary["backend"] == other and summary["n"] == 32
     assert Path(summary["npz"]).exists() and Path(summary["png"]).exists()
+    jax_cache = cache_home / "scoregen" / "jax"
+    if "jax" in (backend, other):
+        assert len(list(jax_cache.iterdir())) > 0
+    else:
+        assert not jax_cache.exists()
