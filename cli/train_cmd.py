@@ -7,6 +7,7 @@ first, then the command imports the library.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import json
 import os
 import sys
@@ -29,9 +30,11 @@ DEBUG_ENV = "SCOREGEN_DEBUG"  # as in cli.main: tracebacks and native messages s
 QUIET_ENV = {"TF_CPP_MIN_LOG_LEVEL": "3", "OPENBLAS_NUM_THREADS": "1"}
 """Environment defaults set before the backend is imported (the user's values win)."""
 JAX_CACHE_DIR_ENV = "JAX_COMPILATION_CACHE_DIR"  # JAX's own variable: empty turns the cache off
-# cache every compiled function, however quick to compile: the many small ones (each random
+# every compiled function, however quick to compile: the many small ones (each random
 # initializer shape, each sampler chunk) are what a fresh process spends its first seconds on
 JAX_CACHE_MIN_COMPILE_ENV = {"JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+# bytes, the least recently used dropped first; JAX needs the filelock package to enforce it
+JAX_CACHE_MAX_SIZE_ENV = {"JAX_COMPILATION_CACHE_MAX_SIZE": str(2**30)}
 
 
 def default_backend() -> str:
@@ -79,7 +82,10 @@ def _default_jax_compilation_cache() -> None:
         return
     if os.access(folder, os.W_OK):
         os.environ[JAX_CACHE_DIR_ENV] = str(folder)
-        for key, value in JAX_CACHE_MIN_COMPILE_ENV.items():
+        limits = JAX_CACHE_MIN_COMPILE_ENV
+        if importlib.util.find_spec("filelock") is not None:
+            limits = {**limits, **JAX_CACHE_MAX_SIZE_ENV}
+        for key, value in limits.items():
             os.environ.setdefault(key, value)
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import signal
@@ -370,8 +371,8 @@ def test_kill_during_checkpoint_save_keeps_the_previous_latest(tmp_path: Path) -
 def test_the_jax_cache_default_yields_to_the_user_and_to_unwritable_homes(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """On by default under $XDG_CACHE_HOME; the user's JAX_COMPILATION_CACHE_DIR ("" = off)
-    is kept; a cache home that cannot hold a folder leaves the cache off."""
+    """On by default under $XDG_CACHE_HOME, bounded in size where filelock is installed; the
+    user's JAX_COMPILATION_CACHE_DIR ("" = off) is kept; an unusable cache home leaves it off."""
     from cli import train_cmd
 
     home = tmp_path / "cache"
@@ -380,6 +381,18 @@ def test_the_jax_cache_default_yields_to_the_user_and_to_unwritable_homes(
     assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
     assert (home / "scoregen" / "jax").is_dir()
     assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
+    assert int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]) > 0  # filelock: in the jax extra
+
+    real_find_spec = importlib.util.find_spec
+
+    def without_filelock(name: str) -> Any:
+        return None if name == "filelock" else real_find_spec(name)
+
+    monkeypatch.setattr(importlib.util, "find_spec", without_filelock)
+    monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(home)})
+    train_cmd._default_jax_compilation_cache()
+    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ  # JAX would refuse a size
+    assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
 
     cache_off = {"XDG_CACHE_HOME": str(home), train_cmd.JAX_CACHE_DIR_ENV: ""}
     monkeypatch.setattr(os, "environ", dict(cache_off))
