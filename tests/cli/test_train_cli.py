@@ -368,33 +368,39 @@ def test_kill_during_checkpoint_save_keeps_the_previous_latest(tmp_path: Path) -
 # ------------------------------------------------------------------------------ backends
 
 
-def test_the_jax_cache_default_yields_to_the_user_and_to_unwritable_homes(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+@pytest.mark.parametrize("has_filelock", [True, False])
+def test_the_jax_cache_is_on_by_default_and_bounded_where_jax_can_bound_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_filelock: bool
 ) -> None:
-    """On by default under $XDG_CACHE_HOME, bounded in size where filelock is installed; the
-    user's JAX_COMPILATION_CACHE_DIR ("" = off) is kept; an unusable cache home leaves it off."""
+    """Under $XDG_CACHE_HOME/scoregen/jax; a size limit only with filelock (else JAX refuses it)."""
     from cli import train_cmd
 
+    real_find_spec = importlib.util.find_spec
+
+    def find_spec(name: str) -> Any:
+        """The real lookup, except that filelock is installed or not as the case needs."""
+        if name == "filelock":
+            return real_find_spec("json") if has_filelock else None
+        return real_find_spec(name)
+
     home = tmp_path / "cache"
+    monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(home)})
     train_cmd._default_jax_compilation_cache()
     assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
     assert (home / "scoregen" / "jax").is_dir()
     assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
-    assert int(os.environ["JAX_COMPILATION_CACHE_MAX_SIZE"]) > 0  # filelock: in the jax extra
+    assert ("JAX_COMPILATION_CACHE_MAX_SIZE" in os.environ) == has_filelock
 
-    real_find_spec = importlib.util.find_spec
 
-    def without_filelock(name: str) -> Any:
-        return None if name == "filelock" else real_find_spec(name)
+def test_the_jax_cache_default_yields_to_the_user_and_to_unusable_homes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The user's JAX_COMPILATION_CACHE_DIR ("" = off) is kept; a cache home that cannot hold a
+    folder leaves the cache off."""
+    from cli import train_cmd
 
-    monkeypatch.setattr(importlib.util, "find_spec", without_filelock)
-    monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(home)})
-    train_cmd._default_jax_compilation_cache()
-    assert "JAX_COMPILATION_CACHE_MAX_SIZE" not in os.environ  # JAX would refuse a size
-    assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
-
-    cache_off = {"XDG_CACHE_HOME": str(home), train_cmd.JAX_CACHE_DIR_ENV: ""}
+    cache_off = {"XDG_CACHE_HOME": str(tmp_path / "cache"), train_cmd.JAX_CACHE_DIR_ENV: ""}
     monkeypatch.setattr(os, "environ", dict(cache_off))
     train_cmd._default_jax_compilation_cache()
     assert os.environ == cache_off
