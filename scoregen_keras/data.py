@@ -73,9 +73,14 @@ def pixel_scaler(pixel_max: float, centered: bool) -> Scaler:
     return Scaler(shift=0.0, scale=pixel_max)
 
 
+def original_pixel_range(scaler: Scaler) -> tuple[float, float]:
+    """Black and white of a pixel scaler (`pixel_scaler`) in original units: (0, pixel_max)."""
+    return 0.0, float(scaler.shift + scaler.scale)
+
+
 def model_pixel_range(scaler: Scaler) -> tuple[float, float]:
-    """Black and white of a pixel scaler (`pixel_scaler`) in model space: (0, 1) or (-1, 1)."""
-    black, white = scaler.forward(np.array([0.0, scaler.shift + scaler.scale]))
+    """Black and white of a pixel scaler in model space: (0, 1), or (-1, 1) when centred."""
+    black, white = scaler.forward(np.array(original_pixel_range(scaler)))
     return float(black), float(white)
 
 

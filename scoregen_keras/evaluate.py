@@ -29,7 +29,7 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import features, metrics, runs
-from scoregen_keras.data import Scaler
+from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.sde import SDE
 
@@ -281,11 +281,6 @@ def model_log_prob_fn(run: runs.Run) -> Callable[[np.ndarray], np.ndarray] | Non
     return log_prob
 
 
-def _pixel_range(scaler: Scaler) -> tuple[float, float]:
-    """Black and white in the original scale (pixel scalers map [0, shift + scale] to model)."""
-    return 0.0, float(scaler.shift + scaler.scale)
-
-
 def evaluate_run(
     run: runs.Run,
     n: int,
@@ -323,7 +318,7 @@ def evaluate_run(
         kind,
         seed=seed,
         n_pairs=n_pairs,
-        pixel_range=_pixel_range(data_scaler),
+        pixel_range=original_pixel_range(data_scaler),
         density=density,
         model_log_prob=model_log_prob_fn(run) if density is not None else None,
         n_nll=n_nll,
