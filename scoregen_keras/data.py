@@ -10,14 +10,17 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from reference import datasets as reference_datasets
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
 PIXEL_MAX_8BIT = 255.0
+SIXTEEN_BIT_STEPS_PER_LEVEL = 257.0  # 65535 / 255: 16-bit pixels onto 8-bit levels, white on white
 FLOAT_PIXEL_MAX = 1.0  # float image arrays hold pixels in [0, 1]
 DIGITS_PIXEL_MAX = 16.0  # scikit-learn's digits take integer values 0..16
 DIGITS_HELD_OUT_FRACTION = 0.2
@@ -230,28 +233,76 @@ def _array_file(path: str, centered: bool) -> Dataset:
     return Dataset(path, scaler.forward(_as_images(x, path)), scaler, "images")
 
 
-def _image_folder(path: str, image_size: int | None, centered: bool) -> Dataset:
-    """PNG/JPEG files in a folder, resized to image_size x image_size, RGB unless all are grey."""
-    from PIL import Image, UnidentifiedImageError
+def _is_grey(mode: str) -> bool:
+    """Whether a Pillow image mode is grey-scale (1-bit, 8-bit, 16-bit, or grey with alpha)."""
+    return mode in ("1", "L", "LA") or mode.startswith("I")
 
-    files = sorted(f for f in os.listdir(path) if f.lower().endswith(IMAGE_EXTENSIONS))
+
+def eight_bit_image(image: Any, mode: str) -> Any:
+    """A Pillow image converted to 8-bit `mode` ("L" or "RGB"); alpha is dropped.
+
+    16-bit grey images (Pillow mode "I;16" or "I") are scaled to 8 bits: Pillow's own conversion
+    would clip every value above 255 to white.
+    """
+    from PIL import Image
+
+    if image.mode.startswith("I"):
+        levels = np.rint(np.asarray(image, dtype=np.float64) / SIXTEEN_BIT_STEPS_PER_LEVEL)
+        image = Image.fromarray(np.clip(levels, 0, PIXEL_MAX_8BIT).astype(np.uint8), "L")
+    return image.convert(mode)
+
+
+def _image_files(folder: str) -> list[str]:
+    """PNG/JPEG files in a folder and its subfolders, sorted; hidden files and folders skipped."""
+    files = []
+    for root, subfolders, names in os.walk(folder):
+        # hidden: .ipynb_checkpoints copies, macOS "._name.png" resource forks
+        subfolders[:] = [name for name in subfolders if not name.startswith(".")]
+        files += [
+            os.path.join(root, name)
+            for name in names
+            if name.lower().endswith(IMAGE_EXTENSIONS) and not name.startswith(".")
+        ]
+    return sorted(files)
+
+
+def _image_folder(path: str, image_size: int | None, centered: bool, progress: bool) -> Dataset:
+    """PNG/JPEG files in a folder (and its subfolders), centre-cropped to a square and resized.
+
+    The images are grey-scale when all of them are, RGB otherwise. The side is ``image_size``,
+    or the shorter side of the first image. Each file is opened once to read its header and once
+    to decode it, so a large folder needs neither many open files nor all its images in memory.
+    """
+    from PIL import Image, ImageOps
+
+    files = _image_files(path)
     if not files:
-        raise DataError(f"folder {path} has no PNG or JPEG images.")
-    opened = []
-    for name in files:
+        raise DataError(f"folder {path} and its subfolders hold no PNG or JPEG images.")
+
+    def read(file: str, decode: Callable[[Any], Any]) -> Any:
+        """decode(image) of one file, with a DataError naming the file when it is unreadable."""
         try:
-            opened.append(Image.open(os.path.join(path, name)))
-        except (UnidentifiedImageError, OSError) as error:
+            with Image.open(file) as image:
+                return decode(image)
+        except (OSError, SyntaxError, ValueError) as error:  # Pillow's unreadable-file errors
+            name = os.path.relpath(file, path)
             raise DataError(f"could not read image {name} in {path} ({error}).") from error
-    mode = "L" if all(img.mode in ("L", "1") for img in opened) else "RGB"
-    size = image_size or opened[0].size[0]
-    arrays = [
-        np.asarray(img.convert(mode).resize((size, size), Image.Resampling.BICUBIC))
-        for img in opened
-    ]
+
+    headers = [read(file, lambda image: (image.mode, image.size)) for file in files]
+    mode = "L" if all(_is_grey(image_mode) for image_mode, _ in headers) else "RGB"
+    size = int(image_size or min(headers[0][1]))
+    images = np.empty((len(files), size, size, *((3,) if mode == "RGB" else ())), np.uint8)
+
+    def square(image: Any) -> np.ndarray:
+        """The centre square of an image, resized to size x size, as 8-bit pixels."""
+        resized = ImageOps.fit(eight_bit_image(image, mode), (size, size), Image.Resampling.BICUBIC)
+        return np.asarray(resized)
+
+    bar = tqdm(files, desc="reading images", disable=None if progress else True)  # None: on a tty
+    for i, file in enumerate(bar):
+        images[i] = read(file, square)
     scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-    images = _as_images(np.stack(arrays), path)
-    return Dataset(path, scaler.forward(images), scaler, "images")
+    return Dataset(path, scaler.forward(_as_images(images, path)), scaler, "images")
 
 
 def dataset_names() -> dict[str, str]:
@@ -269,7 +320,7 @@ def dataset_names() -> dict[str, str]:
         names[name] = f"{what} via keras.datasets, train split (downloaded once)"
         names[f"{name}:{KERAS_TEST}"] = f"the test split of {name}"
     names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis"
-    names["PATH/ (a folder)"] = "PNG/JPEG images, resized to the model's size"
+    names["PATH/ (a folder)"] = "PNG/JPEG images (subfolders too), cropped to the model's size"
     return names
 
 
@@ -280,8 +331,12 @@ def load_dataset(
     seed: int = 0,
     image_size: int | None = None,
     centered: bool = False,
+    progress: bool = False,
 ) -> Dataset:
-    """Load a data set: a built-in name, `npz:PATH`, `npy:PATH` or a folder of images."""
+    """Load a data set: a built-in name, `npz:PATH`, `npy:PATH` or a folder of images.
+
+    ``progress`` shows a bar while a folder's images are read (when stderr is a terminal).
+    """
     if spec in reference_datasets.TOY_SETS:
         return _toy(spec, n, seed)
     if spec == "digits":
@@ -297,7 +352,7 @@ def load_dataset(
     if spec.endswith((".npz", ".npy")):
         return _array_file(spec, centered)
     if os.path.isdir(spec):
-        return _image_folder(spec, image_size, centered)
+        return _image_folder(spec, image_size, centered, progress)
     known = ", ".join(k for k in dataset_names() if " " not in k)
     raise DataError(
         f"unknown data set '{spec}'; choose one of {known}, npz:PATH, npy:PATH or a folder."

@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from scoregen_keras import controllable, latent, plots
-from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler
+from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler, eight_bit_image
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
 from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
 from scoregen_keras.runs import (
@@ -321,7 +321,7 @@ def _read_picture(path: Path, mode: str, what: str) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            pixels = np.asarray(image.convert(mode), dtype=np.float64) / PNG_LEVELS
+            pixels = np.asarray(eight_bit_image(image, mode), dtype=np.float64) / PNG_LEVELS
     except (OSError, UnidentifiedImageError) as error:
         raise RunError(f"could not read the {what} {path} ({one_line(error)}).") from error
     return pixels[..., None] if pixels.ndim == 2 else pixels

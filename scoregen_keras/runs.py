@@ -378,8 +378,8 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
     return info
 
 
-def _load_training_data(config: dict[str, Any]) -> Dataset:
-    """The config's data set, in model space."""
+def _load_training_data(config: dict[str, Any], progress: bool) -> Dataset:
+    """The config's data set, in model space (``progress``: a bar while image files are read)."""
     wanted = expected_shape(network_arguments(config))
     image_size = config.get("image_size") or (wanted[0] if wanted and len(wanted) == 3 else None)
     dataset = load_dataset(
@@ -388,6 +388,7 @@ def _load_training_data(config: dict[str, Any]) -> Dataset:
         seed=int(config["seed"]),
         image_size=image_size,
         centered=bool(config["centered"]),
+        progress=progress,
     )
     if len(dataset.x) == 0:
         raise DataError(f"data set {config['dataset']} is empty.")
@@ -757,7 +758,7 @@ def _train_in_scope(
         if not paths.config.exists():
             raise RunError(f"{paths.root} holds no run to resume (no {CONFIG_FILE}).")
         config = _resume_config(paths, config)
-        dataset = _load_training_data(config)
+        dataset = _load_training_data(config, progress)
         if list(dataset.shape) != list(config["data"]["shape"]):
             raise RunError(
                 f"the data now have examples of shape {dataset.shape}, but the run was trained "
@@ -778,7 +779,7 @@ def _train_in_scope(
         log(f"resuming {paths.root} from step {initial_step}")
     else:
         config = dict(config)
-        dataset = _load_training_data(config)
+        dataset = _load_training_data(config, progress)
         model = build_model(config, dataset.shape)
         _check_preview_steps(model, config)
         _prepare_folder(paths)

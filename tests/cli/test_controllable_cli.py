@@ -17,6 +17,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from scoregen_keras import run_tasks
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 
@@ -213,6 +214,17 @@ def test_inputs_that_are_not_images(config_only_run: Path, tmp_path: Path) -> No
     np.save(tmp_path / "rgb.npy", np.zeros((SIZE, SIZE, CHANNELS)))
     result = invoke("inpaint", config_only_run, "--image", tmp_path / "rgb.npy", *args)
     assert_one_line_error(result, "3 channels")
+
+
+def test_a_16_bit_grey_png_input_is_read_as_its_8_bit_levels(
+    config_only_run: Path, tmp_path: Path
+) -> None:
+    """16-bit PNG level 257 k is 8-bit level k (Pillow's conversion alone clips it at 255)."""
+    levels = np.arange(SIZE * SIZE, dtype=np.uint16).reshape(SIZE, SIZE) * 4
+    Image.fromarray(levels * 257).save(tmp_path / "deep.png")
+    config = json.loads((config_only_run / "config.json").read_text())
+    image = run_tasks.read_image(tmp_path / "deep.png", config)  # value_range (0, 1): white 1
+    np.testing.assert_allclose(image[..., 0], levels / PIXEL_MAX, atol=1e-6)
 
 
 def test_colorize_refuses_one_channel_models(config_only_run: Path, tmp_path: Path) -> None:

@@ -1,5 +1,7 @@
 """Data loading: built-in sets, array files, image folders, and the errors for bad input."""
 
+import os
+import sys
 from collections.abc import Callable
 
 import numpy as np
@@ -95,6 +97,53 @@ def test_image_folder_resized(tmp_path):
     assert 0.0 <= images.x.min() and images.x.max() <= 1.0
 
 
+def test_wide_and_tall_images_keep_their_centre_square(tmp_path):
+    """A 10x20 image whose middle 10 columns are 200 (edges 0) becomes a flat 200 square."""
+    wide = np.zeros((10, 20), np.uint8)
+    wide[:, 5:15] = 200
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    Image.fromarray(wide.T.copy()).save(tmp_path / "tall.png")
+    images = data.load_dataset(str(tmp_path))  # side: the first image's shorter side
+    assert images.x.shape == (2, 10, 10, 1)
+    np.testing.assert_allclose(images.scaler.inverse(images.x), 200.0, atol=1e-4)
+
+
+def test_image_folder_reads_subfolders_and_skips_hidden_files(tmp_path):
+    """Class subfolders are read (sorted paths); .ipynb_checkpoints and ._name.png are not."""
+    for part, level in (("b_dogs", 20), ("a_cats", 10), (".ipynb_checkpoints", 99)):
+        (tmp_path / part).mkdir()
+        Image.fromarray(np.full((4, 4), level, np.uint8)).save(tmp_path / part / "x.png")
+    (tmp_path / "a_cats" / "._x.png").write_bytes(b"macOS resource fork, not a PNG")
+    images = data.load_dataset(str(tmp_path))
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[:, 0, 0, 0], [10, 20], atol=1e-4)
+
+
+def test_sixteen_bit_grey_images_are_scaled_to_8_bits_not_clipped(tmp_path):
+    """16-bit PNG levels 257 k are 8-bit level k (Pillow's own conversion clips them at 255)."""
+    levels = np.arange(256, dtype=np.uint16).reshape(16, 16)
+    Image.fromarray(levels * 257).save(tmp_path / "deep.png")
+    images = data.load_dataset(str(tmp_path))
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[0, ..., 0], levels, atol=1e-4)
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
+def test_an_image_folder_larger_than_the_open_file_limit(tmp_path):
+    """More images than the process may hold open: each file is closed before the next."""
+    resource = pytest.importorskip("resource")
+    n_images = 64
+    for i in range(n_images):
+        Image.fromarray(np.full((4, 4), i, np.uint8)).save(tmp_path / f"{i:03d}.png")
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    # room for what is open now plus a few, but not for every image at once
+    limit = len(os.listdir("/proc/self/fd")) + n_images // 2
+    resource.setrlimit(resource.RLIMIT_NOFILE, (min(limit, hard), hard))
+    try:
+        images = data.load_dataset(str(tmp_path))
+    finally:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (soft, hard))
+    assert images.x.shape == (n_images, 4, 4, 1)
+
+
 @pytest.mark.parametrize(
     ("make", "message"),
     [
@@ -105,6 +154,7 @@ def test_image_folder_resized(tmp_path):
         (lambda p: _save(p / "flat.npy", np.zeros(5)), "expected (n, *dims)"),
         (lambda p: _write(p / "junk.npy", b"not numpy"), "could not read"),
         (lambda p: str(p), "no PNG or JPEG"),
+        (lambda p: _truncated_png(p), "could not read image sub/cut.png"),
     ],
 )
 def test_bad_input_is_one_clear_error(tmp_path, make, message):
@@ -116,6 +166,16 @@ def test_bad_input_is_one_clear_error(tmp_path, make, message):
 def _save(path, array):
     np.save(path, array)
     return str(path)
+
+
+def _truncated_png(folder):
+    """A folder with a good PNG and, in a subfolder, a PNG cut short after its header."""
+    noise = np.random.default_rng(0).integers(0, 256, (32, 32), dtype=np.uint8)  # ~1 kB of PNG
+    Image.fromarray(noise).save(folder / "good.png")
+    (folder / "sub").mkdir()
+    png = (folder / "good.png").read_bytes()
+    (folder / "sub" / "cut.png").write_bytes(png[: len(png) // 2])
+    return str(folder)
 
 
 def _write(path, payload):
