@@ -9,7 +9,13 @@ from typing import Any
 
 import click
 
-from cli.options import backend_option, json_option, progress_option, require_positive
+from cli.options import (
+    backend_option,
+    json_option,
+    progress_option,
+    require_positive,
+    sample_batch_option,
+)
 from cli.sample_cmd import SAMPLERS
 from cli.train_cmd import use_backend
 
@@ -41,6 +47,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 @click.command("evaluate")
 @click.argument("run_dir", type=click.Path())
 @click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Number of samples.")
+@sample_batch_option
 @click.option(
     "--sampler",
     type=click.Choice(SAMPLERS),
@@ -92,6 +99,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 def evaluate(
     run_dir: str,
     n: int,
+    batch_size: int,
     sampler: str,
     steps: int | None,
     seed: int,
@@ -117,7 +125,7 @@ def evaluate(
     for name, value, low in (("--n", n, 2), ("--pairs", n_pairs, 1), ("--n-nll", n_nll, 0)):
         if value < low:
             raise click.BadParameter(f"must be at least {low}, got {value}.", param_hint=name)
-    require_positive(steps=steps)
+    require_positive(batch_size=batch_size, steps=steps)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     data = importlib.import_module("scoregen_keras.data")
@@ -136,6 +144,7 @@ def evaluate(
             inception_weights=inception_weights,
             progress=progress and not as_json,
             against=data_spec,
+            batch_size=batch_size,
         )
     except (runs.RunError, data.DataError, features.FeatureError) as error:
         raise click.ClickException(runs.one_line(error)) from error

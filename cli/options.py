@@ -33,6 +33,16 @@ ode_solver_option = click.option(
     "dopri5, the same RK45 compiled on the backend (same steps).",
 )
 
+# as many as the default --n: a default run draws in one batch, as draw_samples does by default
+DEFAULT_SAMPLE_BATCH = 1_000
+sample_batch_option = click.option(
+    "--batch-size",
+    type=int,
+    default=DEFAULT_SAMPLE_BATCH,
+    show_default=True,
+    help="Samples drawn at once; lower it when memory runs out (the samples depend on it).",
+)
+
 
 def require_positive(**options: float | None) -> None:
     """Reject any given option value that is not positive (None means "not given")."""

@@ -14,6 +14,7 @@ from cli.options import (
     progress_option,
     require_positive,
     run_summary,
+    sample_batch_option,
 )
 from cli.train_cmd import use_backend
 
@@ -57,6 +58,7 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     help="pc corrector.",
 )
 @click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Number of samples.")
+@sample_batch_option
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
 @click.option(
     "--temperature",
@@ -84,6 +86,7 @@ def sample(
     predictor: str,
     corrector: str,
     n: int,
+    batch_size: int,
     seed: int,
     temperature: float,
     out: str | None,
@@ -97,7 +100,7 @@ def sample(
     Example:
       scoregen sample runs/toy --sampler ode --n 2000 --out runs/toy/ode
     """
-    require_positive(n=n, steps=steps, temperature=temperature)
+    require_positive(n=n, batch_size=batch_size, steps=steps, temperature=temperature)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     try:
@@ -116,6 +119,7 @@ def sample(
             corrector=corrector if sampler == "pc" else None,
             temperature=temperature,
             progress=progress and not as_json,
+            batch_size=batch_size,
         )
         npz, png = runs.save_samples(stem, samples, run.config)
     except runs.RunError as error:

@@ -292,13 +292,15 @@ def evaluate_run(
     inception_weights: str | Path | None = None,
     progress: bool = False,
     against: str | None = None,
+    batch_size: int | None = None,
 ) -> dict[str, Any]:
     """Draw n samples from a loaded run and evaluate them against data (original scale).
 
     The data are the run's own data set, or ``against`` (any `load_dataset` name with the run's
     kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
     Toy sets are drawn afresh (2n points, seed = run seed + EVAL_DATA_SEED_OFFSET); other data
-    sets are loaded whole. Returns the run's identity, the sampler's cost and the metrics.
+    sets are loaded whole. ``batch_size`` caps the samples drawn at once (`runs.draw_samples`).
+    Returns the run's identity, the sampler's cost and the metrics.
     """
     config = run.config
     kind = config["data"]["kind"]
@@ -307,7 +309,14 @@ def evaluate_run(
         name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET
     )
     drawn = runs.draw_samples(
-        run.model, config, n, sampler=sampler, seed=seed, steps=steps, progress=progress
+        run.model,
+        config,
+        n,
+        sampler=sampler,
+        seed=seed,
+        steps=steps,
+        progress=progress,
+        batch_size=batch_size,
     )
     density = EXACT_MIXTURES[name]() if kind == POINTS and name in EXACT_MIXTURES else None
     # images: the data's pixels in the run's units (both sets share the model's pixel scale)

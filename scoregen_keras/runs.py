@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -27,6 +28,7 @@ from typing import Any
 
 import keras
 import numpy as np
+from tqdm.auto import tqdm
 
 from scoregen_keras import callbacks as run_callbacks
 from scoregen_keras import distribute, dopri, plots
@@ -427,58 +429,104 @@ def draw_samples(
     temperature: float | None = None,
     progress: bool = False,
     ode_solver: str = ODE_SOLVERS[0],
+    batch_size: int | None = None,
 ) -> Samples:
     """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'.
 
     'ode' runs fixed-step Heun with `steps`, else the adaptive `ode_solver` (RK45 or dopri5).
+    ``batch_size`` caps the samples drawn at once (None: all n). The batches are equal (the last
+    one padded, so that one compiled shape serves them all) and draw from one seed generator, so
+    the samples depend on the batch size as well as on the seed. ``nfe`` is a batch's (for the
+    adaptive ODE solver, the mean over batches).
     """
-    from scoregen_keras import samplers
-
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
-    if n <= 0 or (steps is not None and steps <= 0):
-        raise RunError("the number of samples and of sampler steps must be positive.")
-    shape = (int(n), *config["data"]["shape"])
+    if n <= 0 or (steps is not None and steps <= 0) or (batch_size is not None and batch_size <= 0):
+        raise RunError(
+            "the number of samples, the batch size and the sampler steps must be positive."
+        )
+    n_batches = 1 if batch_size is None else math.ceil(n / batch_size)
+    shape = (math.ceil(n / n_batches), *config["data"]["shape"])
+    draw = _batch_sampler(
+        model, config, sampler, steps, snr, predictor, corrector, temperature, progress, ode_solver
+    )
+    # one batch: the int seed, as the samplers take it; several: one stream through all of them
+    seed_source = seed if n_batches == 1 else keras.random.SeedGenerator(seed)
+    start = time.perf_counter()
+    batches, nfes = [], []
+    show_bar = progress and n_batches > 1  # None below: a bar on a terminal only
+    for _ in tqdm(range(n_batches), desc="sample batches", disable=None if show_bar else True):
+        x, nfe = draw(shape, seed_source)
+        batches.append(np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32))
+        nfes.append(nfe)
+    seconds = time.perf_counter() - start
+    x = np.concatenate(batches)[:n]
+    scaler = Scaler.from_config(config["data"]["scaler"])
+    return Samples(x, scaler.inverse(x), round(float(np.mean(nfes))), seconds, sampler)
+
+
+def _batch_sampler(
+    model: ScoreModel,
+    config: dict[str, Any],
+    sampler: str,
+    steps: int | None,
+    snr: float | None,
+    predictor: str | None,
+    corrector: str | None,
+    temperature: float | None,
+    progress: bool,
+    ode_solver: str,
+) -> Callable[[tuple[int, ...], Any], tuple[Any, int]]:
+    """draw(shape, seed) -> (x, nfe): one batch of `draw_samples`'s sampler with its options."""
+    from scoregen_keras import samplers
+
     score_fn = model.score_fn(use_ema=True)
-    common = _sampler_kwargs(seed=seed, temperature=temperature, progress=progress or None)
+    common = _sampler_kwargs(temperature=temperature, progress=progress or None)
     # the weights the EMA score reads: passed so a compiled step sees later weight updates (JAX)
     common["variables"] = [*model.ema_variables, *model.network.non_trainable_variables]
-    start = time.perf_counter()
-    if model.sde is None:
-        if sampler != "ald":
-            raise RunError(
-                f"sampler '{sampler}' needs an SDE; this run uses discrete NCSN noise levels, "
-                "so use --sampler ald."
+
+    def draw(shape: tuple[int, ...], seed: Any) -> tuple[Any, int]:
+        """One batch of samples of this shape, and its NFE."""
+        if model.sde is None:
+            if sampler != "ald":
+                raise RunError(
+                    f"sampler '{sampler}' needs an SDE; this run uses discrete NCSN noise levels, "
+                    "so use --sampler ald."
+                )
+            return samplers.annealed_langevin(
+                score_fn, model.sigmas, shape, seed, **common, **_sampler_kwargs(n_steps_each=steps)
             )
-        x, nfe = samplers.annealed_langevin(
-            score_fn, model.sigmas, shape, **common, **_sampler_kwargs(n_steps_each=steps)
-        )
-    elif sampler == "pc":
-        options = _sampler_kwargs(predictor=predictor, corrector=corrector, snr=snr, n_steps=steps)
-        try:
-            x, nfe = samplers.pc_sample(score_fn, model.sde, shape, **common, **options)
-        except ValueError as error:  # e.g. too few steps for a VP chain: one sentence
-            raise RunError(str(error)) from error
-    elif sampler == "ode":
-        if ode_solver not in ODE_SOLVERS:
-            raise RunError(f"unknown ODE solver '{ode_solver}'; choose {' or '.join(ODE_SOLVERS)}.")
-        options = {"method": ode_solver} if steps is None else {"method": "heun", "n_steps": steps}
-        x, nfe = samplers.ode_sample(score_fn, model.sde, shape, **common, **options)
-    elif sampler == "heun":
-        options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
-        x, nfe = samplers.edm_heun_sample(score_fn, model.sde, shape, **common, **options)
-    elif sampler == "dpm-solver":
-        options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
-        x, nfe = samplers.dpm_solver_pp_sample(score_fn, model.sde, shape, **common, **options)
-    else:
+        if sampler == "pc":
+            options = _sampler_kwargs(
+                predictor=predictor, corrector=corrector, snr=snr, n_steps=steps
+            )
+            try:
+                return samplers.pc_sample(score_fn, model.sde, shape, seed, **common, **options)
+            except ValueError as error:  # e.g. too few steps for a VP chain: one sentence
+                raise RunError(str(error)) from error
+        if sampler == "ode":
+            if ode_solver not in ODE_SOLVERS:
+                raise RunError(
+                    f"unknown ODE solver '{ode_solver}'; choose {' or '.join(ODE_SOLVERS)}."
+                )
+            method = (
+                {"method": ode_solver} if steps is None else {"method": "heun", "n_steps": steps}
+            )
+            return samplers.ode_sample(score_fn, model.sde, shape, seed, **common, **method)
+        if sampler == "heun":
+            options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
+            return samplers.edm_heun_sample(score_fn, model.sde, shape, seed, **common, **options)
+        if sampler == "dpm-solver":
+            options = _sampler_kwargs(n_steps=steps, sigma_max=config.get("sampler_sigma_max"))
+            return samplers.dpm_solver_pp_sample(
+                score_fn, model.sde, shape, seed, **common, **options
+            )
         raise RunError(
             "sampler 'ald' is for runs with discrete NCSN noise levels (--sde ncsn); "
             "use pc, ode, heun or dpm-solver for this SDE run."
         )
-    seconds = time.perf_counter() - start
-    x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
-    scaler = Scaler.from_config(config["data"]["scaler"])
-    return Samples(x, scaler.inverse(x), int(nfe), seconds, sampler)
+
+    return draw
 
 
 def plot_samples(

@@ -142,9 +142,11 @@ def test_non_positive_steps_or_batch_size(tmp_path: Path, option: str, value: st
     assert not (tmp_path / "run").exists()
 
 
-@pytest.mark.parametrize(("option", "value"), [("--n", "0"), ("--steps", "-1")])
+@pytest.mark.parametrize(
+    ("option", "value"), [("--n", "0"), ("--steps", "-1"), ("--batch-size", "0")]
+)
 def test_non_positive_sample_counts(good_run: Path, option: str, value: str) -> None:
-    """--n and --steps of `sample` must be positive."""
+    """--n, --steps and --batch-size of `sample` must be positive."""
     assert_one_line_error(invoke("sample", good_run, option, value), "positive")
 
 

@@ -12,6 +12,7 @@ import pytest
 from scoregen_keras import evaluate as evaluation
 from scoregen_keras import features, runs
 from scoregen_keras.data import load_dataset
+from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import invoke, train_tiny
 
 FAST = ("--n", "64", "--steps", "10", "--pairs", "2", "--n-nll", "8", "--no-progress")
@@ -118,6 +119,26 @@ def test_digits_images_use_the_digits_classifier(
         entry = good[name]
         limit = entry["floor_mean"] + 5 * (entry["floor_std"] + entry["value_std"])
         assert entry["value"] < limit < bad["metrics"][name]["value"], (name, entry)
+
+
+def test_evaluate_samples_in_the_batches_it_is_given(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """--batch-size reaches draw_samples (by default 1 000 at once); 0 is one clear error."""
+    digits = load_dataset("digits").x
+    _fake_image_run(monkeypatch, tmp_path / "run", "digits", digits.shape[1:], digits[::-1])
+    fake_draw, batch_sizes = runs.draw_samples, []
+
+    def recording(model: Any, config: dict[str, Any], n: int, **options: Any) -> runs.Samples:
+        batch_sizes.append(options["batch_size"])
+        return fake_draw(model, config, n, **options)
+
+    monkeypatch.setattr(runs, "draw_samples", recording)
+    for extra in (("--batch-size", "16"), ()):
+        result = invoke("evaluate", tmp_path / "run", "--n", "50", "--pairs", "1", *extra)
+        assert result.exit_code == 0, result.output
+    assert batch_sizes == [16, 1000]
+    assert_one_line_error(invoke("evaluate", tmp_path / "run", "--batch-size", "0"), "positive")
 
 
 def test_evaluate_on_the_held_out_digits(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

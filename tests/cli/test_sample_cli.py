@@ -45,6 +45,18 @@ def test_sample_writes_npz_and_png_it_names(toy_run: Path, tmp_path: Path) -> No
     assert str(out.with_suffix(".png")) in result.output
 
 
+def test_sample_in_batches(toy_run: Path, tmp_path: Path) -> None:
+    """--batch-size 12 draws 32 samples in three batches of 11 and keeps the first 32."""
+    out = tmp_path / "batched"
+    args = ("--n", N_SAMPLES, "--batch-size", "12", "--steps", "10", "--json", "--out", out)
+    result = invoke("sample", toy_run, *args)
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["nfe"] == 20  # a batch's: 10 PC steps of 2 NFE
+    with np.load(out.with_suffix(".npz"), allow_pickle=False) as data:
+        x = data["x"]
+    assert x.shape == (N_SAMPLES, 2) and len(np.unique(x, axis=0)) == N_SAMPLES
+
+
 def test_ode_solvers_agree_and_report_the_same_nfe(toy_run: Path, tmp_path: Path) -> None:
     """--ode-solver dopri5 (compiled) takes SciPy RK45's steps: same NFE, same samples."""
     drawn = {}

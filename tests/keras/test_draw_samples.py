@@ -1,4 +1,5 @@
-"""runs.draw_samples: the PC chain takes `steps` steps over levels of its own, not the SDE's N."""
+"""runs.draw_samples: the PC chain takes `steps` steps over levels of its own, not the SDE's N;
+samples drawn in batches are equal batches of one noise stream."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 from keras import ops
 
-from scoregen_keras import runs
+from scoregen_keras import runs, samplers
 from scoregen_keras.sde import VESDE, VPSDE
 
 DATA_STD = 0.5  # the data: N(0, DATA_STD² I) in 2-D, whose score is known at every t
@@ -50,3 +51,44 @@ def test_too_few_pc_steps_for_a_vp_chain_is_a_run_error() -> None:
     """10 steps of VP (beta_max 20): the chain's betas reach 2, refused in one sentence."""
     with pytest.raises(runs.RunError, match="use more than 20 steps"):
         runs.draw_samples(_gaussian_model(VPSDE()), CONFIG, 8, "pc", seed=0, steps=10)
+
+
+def test_batches_are_equal_in_size_and_draw_fresh_noise(monkeypatch: pytest.MonkeyPatch) -> None:
+    """10 samples, at most 4 at once: three batches of 4 (one shape), no batch repeating another."""
+    shapes = []
+    pc_sample = samplers.pc_sample
+
+    def recording(score_fn: Any, sde: Any, shape: tuple[int, ...], *args: Any, **kwargs: Any):
+        shapes.append(shape)
+        return pc_sample(score_fn, sde, shape, *args, **kwargs)
+
+    monkeypatch.setattr(samplers, "pc_sample", recording)
+    model = _gaussian_model(VESDE(sigma_max=10.0))
+    drawn = runs.draw_samples(model, CONFIG, 10, "pc", seed=0, steps=20, batch_size=4)
+    assert shapes == [(4, 2)] * 3
+    assert drawn.x.shape == (10, 2) and drawn.nfe == 2 * 20
+    assert len(np.unique(drawn.x, axis=0)) == 10  # one int seed per batch would repeat rows
+
+
+def test_one_batch_is_the_unbatched_draw() -> None:
+    """A batch size of at least n draws exactly what draw_samples draws without one."""
+    model = _gaussian_model(VESDE(sigma_max=10.0))
+    whole = runs.draw_samples(model, CONFIG, 10, "pc", seed=3, steps=20)
+    batched = runs.draw_samples(model, CONFIG, 10, "pc", seed=3, steps=20, batch_size=10)
+    np.testing.assert_array_equal(batched.x, whole.x)
+
+
+def test_batched_samples_have_the_data_spread() -> None:
+    """4 000 samples in three batches of 1 334 (two padding rows dropped) keep the data's std."""
+    model = _gaussian_model(VESDE(sigma_max=10.0))
+    drawn = runs.draw_samples(model, CONFIG, N_SAMPLES, "pc", seed=0, steps=100, batch_size=1500)
+    assert drawn.x.shape == (N_SAMPLES, 2)
+    np.testing.assert_allclose(np.std(drawn.x, axis=0), DATA_STD, rtol=STD_RTOL)
+
+
+@pytest.mark.parametrize("batch_size", [0, -2])
+def test_a_batch_size_below_one_is_a_run_error(batch_size: int) -> None:
+    """A batch size that is not positive: one sentence, before any sampling."""
+    model = _gaussian_model(VESDE())
+    with pytest.raises(runs.RunError, match="batch size"):
+        runs.draw_samples(model, CONFIG, 8, "pc", seed=0, steps=10, batch_size=batch_size)
