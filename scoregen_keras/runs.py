@@ -380,7 +380,7 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
     return info
 
 
-def _load_training_data(config: dict[str, Any], progress: bool) -> Dataset:
+def _load_training_data(config: dict[str, Any], progress: bool = False) -> Dataset:
     """The config's data set, in model space (``progress``: a bar while image files are read)."""
     wanted = expected_shape(network_arguments(config))
     image_size = config.get("image_size") or (wanted[0] if wanted and len(wanted) == 3 else None)
