@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
+import math
 import os
 from collections.abc import Callable
 from typing import Any
@@ -38,6 +39,7 @@ KERAS_TRAIN, KERAS_TEST = "train", "test"
 KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
 """Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
 TOY_DEFAULT_SIZE = 50_000
+SCALER_SLICE_ENTRIES = 2**22  # values a Scaler maps at a time (32 MiB of float64)
 
 
 class DataError(ValueError):
@@ -52,8 +54,17 @@ class Scaler:
     scale: float = 1.0
 
     def forward(self, x: np.ndarray) -> np.ndarray:
-        """Map data from its original scale to model space."""
-        return ((np.asarray(x, dtype=np.float64) - self.shift) / self.scale).astype(np.float32)
+        """Map data from its original scale to model space (float32, computed in float64)."""
+        x = np.asarray(x)
+        if x.ndim == 0:
+            return np.float32((np.float64(x) - self.shift) / self.scale)
+        out = np.empty(x.shape, dtype=np.float32)
+        # a slice of examples at a time: a large image set needs no float64 copy of itself
+        step = max(1, SCALER_SLICE_ENTRIES // max(1, math.prod(x.shape[1:])))
+        for start in range(0, len(x), step):
+            part = x[start : start + step].astype(np.float64)
+            out[start : start + step] = (part - self.shift) / self.scale
+        return out
 
     def inverse(self, x: np.ndarray) -> np.ndarray:
         """Map model-space arrays back to the data's original scale."""
