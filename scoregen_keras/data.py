@@ -278,7 +278,7 @@ def _image_files(folder: str) -> list[str]:
 
 
 def _image_folder(path: str, image_size: int | None, centered: bool, progress: bool) -> Dataset:
-    """PNG/JPEG files in a folder (and its subfolders), centre-cropped to a square and resized.
+    """PNG/JPEG files in a folder and its subfolders, upright, cropped to a square and resized.
 
     The images are grey-scale when all of them are, RGB otherwise. The side is ``image_size``,
     or the shorter side of the first image. Each file is opened once to read its header and once
@@ -305,9 +305,12 @@ def _image_folder(path: str, image_size: int | None, centered: bool, progress: b
     images = np.empty((len(files), size, size, *((3,) if mode == "RGB" else ())), np.uint8)
 
     def square(image: Any) -> np.ndarray:
-        """The centre square of an image, resized to size x size, as 8-bit pixels."""
-        resized = ImageOps.fit(eight_bit_image(image, mode), (size, size), Image.Resampling.BICUBIC)
-        return np.asarray(resized)
+        """The centre square of an image, resized to size x size, as 8-bit pixels.
+
+        Upright first: cameras store a photo as shot and its turn in EXIF.
+        """
+        upright = eight_bit_image(ImageOps.exif_transpose(image), mode)
+        return np.asarray(ImageOps.fit(upright, (size, size), Image.Resampling.BICUBIC))
 
     bar = tqdm(files, desc="reading images", disable=None if progress else True)  # None: on a tty
     for i, file in enumerate(bar):

@@ -11,6 +11,9 @@ from PIL import Image
 
 from scoregen_keras import data
 
+EXIF_ORIENTATION = 0x0112  # the EXIF tag
+EXIF_TURN_90_CLOCKWISE = 6  # its value for an image to be turned 90 degrees clockwise to view
+
 
 def test_toy_set_is_seeded_and_two_dimensional():
     a = data.load_dataset("mixture5", n=500, seed=3)
@@ -126,6 +129,19 @@ def test_wide_and_tall_images_keep_their_centre_square(tmp_path):
     images = data.load_dataset(str(tmp_path))  # side: the first image's shorter side
     assert images.x.shape == (2, 10, 10, 1)
     np.testing.assert_allclose(images.scaler.inverse(images.x), 200.0, atol=1e-4)
+
+
+def test_images_are_turned_upright_by_their_exif_orientation(tmp_path):
+    """A photo stored on its side with EXIF orientation 6 (turn 90° clockwise to view) loads
+    upright: its bright top row, stored as the left column, is the top row again."""
+    upright = np.zeros((6, 6), np.uint8)
+    upright[0] = 255
+    stored = np.rot90(upright).copy()  # the bright row is now the left column
+    exif = Image.Exif()
+    exif[EXIF_ORIENTATION] = EXIF_TURN_90_CLOCKWISE
+    Image.fromarray(stored).save(tmp_path / "photo.png", exif=exif)
+    images = data.load_dataset(str(tmp_path))
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[0, ..., 0], upright, atol=1e-3)
 
 
 def test_image_folder_reads_subfolders_and_skips_hidden_files(tmp_path):
