@@ -74,6 +74,13 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     show_default="RUN_DIR/samples/SAMPLER-seedSEED",
     help="Output path without suffix: writes PATH.npz (key x) and PATH.png.",
 )
+@click.option(
+    "--image-files",
+    is_flag=True,
+    default=False,
+    help="Image runs: also write each sample as an 8-bit PNG in the folder PATH/ (for tools "
+    "that read a folder of images); PATH/ must not exist yet.",
+)
 @backend_option
 @progress_option
 @json_option
@@ -90,6 +97,7 @@ def sample(
     seed: int,
     temperature: float,
     out: str | None,
+    image_files: bool,
     backend: str,
     progress: bool,
     as_json: bool,
@@ -99,6 +107,7 @@ def sample(
     \b
     Example:
       scoregen sample runs/toy --sampler ode --n 2000 --out runs/toy/ode
+      scoregen sample runs/digits --n 10000 --image-files --out fid/digits
     """
     require_positive(n=n, batch_size=batch_size, steps=steps, temperature=temperature)
     use_backend(backend)
@@ -106,6 +115,7 @@ def sample(
     try:
         run = runs.load_run(run_dir)
         stem = runs.output_stem(out if out else run.paths.samples / f"{sampler}-seed{seed}")
+        folder = runs.image_files_folder(stem, run.config) if image_files else None
         samples = runs.draw_samples(
             run.model,
             run.config,
@@ -121,7 +131,9 @@ def sample(
             progress=progress and not as_json,
             batch_size=batch_size,
         )
-        npz, png = runs.save_samples(stem, samples, run.config)
+        npz, png = runs.save_samples(
+            stem, samples, run.config, folder, progress=progress and not as_json
+        )
     except runs.RunError as error:
         raise click.ClickException(str(error)) from error
     summary = {
@@ -132,6 +144,7 @@ def sample(
         "seconds": round(samples.seconds, 3),
         "npz": str(npz),
         "png": str(png),
+        **({"image_files": str(folder)} if folder is not None else {}),
     }
     if as_json:
         click.echo(json.dumps(summary))
@@ -139,3 +152,5 @@ def sample(
     click.echo(f"{n} samples from {run.checkpoint} (step {run.step}, {sampler}, NFE {samples.nfe})")
     click.echo(f"samples: {npz}  (key 'x', original data scale)")
     click.echo(f"plot:    {png}")
+    if folder is not None:
+        click.echo(f"images:  {folder}/  ({n} PNG files)")

@@ -9,6 +9,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+from tqdm.auto import tqdm
 
 PANEL_SIZE_IN = 4.5
 DPI = 110
@@ -24,6 +25,7 @@ MAX_GRID_IMAGES = 100
 PATH_MARKER_SIZE = 3.0
 """Marker size (points) of the frames of a path; its two ends are drawn twice as large."""
 UINT8_MAX = 255
+IMAGE_FILE_DIGITS = 6
 
 
 def _save(fig: Figure, path: str | os.PathLike[str]) -> Path:
@@ -70,6 +72,14 @@ def save_scatter(
     return _save(fig, path)
 
 
+def to_uint8(images: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """8-bit pixels of images: value_range's low is black (0) and high white (255), clipped;
+    NaN is black."""
+    low, high = value_range
+    images = np.nan_to_num(np.asarray(images, dtype=np.float64), nan=low)
+    return np.round(np.clip((images - low) / (high - low), 0.0, 1.0) * UINT8_MAX).astype(np.uint8)
+
+
 def image_grid(
     images: np.ndarray, value_range: tuple[float, float], columns: int | None = None
 ) -> np.ndarray:
@@ -77,19 +87,39 @@ def image_grid(
 
     The grid is square unless `columns` is given; images fill it row by row.
     """
-    images = np.asarray(images, dtype=np.float64)[:MAX_GRID_IMAGES]
-    n, height, width, channels = images.shape
-    low, high = value_range
-    unit = np.clip((np.nan_to_num(images, nan=low) - low) / (high - low), 0.0, 1.0)
+    pixels = to_uint8(np.asarray(images)[:MAX_GRID_IMAGES], value_range)
+    n, height, width, channels = pixels.shape
     cols = math.ceil(math.sqrt(n)) if columns is None else max(1, min(int(columns), n))
     rows = math.ceil(n / cols)
     cell_h, cell_w = height + GRID_PAD, width + GRID_PAD
-    grid = np.ones((rows * cell_h + GRID_PAD, cols * cell_w + GRID_PAD, channels))
+    grid = np.full((rows * cell_h + GRID_PAD, cols * cell_w + GRID_PAD, channels), UINT8_MAX)
     for k in range(n):
         r, c = divmod(k, cols)
         top, left = GRID_PAD + r * cell_h, GRID_PAD + c * cell_w
-        grid[top : top + height, left : left + width] = unit[k]
-    return np.round(grid * UINT8_MAX).astype(np.uint8)
+        grid[top : top + height, left : left + width] = pixels[k]
+    return grid.astype(np.uint8)
+
+
+def save_image_files(
+    folder: str | os.PathLike[str],
+    images: np.ndarray,
+    value_range: tuple[float, float] = (0.0, 1.0),
+    progress: bool = False,
+) -> Path:
+    """Each of (n, H, W, C) images as an 8-bit PNG (grey for one channel): folder/000000.png on.
+
+    The names count from 0 with at least six digits, so that they sort in sample order.
+    """
+    from PIL import Image
+
+    folder = Path(folder)
+    digits = max(IMAGE_FILE_DIGITS, len(str(len(images) - 1)))
+    bar = tqdm(range(len(images)), desc="writing images", disable=None if progress else True)
+    for k in bar:
+        pixels = to_uint8(images[k], value_range)
+        picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
+        picture.save(folder / f"{k:0{digits}d}.png")
+    return folder
 
 
 def save_image_grid(

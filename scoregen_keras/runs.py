@@ -73,6 +73,7 @@ RESUMABLE_KEYS = frozenset(
 MAX_REFERENCE_POINTS = 2_000
 """Training points drawn beside 2-D samples in scatter plots."""
 DEFAULT_FILE_MODE = 0o666
+DEFAULT_FOLDER_MODE = 0o777
 ERROR_MESSAGE_CHARS = 300
 """Library error messages are cut to their first line and at most this many characters."""
 
@@ -178,11 +179,12 @@ def write_json_atomic(path: Path, payload: dict[str, Any]) -> None:
             os.unlink(tmp)
 
 
-def make_readable(path: Path) -> None:
-    """Give a file written through mkstemp (mode 0600) the permissions the umask allows."""
+def make_readable(path: Path, mode: int = DEFAULT_FILE_MODE) -> None:
+    """Give a file written through mkstemp (mode 0600; a folder through mkdtemp, 0700, with
+    ``mode=DEFAULT_FOLDER_MODE``) the permissions the umask allows."""
     umask = os.umask(0)
     os.umask(umask)
-    os.chmod(path, DEFAULT_FILE_MODE & ~umask)
+    os.chmod(path, mode & ~umask)
 
 
 def copy_atomic(source: Path, target: Path) -> None:
@@ -571,10 +573,31 @@ def output_stem(path: str | os.PathLike[str]) -> Path:
     return stem
 
 
+def image_files_folder(stem: Path, config: dict[str, Any]) -> Path:
+    """The folder STEM/ for one PNG per sample, checked before sampling (RunError).
+
+    Only image runs have one, and it must not exist yet: it is written whole or not at all.
+    """
+    if config["data"]["kind"] != "images":
+        raise RunError("image files are written for image runs only; this run's data are points.")
+    if stem.exists():
+        raise RunError(f"{stem} exists; choose another --out or remove it.")
+    return stem
+
+
 def save_samples(
-    path: str | os.PathLike[str], samples: Samples, config: dict[str, Any]
+    path: str | os.PathLike[str],
+    samples: Samples,
+    config: dict[str, Any],
+    image_files: Path | None = None,
+    progress: bool = False,
 ) -> tuple[Path, Path]:
-    """Write PATH.npz (key 'x', original scale) and PATH.png; return both paths."""
+    """Write PATH.npz (key 'x', original scale) and PATH.png; return both paths.
+
+    With ``image_files`` (from `image_files_folder`), also every sample as an 8-bit PNG in that
+    folder, for tools that read a folder of images (a Fréchet distance with other weights, say).
+    The folder is filled under a hidden name and renamed when complete.
+    """
     stem = output_stem(path)
     try:
         npz = stem.with_name(stem.name + ".npz")
@@ -591,9 +614,26 @@ def save_samples(
             reference=_reference_points(config),
             title=title,
         )
+        if image_files is not None:
+            _save_image_files(image_files, samples.x, config, progress)
     except OSError as error:
         raise RunError(f"cannot write samples to {stem.parent} ({one_line(error)}).") from error
     return npz, png
+
+
+def _save_image_files(
+    folder: Path, x_model: np.ndarray, config: dict[str, Any], progress: bool
+) -> None:
+    """plots.save_image_files into a hidden sibling folder, renamed to `folder` when complete."""
+    partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
+    try:
+        low, high = config["data"]["value_range"]
+        plots.save_image_files(partial, x_model, (low, high), progress)
+        make_readable(partial, DEFAULT_FOLDER_MODE)
+        os.rename(partial, folder)  # fails rather than replace a folder made meanwhile
+    finally:
+        if partial.exists():
+            shutil.rmtree(partial)
 
 
 # ------------------------------------------------------------------------------- training

@@ -162,6 +162,23 @@ def test_likelihood_of_8_bit_images(image_run: Path, images: np.ndarray) -> None
 
 
 @pytest.mark.slow
+def test_sample_image_files(image_run: Path, tmp_path: Path) -> None:
+    """`sample --image-files`: one RGB PNG per sample, matching the .npz in 8-bit units."""
+    out = tmp_path / "draws"
+    args = ("--n", "5", "--batch-size", "3", "--steps", FAST_STEPS, "--out", out)
+    result = invoke("sample", image_run, *args, "--image-files", "--json")
+    assert result.exit_code == 0, result.output
+    assert one_json_object(result.stdout)["image_files"] == str(out)
+    x = np.load(out.with_suffix(".npz"))["x"]  # original scale: 0..255
+    for k in range(5):
+        with Image.open(out / f"{k:06d}.png") as picture:
+            assert picture.mode == "RGB"
+            pixels = np.asarray(picture).astype(float)
+        np.testing.assert_allclose(pixels, np.clip(x[k], 0, PIXEL_MAX), atol=0.5 + PIXEL_ATOL)
+    assert sorted(path.name for path in out.iterdir())[-1] == "000004.png"
+
+
+@pytest.mark.slow
 def test_interpolate_images(image_run: Path, tmp_path: Path) -> None:
     """An image strip and the frames (n_frames, H, W, C) in the data's scale."""
     out = tmp_path / "strip"

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
 
+from scoregen_keras import plots, runs
+from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 
 N_SAMPLES = 32
@@ -152,3 +155,66 @@ def test_sample_from_a_checkpoint_file(toy_run: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["step"] == 10
+
+
+# ------------------------------------------------------------------ one PNG file per image sample
+
+IMAGE_CONFIG = {
+    "data": {
+        "kind": "images",
+        "shape": [4, 4, 1],
+        "scaler": {"shift": 0.0, "scale": 16.0},  # digits: 0..16
+        "value_range": [0.0, 1.0],  # black and white in model space
+    }
+}
+
+
+def _image_samples(n: int) -> runs.Samples:
+    """n 4x4 grey samples in model space, past black and white at both ends."""
+    x = np.linspace(-0.2, 1.2, n * 16, dtype=np.float32).reshape(n, 4, 4, 1)
+    return runs.Samples(x, x * 16.0, nfe=1, seconds=0.0, sampler="pc")
+
+
+def test_image_files_hold_every_sample_as_8_bit_pixels(tmp_path: Path) -> None:
+    """PATH/000000.png on: each sample's pixels, black to white mapped onto 0..255 and clipped;
+    the folder is complete and a second call refuses to touch it."""
+    stem, samples = tmp_path / "draws", _image_samples(12)
+    folder = runs.image_files_folder(stem, IMAGE_CONFIG)
+    runs.save_samples(stem, samples, IMAGE_CONFIG, folder)
+    names = sorted(path.name for path in folder.iterdir())
+    assert names == [f"{k:06d}.png" for k in range(12)]
+    for k, name in enumerate(names):
+        with Image.open(folder / name) as picture:
+            assert picture.mode == "L"
+            pixels = np.asarray(picture)
+        expected = np.round(np.clip(samples.x[k, ..., 0], 0.0, 1.0) * 255)
+        np.testing.assert_array_equal(pixels, expected)
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+    with pytest.raises(runs.RunError, match="exists"):
+        runs.image_files_folder(stem, IMAGE_CONFIG)
+
+
+def test_image_files_written_halfway_leave_no_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A disk that fills after one file: one error, and neither PATH/ nor a hidden part of it."""
+
+    def one_then_full(folder: Path, images: np.ndarray, *args: object) -> None:
+        Image.fromarray(np.zeros((4, 4), np.uint8)).save(Path(folder) / "000000.png")
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(plots, "save_image_files", one_then_full)
+    stem = tmp_path / "draws"
+    folder = runs.image_files_folder(stem, IMAGE_CONFIG)
+    with pytest.raises(runs.RunError, match="No space left"):
+        runs.save_samples(stem, _image_samples(3), IMAGE_CONFIG, folder)
+    assert not folder.exists()
+    assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
+
+
+def test_image_files_of_a_point_run_are_refused(toy_run: Path, tmp_path: Path) -> None:
+    """--image-files on a 2-D point run: one sentence, before any sampling or file."""
+    out = tmp_path / "points"
+    result = invoke("sample", toy_run, "--n", "8", "--image-files", "--out", out)
+    assert_one_line_error(result, "image runs only")
+    assert list(tmp_path.iterdir()) == []
