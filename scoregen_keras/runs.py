@@ -630,7 +630,7 @@ def _save_image_files(
         low, high = config["data"]["value_range"]
         plots.save_image_files(partial, x_model, (low, high), progress)
         make_readable(partial, DEFAULT_FOLDER_MODE)
-        os.rename(partial, folder)  # fails rather than replace a folder made meanwhile
+        os.rename(partial, folder)  # a non-empty folder made meanwhile makes this fail
     finally:
         if partial.exists():
             shutil.rmtree(partial)
