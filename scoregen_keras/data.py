@@ -57,7 +57,7 @@ class Scaler:
         """Map data from its original scale to model space (float32, computed in float64)."""
         x = np.asarray(x)
         if x.ndim == 0:
-            return np.float32((np.float64(x) - self.shift) / self.scale)
+            return self.forward(x[None])[0]
         out = np.empty(x.shape, dtype=np.float32)
         # a slice of examples at a time: a large image set needs no float64 copy of itself
         step = max(1, SCALER_SLICE_ENTRIES // max(1, math.prod(x.shape[1:])))

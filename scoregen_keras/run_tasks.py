@@ -44,6 +44,7 @@ from scoregen_keras.runs import (
     one_line,
     output_stem,
     read_json,
+    value_range,
 )
 from scoregen_keras.sde import SDE
 
@@ -127,13 +128,6 @@ def _sde(run: Run) -> SDE:
 def _variables(run: Run) -> list[Any]:
     """The weights the EMA score reads (passed to compiled samplers so JAX sees their values)."""
     return [*run.model.ema_variables, *run.model.network.non_trainable_variables]
-
-
-def _value_range(config: dict[str, Any]) -> tuple[float, float]:
-    """What PNG black and white stand for in model space: an image run's pixel black and white
-    (runs before 2026-12-01: its training data's min and max), a point run's data range."""
-    low, high = config["data"]["value_range"]
-    return float(low), float(high)
 
 
 def _scaler(config: dict[str, Any]) -> Scaler:
@@ -380,7 +374,7 @@ def read_image(
     else:
         unit = _read_picture(path, "L" if max(accepted) == 1 else "RGB", "image")
         _check_size(unit, shape, path, "image")
-        low, high = _value_range(config)
+        low, high = value_range(config)
         image = low + unit * (high - low)
     if image.shape[-1] not in accepted:
         raise RunError(
@@ -488,7 +482,7 @@ def inpaint_image(
         **_pc_options(steps, snr),
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
-    low, high = _value_range(run.config)
+    low, high = value_range(run.config)
     masked = np.where(mask, image, (low + high) / 2.0)
     scaler = run.scaler
     return Controlled(
@@ -549,7 +543,7 @@ def save_controlled(
         png = plots.save_image_grid(
             stem.with_name(stem.name + ".png"),
             result.panels,
-            _value_range(config),
+            value_range(config),
             columns=min(len(result.panels), MAX_ROW),
         )
     except OSError as error:
@@ -677,7 +671,7 @@ def save_interpolation(
             fractions=np.linspace(0.0, 1.0, n_frames),
         )
         if config["data"].get("kind") == "images":
-            png = plots.save_image_grid(png_path, result.x, _value_range(config), n_frames)
+            png = plots.save_image_grid(png_path, result.x, value_range(config), n_frames)
         else:
             reference = None
             if examples is not None:

@@ -531,6 +531,13 @@ def _batch_sampler(
     return draw
 
 
+def value_range(config: dict[str, Any]) -> tuple[float, float]:
+    """What PNG black and white stand for in model space: an image run's pixel black and white
+    (runs before 2026-12-01: its training data's min and max), a point run's data range."""
+    low, high = config["data"]["value_range"]
+    return float(low), float(high)
+
+
 def plot_samples(
     path: Path,
     x_model: np.ndarray,
@@ -540,8 +547,7 @@ def plot_samples(
 ) -> Path:
     """PNG of model-space samples: image grid, or 2-D scatter beside reference points."""
     if config["data"]["kind"] == "images":
-        low, high = config["data"]["value_range"]
-        return plots.save_image_grid(path, x_model, (low, high))
+        return plots.save_image_grid(path, x_model, value_range(config))
     return plots.save_scatter(path, x_model, title=title, reference=reference)
 
 
@@ -627,8 +633,7 @@ def _save_image_files(
     """plots.save_image_files into a hidden sibling folder, renamed to `folder` when complete."""
     partial = Path(tempfile.mkdtemp(prefix=f".{folder.name}.", dir=folder.parent))
     try:
-        low, high = config["data"]["value_range"]
-        plots.save_image_files(partial, x_model, (low, high), progress)
+        plots.save_image_files(partial, x_model, value_range(config), progress)
         make_readable(partial, DEFAULT_FOLDER_MODE)
         os.rename(partial, folder)  # a non-empty folder made meanwhile makes this fail
     finally:
