@@ -48,6 +48,7 @@ SCRIPTS: dict[str, list[str]] = {
     "nfe_quality": ["--quick"],
     "quality_toy": ["--quick"],
     "quality_digits": ["--quick"],
+    "class_guidance": ["--quick"],
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
     "mixed_precision": ["--quick"],
 }
@@ -246,6 +247,37 @@ def render_quality_digits(data: dict[str, Any], results: Path) -> list[str]:
     return out + (["", " ".join(links)] if links else [])
 
 
+def render_class_guidance(data: dict[str, Any], results: Path) -> list[str]:
+    """Guided digits judged by the shipped digits classifier, per guidance scale."""
+    c, s = data["classifier"], data["sampling"]
+    first, last = c["accuracy"][0]["accuracy"], c["accuracy"][-1]["accuracy"]
+    rows = [
+        [
+            "unguided" if row["scale"] == 0 else fmt(row["scale"], 3),
+            fmt(row["fraction"], 3),
+            fmt(row["worst_class_fraction"], 3),
+            fmt(row["class_confidence"], 3),
+            _seconds(row["seconds"]),
+        ]
+        for row in data["rows"]
+    ]
+    headers = ["scale", "judged the digit asked for", "worst digit", "class confidence", "time"]
+    lines = [
+        f"Run: `{data['run_dir'].split('/')[-1]}` at step {data['run_step']}. Its classifier "
+        f"(`scoregen classifier`): {c['steps']} steps on {c['n_train']} noised training digits, "
+        f"held-out accuracy {fmt(first, 3)} at t = eps and {fmt(last, 3)} at t = T (commonest "
+        f"class {fmt(c['majority_fraction'], 3)}). Sampling: "
+        f"{s['per_class']} samples of each digit with `{s['sampler']}`, {s['sampler_steps']} "
+        f"steps (NFE {s['nfe']}), judged by the shipped digits feature classifier.",
+        "",
+        md_table(headers, rows),
+    ]
+    picture = results / "class_guidance.png"
+    if picture.exists():
+        lines += ["", image(picture, "class-guided digits, one row per digit")]
+    return lines
+
+
 def render_nfe_quality(data: dict[str, Any], results: Path) -> list[str]:
     """Sample quality against NFE for each sampler on a trained toy model."""
     tr = data.get("training", {})
@@ -431,6 +463,7 @@ def render_generic(data: dict[str, Any], results: Path) -> list[str]:
 TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "quality_toy": ("Toy quality: default presets against the exact density", render_quality_toy),
     "quality_digits": ("Digits: Fréchet distance to held-out digits", render_quality_digits),
+    "class_guidance": ("Digits: class-guided sampling", render_class_guidance),
     "nfe_quality": ("Sample quality against NFE (toy, VE)", render_nfe_quality),
     "reference_samplers": ("NumPy oracle: exact-score samplers", render_reference_samplers),
     "reference_training": ("NumPy oracle: MLP training", render_reference_training),

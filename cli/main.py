@@ -10,6 +10,7 @@ from typing import Any
 import click
 
 from cli import __version__
+from cli.classifier_cmd import classifier
 from cli.colorize_cmd import colorize
 from cli.evaluate_cmd import evaluate
 from cli.info_cmd import datasets, presets
@@ -82,6 +83,7 @@ main.add_command(inpaint)
 main.add_command(colorize)
 main.add_command(interpolate)
 main.add_command(evaluate)
+main.add_command(classifier)
 
 if __name__ == "__main__":
     main()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib
 import json
+from typing import Any
 
 import click
 
@@ -23,6 +24,7 @@ PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_N = 1_000
 DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
+DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscaled
 
 
 @click.command("sample")
@@ -71,8 +73,23 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     "--out",
     type=click.Path(dir_okay=False),
     default=None,
-    show_default="RUN_DIR/samples/SAMPLER-seedSEED",
+    show_default="RUN_DIR/samples/SAMPLER[-classC]-seedSEED",
     help="Output path without suffix: writes PATH.npz (key x) and PATH.png.",
+)
+@click.option(
+    "--class",
+    "class_choice",
+    type=str,
+    default=None,
+    help="Sample this class (a name or index of the run's classes), or 'all' of them in turn, "
+    "guided by the classifier that `scoregen classifier RUN_DIR` trained.",
+)
+@click.option(
+    "--guidance",
+    type=float,
+    default=None,
+    show_default=str(DEFAULT_GUIDANCE),
+    help="With --class: scale of the classifier's gradient in the guided score (0: none).",
 )
 @click.option(
     "--image-files",
@@ -97,6 +114,8 @@ def sample(
     seed: int,
     temperature: float,
     out: str | None,
+    class_choice: str | None,
+    guidance: float | None,
     image_files: bool,
     backend: str,
     progress: bool,
@@ -108,13 +127,28 @@ def sample(
     Example:
       scoregen sample runs/toy --sampler ode --n 2000 --out runs/toy/ode
       scoregen sample runs/digits --n 10000 --image-files --out fid/digits
+      scoregen sample runs/digits --class all --n 100
     """
     require_positive(n=n, batch_size=batch_size, steps=steps, temperature=temperature)
+    if guidance is not None and class_choice is None:
+        raise click.UsageError("--guidance scales the guidance of --class; give a class too.")
+    guidance = DEFAULT_GUIDANCE if guidance is None else guidance
+    if guidance < 0:
+        raise click.BadParameter(
+            f"must not be negative, got {guidance}.", param_hint="'--guidance'"
+        )
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     try:
         run = runs.load_run(run_dir)
-        stem = runs.output_stem(out if out else run.paths.samples / f"{sampler}-seed{seed}")
+        guide = None
+        if class_choice is not None:
+            run_classifier = importlib.import_module("scoregen_keras.run_classifier")
+            classifier = run_classifier.load_run_classifier(run)
+            guide = run_classifier.class_guide(classifier, class_choice, guidance)
+        stem = runs.output_stem(
+            out if out else run.paths.samples / _default_name(sampler, seed, guide)
+        )
         folder = runs.image_files_folder(stem, run.config) if image_files else None
         samples = runs.draw_samples(
             run.model,
@@ -130,6 +164,7 @@ def sample(
             temperature=temperature,
             progress=progress and not as_json,
             batch_size=batch_size,
+            guide=guide,
         )
         npz, png = runs.save_samples(
             stem, samples, run.config, folder, progress=progress and not as_json
@@ -142,6 +177,7 @@ def sample(
         "n": n,
         "nfe": samples.nfe,
         "seconds": round(samples.seconds, 3),
+        **({} if guide is None else {"class": class_choice, "guidance": guidance}),
         "npz": str(npz),
         "png": str(png),
         **({"image_files": str(folder)} if folder is not None else {}),
@@ -150,7 +186,19 @@ def sample(
         click.echo(json.dumps(summary))
         return
     click.echo(f"{n} samples from {run.checkpoint} (step {run.step}, {sampler}, NFE {samples.nfe})")
-    click.echo(f"samples: {npz}  (key 'x', original data scale)")
+    if guide is not None:
+        classes = "every class in turn" if len(guide.classes) > 1 else f"class {class_choice}"
+        click.echo(f"guided to {classes} by {run.paths.classifier} (scale {guidance:g})")
+    keys = "key 'x'" if guide is None else "keys 'x' and the classes 'y'"
+    click.echo(f"samples: {npz}  ({keys}, original data scale)")
     click.echo(f"plot:    {png}")
     if folder is not None:
         click.echo(f"images:  {folder}/  ({n} PNG files)")
+
+
+def _default_name(sampler: str, seed: int, guide: Any) -> str:
+    """SAMPLER-seedSEED, with the class index (or 'all') of a class-guided draw."""
+    if guide is None:
+        return f"{sampler}-seed{seed}"
+    which = "all" if len(guide.classes) > 1 else str(guide.classes[0])
+    return f"{sampler}-class{which}-seed{seed}"

@@ -136,10 +136,18 @@ class SamplePreview(StepCallback):
 class ProgressBar(StepCallback):
     """A tqdm bar over the run's steps showing the loss and examples per second."""
 
-    def __init__(self, total: int, batch_size: int, initial_step: int = 0, every: int = 1) -> None:
+    def __init__(
+        self,
+        total: int,
+        batch_size: int,
+        initial_step: int = 0,
+        every: int = 1,
+        desc: str = "train",
+    ) -> None:
         """Bar from initial_step to total; the postfix is refreshed every `every` steps."""
         super().__init__(initial_step)
         self.total, self.batch_size, self.every = int(total), int(batch_size), int(every)
+        self.desc = desc
         self.bar: Any = None
 
     def on_train_begin(self, logs: dict | None = None) -> None:
@@ -147,7 +155,7 @@ class ProgressBar(StepCallback):
         from tqdm.auto import tqdm
 
         self.bar = tqdm(
-            total=self.total, initial=self.initial_step, unit="step", desc="train", disable=None
+            total=self.total, initial=self.initial_step, unit="step", desc=self.desc, disable=None
         )
         self.last_time, self.last_step = time.perf_counter(), self.initial_step
 

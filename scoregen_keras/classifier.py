@@ -10,6 +10,7 @@ backend, for the guided score s(x, t) + scale * grad_x log p_t(y | x).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -44,13 +45,21 @@ class NoiseConditionalClassifier(keras.Model):
         activation: str = "silu",
         n_freq: int = DEFAULT_N_FREQ,
         seed: int | None = None,
+        class_names: Sequence[str] | None = None,
         **kwargs: Any,
     ) -> None:
-        """n_classes logits; ``sde`` ("ve" | "vp" | "subvp", an SDE or its config) sets c_in."""
+        """n_classes logits; ``sde`` ("ve" | "vp" | "subvp", an SDE or its config) sets c_in.
+
+        ``class_names`` (default "0", "1", ...) name the classes, and are saved with the model.
+        """
         super().__init__(**kwargs)
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.n_classes, self.n_freq = int(n_classes), int(n_freq)
+        names = [str(k) for k in range(self.n_classes)] if class_names is None else class_names
+        self.class_names = tuple(str(name) for name in names)
+        if len(self.class_names) != self.n_classes:
+            raise ValueError(f"{len(self.class_names)} class names given for {n_classes} classes")
         self.hidden, self.activation, self.seed = tuple(int(h) for h in hidden), activation, seed
         self.sde = resolve_sde(sde)
         if self.sde is None:
@@ -67,6 +76,14 @@ class NoiseConditionalClassifier(keras.Model):
         self.out_layer = keras.layers.Dense(
             self.n_classes, kernel_initializer=init(len(self.hidden)), name="logits"
         )
+
+    def build(self, x_shape: Sequence[int | None], t_shape: Sequence[int | None]) -> None:
+        """Create the weights for examples of shape x_shape = (batch, *dims); saved and reloaded."""
+        width = math.prod(x_shape[1:]) + 1 + 2 * self.n_freq  # flattened x, then emb(t)
+        for layer in self.hidden_layers:
+            layer.build((None, width))
+            width = layer.units
+        self.out_layer.build((None, width))
 
     def call(self, x: Tensor, t: Tensor, training: bool = False) -> Tensor:
         """Logits (batch, n_classes) of x_t (batch, *dims) at times t (batch,)."""
@@ -92,6 +109,7 @@ class NoiseConditionalClassifier(keras.Model):
             "activation": self.activation,
             "n_freq": self.n_freq,
             "seed": self.seed,
+            "class_names": list(self.class_names),
         }
 
 
@@ -123,6 +141,27 @@ class NoisedDataClassifier(keras.Model):
         return self.classifier(mean + sde_lib.batch_scalar(std, x) * z, t, training=training)
 
 
+class _LabelledBatches(keras.utils.PyDataset):
+    """``steps`` batches (x[i], y[i]) of examples drawn with replacement, made one at a time."""
+
+    def __init__(
+        self, x: np.ndarray, y: np.ndarray, steps: int, batch_size: int, seed: int
+    ) -> None:
+        """Indices from default_rng(seed).integers: batch k is draws k b .. (k + 1) b - 1."""
+        super().__init__()
+        self.x, self.y = x, y
+        index = np.random.default_rng(seed).integers(0, len(x), steps * batch_size)
+        self.index = index.reshape(steps, batch_size)
+
+    def __len__(self) -> int:
+        """Number of batches (training steps)."""
+        return len(self.index)
+
+    def __getitem__(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Examples and labels of batch k."""
+        return self.x[self.index[k]], self.y[self.index[k]]
+
+
 def train_classifier(
     x: np.ndarray,
     y: np.ndarray,
@@ -135,23 +174,30 @@ def train_classifier(
     learning_rate: float = DEFAULT_LEARNING_RATE,
     train_eps: float = TRAIN_EPS,
     verbose: int = 0,
+    class_names: Sequence[str] | None = None,
+    callbacks: Sequence[keras.callbacks.Callback] = (),
 ) -> NoiseConditionalClassifier:
     """Train a NoiseConditionalClassifier on (x, y) noised by ``sde`` with ``model.fit``.
 
     ``steps`` Adam steps of ``batch_size`` examples drawn with replacement (NumPy generator of
-    ``seed``); weights and noise are seeded from ``seed`` too. Labels are ints in [0, n_classes).
+    ``seed``), made batch by batch; weights and noise are seeded from ``seed`` too. Labels are
+    ints in [0, n_classes); n_classes defaults to len(class_names), else to max(y) + 1.
     """
     x = np.asarray(x, dtype=keras.config.floatx())
     y = np.asarray(y, dtype=np.int32)
-    n_classes = int(y.max()) + 1 if n_classes is None else int(n_classes)
-    classifier = NoiseConditionalClassifier(n_classes, sde, hidden=hidden, seed=seed)
+    if n_classes is None:
+        n_classes = int(y.max()) + 1 if class_names is None else len(class_names)
+    classifier = NoiseConditionalClassifier(
+        int(n_classes), sde, hidden=hidden, seed=seed, class_names=class_names
+    )
     trainer = NoisedDataClassifier(classifier, train_eps=train_eps, seed=seed)
     trainer.compile(
         optimizer=keras.optimizers.Adam(learning_rate),
         loss=keras.losses.SparseCategoricalCrossentropy(from_logits=True),
     )
-    index = np.random.default_rng(seed).integers(0, len(x), steps * batch_size)
-    trainer.fit(x[index], y[index], batch_size=batch_size, epochs=1, shuffle=False, verbose=verbose)
+    batches = _LabelledBatches(x, y, steps, batch_size, seed)
+    # shuffle=False: fit would shuffle the batches' order with Python's unseeded `random`
+    trainer.fit(batches, epochs=1, verbose=verbose, callbacks=list(callbacks), shuffle=False)
     return classifier
 
 

@@ -35,6 +35,19 @@ KERAS_IMAGE_SETS = {
     "cifar10": "32x32 colour images",
 }
 """The keras.datasets image sets load_dataset knows, and what they hold."""
+DIGIT_NAMES = tuple(str(digit) for digit in range(10))
+KERAS_CLASS_NAMES = {
+    "mnist": DIGIT_NAMES,
+    "fashion_mnist": (
+        "T-shirt/top", "trouser", "pullover", "dress", "coat",
+        "sandal", "shirt", "sneaker", "bag", "ankle boot",
+    ),
+    "cifar10": (
+        "airplane", "automobile", "bird", "cat", "deer",
+        "dog", "frog", "horse", "ship", "truck",
+    ),
+}  # fmt: skip
+"""The names of the classes 0, 1, ... of each keras.datasets image set (as its documentation)."""
 KERAS_TRAIN, KERAS_TEST = "train", "test"
 KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
 """Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
@@ -100,13 +113,18 @@ def model_pixel_range(scaler: Scaler) -> tuple[float, float]:
 
 @dataclasses.dataclass
 class Dataset:
-    """Training examples in model space, the scaler back to original units, and their kind."""
+    """Training examples in model space, the scaler back to original units, and their kind.
+
+    Sources with classes also give each example's class: ``labels[i]`` indexes ``class_names``.
+    """
 
     name: str
     x: np.ndarray  # (n, *dims) float32, model space
     scaler: Scaler
     kind: str  # "points" or "images"
     split: dict[str, Any] | None = None  # which part of a split data set (see `digits_split`)
+    labels: np.ndarray | None = None  # (n,) int32
+    class_names: tuple[str, ...] = ()
 
     @property
     def shape(self) -> tuple[int, ...]:
@@ -130,9 +148,31 @@ def _as_images(x: np.ndarray, source: str) -> np.ndarray:
     return x
 
 
+def numbered_classes(n_classes: int) -> tuple[str, ...]:
+    """Class names "0", "1", ... for classes known only by their index."""
+    return tuple(str(k) for k in range(n_classes))
+
+
+def _class_labels(y: np.ndarray, n: int, source: str) -> tuple[np.ndarray, tuple[str, ...]]:
+    """Labels (n,) int32 from class indices 0, 1, ..., and their names "0", "1", ..."""
+    if y.shape != (n,) or not np.issubdtype(y.dtype, np.integer) or y.min() < 0:
+        raise DataError(
+            f"{source} has labels 'y' of type {y.dtype} and shape {y.shape}; expected {n} "
+            "integer classes 0, 1, ..., one per example."
+        )
+    return y.astype(np.int32), numbered_classes(int(y.max()) + 1)
+
+
 def _toy(name: str, n: int, seed: int) -> Dataset:
-    """Draw n points of a toy 2-D set."""
-    x = reference_datasets.TOY_SETS[name](np.random.default_rng(seed), n)
+    """Draw n points of a toy 2-D set; a mixture's components are its classes."""
+    rng = np.random.default_rng(seed)
+    if name in reference_datasets.EXACT_MIXTURES:
+        mixture = reference_datasets.EXACT_MIXTURES[name]()
+        x, labels = mixture.sample_with_labels(rng, n)  # the draws of TOY_SETS[name]
+        classes = numbered_classes(mixture.n_components)
+        labels = labels.astype(np.int32)
+        return Dataset(name, x.astype(np.float32), Scaler(), "points", None, labels, classes)
+    x = reference_datasets.TOY_SETS[name](rng, n)
     return Dataset(name, x.astype(np.float32), Scaler(), "points")
 
 
@@ -173,17 +213,20 @@ def _digits(centered: bool, part: str | None = None) -> Dataset:
     """
     from sklearn.datasets import load_digits
 
-    images = load_digits().images[..., None]
+    digits = load_digits()
+    images, labels = digits.images[..., None], digits.target.astype(np.int32)
     scaler = pixel_scaler(DIGITS_PIXEL_MAX, centered)
     if part is None:
-        return Dataset("digits", scaler.forward(images), scaler, "images")
+        x = scaler.forward(images)
+        return Dataset("digits", x, scaler, "images", None, labels, DIGIT_NAMES)
     if part not in DIGITS_SPLITS:
         choices = " or ".join(f"digits:{p}" for p in DIGITS_SPLITS)
         raise DataError(f"unknown part 'digits:{part}' of the digits; choose {choices}.")
     train, held_out = digits_split(len(images))
     chosen = train if part == DIGITS_TRAIN else held_out
     record = digits_split_record(train, held_out, part)
-    return Dataset(f"digits:{part}", scaler.forward(images[chosen]), scaler, "images", record)
+    x = scaler.forward(images[chosen])
+    return Dataset(f"digits:{part}", x, scaler, "images", record, labels[chosen], DIGIT_NAMES)
 
 
 def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset:
@@ -198,17 +241,21 @@ def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset
         train, test = module.load_data()
     except Exception as error:  # network or cache failures surface as many types
         raise DataError(f"could not download or read the {name} data set ({error}).") from error
-    images = _as_images(np.asarray((train if part == KERAS_TRAIN else test)[0]), name)
+    images, labels = train if part == KERAS_TRAIN else test
+    images = _as_images(np.asarray(images), name)
+    labels = np.asarray(labels).reshape(-1).astype(np.int32)  # cifar10's are (n, 1)
     scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-    label = name if part == KERAS_TRAIN else f"{name}:{part}"
-    return Dataset(label, scaler.forward(images), scaler, "images")
+    spec = name if part == KERAS_TRAIN else f"{name}:{part}"
+    x = scaler.forward(images)
+    return Dataset(spec, x, scaler, "images", None, labels, KERAS_CLASS_NAMES[name])
 
 
 def _array_file(path: str, centered: bool) -> Dataset:
     """Examples from a .npy file or the array under key `x` (or the only array) of a .npz file.
 
     (n, d) arrays are points, as given; (n, H, W[, C]) arrays are images: integer pixels 0..255 or
-    float pixels in [0, 1], scaled to [0, 1] (or [-1, 1] when centred).
+    float pixels in [0, 1], scaled to [0, 1] (or [-1, 1] when centred). A .npz file's array `y`,
+    when there is one, holds each example's class 0, 1, ...
     """
     if not os.path.isfile(path):
         raise DataError(f"data file {path} does not exist.")
@@ -222,15 +269,17 @@ def _array_file(path: str, centered: bool) -> Dataset:
         if key is None:
             raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
         x = loaded[key]
+        y = loaded["y"] if "y" in keys and key != "y" else None
     else:
-        x = loaded
+        x, y = loaded, None
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"{path} has shape {x.shape}; expected (n, *dims) with n > 0.")
     if not np.issubdtype(x.dtype, np.number):
         raise DataError(f"{path} holds {x.dtype} values; expected numbers.")
     _check_finite(x, path)
+    labels, classes = (None, ()) if y is None else _class_labels(y, len(x), path)
     if x.ndim == 2:
-        return Dataset(path, x.astype(np.float32), Scaler(), "points")
+        return Dataset(path, x.astype(np.float32), Scaler(), "points", None, labels, classes)
     integer = np.issubdtype(x.dtype, np.integer)
     pixel_max = PIXEL_MAX_8BIT if integer else FLOAT_PIXEL_MAX
     if x.min() < 0 or x.max() > pixel_max:
@@ -241,7 +290,8 @@ def _array_file(path: str, centered: bool) -> Dataset:
             "integer pixels 0..255 or float pixels in [0, 1] (`centered` trains on [-1, 1])."
         )
     scaler = pixel_scaler(pixel_max, centered)
-    return Dataset(path, scaler.forward(_as_images(x, path)), scaler, "images")
+    x = scaler.forward(_as_images(x, path))
+    return Dataset(path, x, scaler, "images", None, labels, classes)
 
 
 def _is_grey(mode: str) -> bool:
@@ -283,6 +333,7 @@ def _image_folder(path: str, image_size: int | None, centered: bool, progress: b
     The images are grey-scale when all of them are, RGB otherwise. The side is ``image_size``,
     or the shorter side of the first image. Each file is opened once to read its header and once
     to decode it, so a large folder needs neither many open files nor all its images in memory.
+    Images in two or more subfolders, none at the top, are classes named after their subfolder.
     """
     from PIL import Image, ImageOps
 
@@ -316,7 +367,22 @@ def _image_folder(path: str, image_size: int | None, centered: bool, progress: b
     for i, file in enumerate(bar):
         images[i] = read(file, square)
     scaler = pixel_scaler(PIXEL_MAX_8BIT, centered)
-    return Dataset(path, scaler.forward(_as_images(images, path)), scaler, "images")
+    labels, classes = _folder_classes(files, path)
+    x = scaler.forward(_as_images(images, path))
+    return Dataset(path, x, scaler, "images", None, labels, classes)
+
+
+def _folder_classes(files: list[str], folder: str) -> tuple[np.ndarray | None, tuple[str, ...]]:
+    """Each file's class and the class names, when the files lie in two or more subfolders
+    of the folder and none at its top (torchvision's ImageFolder layout); else (None, ())."""
+    tops = [os.path.relpath(file, folder).split(os.sep) for file in files]
+    if any(len(parts) == 1 for parts in tops):
+        return None, ()
+    classes = tuple(sorted({parts[0] for parts in tops}))
+    if len(classes) < 2:
+        return None, ()
+    index = {name: k for k, name in enumerate(classes)}
+    return np.array([index[parts[0]] for parts in tops], dtype=np.int32), classes
 
 
 def dataset_names() -> dict[str, str]:
@@ -333,8 +399,8 @@ def dataset_names() -> dict[str, str]:
     for name, what in KERAS_IMAGE_SETS.items():
         names[name] = f"{what} via keras.datasets, train split (downloaded once)"
         names[f"{name}:{KERAS_TEST}"] = f"the test split of {name}"
-    names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis"
-    names["PATH/ (a folder)"] = "PNG/JPEG images (subfolders too), cropped to the model's size"
+    names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis (.npz: classes y)"
+    names["PATH/ (a folder)"] = "PNG/JPEG images (subfolders too: classes), cropped to size"
     return names
 
 

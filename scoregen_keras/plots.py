@@ -100,6 +100,25 @@ def image_grid(
     return grid.astype(np.uint8)
 
 
+def class_rows(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int | None]:
+    """Images laid out one class per row for `image_grid`, and the grid's width.
+
+    Rows follow the classes that occur, in order, each as long as the commonest class (at most
+    MAX_GRID_IMAGES in all); a shorter row ends in NaN cells, which draw black. Images of a single
+    class come back as they are, for a square grid (width None).
+    """
+    images, labels = np.asarray(images), np.asarray(labels)
+    present, counts = np.unique(labels, return_counts=True)
+    if len(present) == 1:
+        return images, None
+    columns = max(1, min(int(counts.max()), MAX_GRID_IMAGES // len(present)))
+    grid = np.full((len(present) * columns, *images.shape[1:]), np.nan, dtype=np.float32)
+    for row, label in enumerate(present):
+        members = images[labels == label][:columns]
+        grid[row * columns : row * columns + len(members)] = members
+    return grid, columns
+
+
 def save_image_files(
     folder: str | os.PathLike[str],
     images: np.ndarray,

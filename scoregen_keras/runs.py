@@ -24,7 +24,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
@@ -37,6 +37,9 @@ from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset, model_
 from scoregen_keras.networks import CONFIGS, get_network
 from scoregen_keras.presets import ConfigError, validate_config
 from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
+
+if TYPE_CHECKING:  # run_classifier imports this module
+    from scoregen_keras.run_classifier import ClassGuide
 
 BACKENDS = ("tensorflow", "jax", "torch")
 SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
@@ -51,6 +54,8 @@ CHECKPOINT_DIR = "checkpoints"
 SAMPLES_DIR = "samples"
 TENSORBOARD_DIR = "tensorboard"
 LATEST = "latest.keras"
+CLASSIFIER_FILE = "classifier.keras"
+CLASSIFIER_REPORT = "classifier.json"
 SAMPLE_SUFFIXES = (".npz", ".png")
 
 STATUS_RUNNING, STATUS_INTERRUPTED = "running", "interrupted"
@@ -150,6 +155,16 @@ class RunPaths:
     def samples(self) -> Path:
         """Folder of sample previews."""
         return self.root / SAMPLES_DIR
+
+    @property
+    def classifier(self) -> Path:
+        """classifier.keras: the noise-conditional classifier for class guidance."""
+        return self.root / CLASSIFIER_FILE
+
+    @property
+    def classifier_report(self) -> Path:
+        """classifier.json: what the classifier learnt from and its held-out accuracy."""
+        return self.root / CLASSIFIER_REPORT
 
     @property
     def tensorboard(self) -> Path:
@@ -379,6 +394,8 @@ def data_info(dataset: Dataset) -> dict[str, Any]:
     }
     if dataset.split is not None:
         info["split"] = dataset.split
+    if dataset.labels is not None:
+        info["classes"] = list(dataset.class_names)
     return info
 
 
@@ -411,6 +428,8 @@ class Samples:
     nfe: int
     seconds: float
     sampler: str
+    labels: np.ndarray | None = None  # class-guided samples: the class of each, in order
+    class_names: tuple[str, ...] = ()
 
 
 def _sampler_kwargs(**options: Any) -> dict[str, Any]:
@@ -432,6 +451,7 @@ def draw_samples(
     progress: bool = False,
     ode_solver: str = ODE_SOLVERS[0],
     batch_size: int | None = None,
+    guide: ClassGuide | None = None,
 ) -> Samples:
     """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'.
 
@@ -439,7 +459,8 @@ def draw_samples(
     ``batch_size`` caps the samples drawn at once (None: all n). The batches are equal (the last
     one padded, so that one compiled shape serves them all) and draw from one seed generator, so
     the samples depend on the batch size as well as on the seed. ``nfe`` is a batch's (for the
-    adaptive ODE solver, the mean over batches).
+    adaptive ODE solver, the mean over batches). With a ``guide`` every sampler follows its
+    class-guided score, and the samples come sorted by class (stable), with their labels.
     """
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
@@ -449,8 +470,23 @@ def draw_samples(
         )
     n_batches = 1 if batch_size is None else math.ceil(n / batch_size)
     shape = (math.ceil(n / n_batches), *config["data"]["shape"])
+    score_fn = model.score_fn(use_ema=True)
+    if guide is not None:
+        if model.sde is None:
+            raise RunError("class guidance needs a run trained with an SDE, not NCSN levels.")
+        score_fn = guide.score_fn(score_fn, shape[0])
     draw = _batch_sampler(
-        model, config, sampler, steps, snr, predictor, corrector, temperature, progress, ode_solver
+        model,
+        config,
+        score_fn,
+        sampler,
+        steps,
+        snr,
+        predictor,
+        corrector,
+        temperature,
+        progress,
+        ode_solver,
     )
     # one batch: the int seed, as the samplers take it; several: one stream through all of them
     seed_source = seed if n_batches == 1 else keras.random.SeedGenerator(seed)
@@ -463,13 +499,20 @@ def draw_samples(
         nfes.append(nfe)
     seconds = time.perf_counter() - start
     x = np.concatenate(batches)[:n]
+    labels, class_names = None, ()
+    if guide is not None:
+        labels = np.tile(guide.batch_labels(shape[0]), n_batches)[:n]
+        order = np.argsort(labels, kind="stable")
+        x, labels, class_names = x[order], labels[order], guide.class_names
     scaler = Scaler.from_config(config["data"]["scaler"])
-    return Samples(x, scaler.inverse(x), round(float(np.mean(nfes))), seconds, sampler)
+    nfe = round(float(np.mean(nfes)))
+    return Samples(x, scaler.inverse(x), nfe, seconds, sampler, labels, class_names)
 
 
 def _batch_sampler(
     model: ScoreModel,
     config: dict[str, Any],
+    score_fn: Callable[[Any, Any], Any],
     sampler: str,
     steps: int | None,
     snr: float | None,
@@ -479,10 +522,10 @@ def _batch_sampler(
     progress: bool,
     ode_solver: str,
 ) -> Callable[[tuple[int, ...], Any], tuple[Any, int]]:
-    """draw(shape, seed) -> (x, nfe): one batch of `draw_samples`'s sampler with its options."""
+    """draw(shape, seed) -> (x, nfe): one batch of `draw_samples`'s sampler with its options,
+    following ``score_fn`` (the model's EMA score, or a guided one)."""
     from scoregen_keras import samplers
 
-    score_fn = model.score_fn(use_ema=True)
     common = _sampler_kwargs(temperature=temperature, progress=progress or None)
     # the weights the EMA score reads: passed so a compiled step sees later weight updates (JAX)
     common["variables"] = [*model.ema_variables, *model.network.non_trainable_variables]
@@ -598,7 +641,8 @@ def save_samples(
     image_files: Path | None = None,
     progress: bool = False,
 ) -> tuple[Path, Path]:
-    """Write PATH.npz (key 'x', original scale) and PATH.png; return both paths.
+    """Write PATH.npz (key 'x', original scale; class-guided samples: their labels 'y' too) and
+    PATH.png; return both paths.
 
     With ``image_files`` (from `image_files_folder`), also every sample as an 8-bit PNG in that
     folder, for tools that read a folder of images (a Fréchet distance with other weights, say).
@@ -608,18 +652,23 @@ def save_samples(
     try:
         npz = stem.with_name(stem.name + ".npz")
         fd, tmp = tempfile.mkstemp(prefix=f".{stem.name}.", suffix=".npz", dir=stem.parent)
+        labels = {} if samples.labels is None else {"y": samples.labels}
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, x=samples.x_original.astype(np.float32))
+            np.savez(handle, x=samples.x_original.astype(np.float32), **labels)
         make_readable(Path(tmp))
         os.replace(tmp, npz)
-        title = f"{samples.sampler} samples (NFE {samples.nfe})"
-        png = plot_samples(
-            stem.with_name(stem.name + ".png"),
-            samples.x,
-            config,
-            reference=_reference_points(config),
-            title=title,
-        )
+        png_path = stem.with_name(stem.name + ".png")
+        if samples.labels is not None and config["data"]["kind"] == "images":
+            grid, columns = plots.class_rows(samples.x, samples.labels)
+            png = plots.save_image_grid(png_path, grid, value_range(config), columns)
+        else:
+            title = f"{samples.sampler} samples (NFE {samples.nfe})"
+            if samples.labels is not None:
+                shown = np.unique(samples.labels)
+                title += ", class " + ", ".join(samples.class_names[k] for k in shown)
+            png = plot_samples(
+                png_path, samples.x, config, reference=_reference_points(config), title=title
+            )
         if image_files is not None:
             _save_image_files(image_files, samples.x, config, progress)
     except OSError as error:

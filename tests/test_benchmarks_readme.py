@@ -314,3 +314,43 @@ def test_rerunning_some_scripts_keeps_the_log_of_the_others(
     text = readme.read_text()
     assert "`benchmarks/quality_toy.py` (exit 0, 108 s)" in text
     assert "`benchmarks/param_counts.py` (exit 0, 71 s, 2026-11-30)" in text
+
+
+def test_render_class_guidance(run_all: ModuleType, results: Path) -> None:
+    """The guidance table: one row per scale, scale 0 named unguided, the classifier's figures."""
+    accuracy = [{"t": 1e-5, "std": 0.01, "accuracy": 0.97}, {"t": 1.0, "std": 10, "accuracy": 0.1}]
+    payload = {
+        "run_dir": "/somewhere/runs/digits-2000",
+        "run_step": 2000,
+        "classifier": {
+            "steps": 2000,
+            "n_train": 1294,
+            "accuracy": accuracy,
+            "majority_fraction": 0.125,
+        },
+        "sampling": {"sampler": "pc", "sampler_steps": 500, "per_class": 50, "nfe": 1000},
+        "rows": [
+            {
+                "scale": 0.0,
+                "fraction": 0.1,
+                "worst_class_fraction": 0.02,
+                "class_confidence": 8.5,
+                "seconds": 150.2,
+            },
+            {
+                "scale": 4.0,
+                "fraction": 0.93,
+                "worst_class_fraction": 0.8,
+                "class_confidence": 9.1,
+                "seconds": 160.0,
+            },
+        ],
+    }
+    (results / "class_guidance.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### Digits: class-guided sampling" in text
+    assert "Run: `digits-2000` at step 2000" in text
+    assert "held-out accuracy 0.97 at t = eps and 0.1 at t = T (commonest class 0.125)" in text
+    assert "50 samples of each digit with `pc`, 500 steps (NFE 1000)" in text
+    assert "| unguided | 0.1 | 0.02 | 8.5 | 150 s |" in text
+    assert "| 4 | 0.93 | 0.8 | 9.1 | 160 s |" in text

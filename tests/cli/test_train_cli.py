@@ -106,7 +106,7 @@ def assert_png(path: Path) -> None:
 # --------------------------------------------------------------------------------- help
 
 
-@pytest.mark.parametrize("command", ["train", "sample", "datasets", "presets"])
+@pytest.mark.parametrize("command", ["train", "sample", "classifier", "datasets", "presets"])
 def test_help_lists_defaults_and_an_example(command: str) -> None:
     """Every command's --help shows an example, and options that have defaults show them."""
     result = invoke(command, "--help")

@@ -302,3 +302,85 @@ def test_a_failed_download_is_one_clear_error(monkeypatch: pytest.MonkeyPatch) -
     monkeypatch.setattr(keras.datasets.fashion_mnist, "load_data", offline)
     with pytest.raises(data.DataError, match="could not download or read the fashion_mnist"):
         data.load_dataset("fashion_mnist:test")
+
+
+# ------------------------------------------------------------------------------------ classes
+
+
+def test_digits_and_toy_mixtures_carry_their_classes():
+    """digits: scikit-learn's targets (also through the split); a mixture: its components, drawn
+    with the very points it had before labels; other toy sets have none."""
+    from sklearn.datasets import load_digits
+
+    from reference import datasets as reference_datasets
+
+    target = load_digits().target
+    digits = data.load_dataset("digits")
+    np.testing.assert_array_equal(digits.labels, target)
+    assert digits.labels.dtype == np.int32 and digits.class_names == data.DIGIT_NAMES
+    train, held_out = data.digits_split(len(target))
+    np.testing.assert_array_equal(data.load_dataset("digits:train").labels, target[train])
+    np.testing.assert_array_equal(data.load_dataset("digits:held-out").labels, target[held_out])
+    mixture = data.load_dataset("separated4", n=300, seed=5)
+    points, labels = reference_datasets.separated4().sample_with_labels(
+        np.random.default_rng(5), 300
+    )
+    np.testing.assert_array_equal(mixture.x, points.astype(np.float32))
+    np.testing.assert_array_equal(mixture.labels, labels)
+    assert mixture.labels.dtype == np.int32
+    before = reference_datasets.TOY_SETS["separated4"](np.random.default_rng(5), 300)
+    np.testing.assert_array_equal(mixture.x, before.astype(np.float32))
+    assert mixture.class_names == ("0", "1", "2", "3")
+    moons = data.load_dataset("moons", n=10)
+    assert moons.labels is None and moons.class_names == ()
+
+
+def test_keras_image_sets_carry_their_named_classes(monkeypatch: pytest.MonkeyPatch) -> None:
+    """cifar10's (n, 1) labels become (n,); the classes are named as keras.datasets documents."""
+    import keras
+
+    images = np.zeros((3, 4, 4, 3), np.uint8)
+    labels = np.array([[3], [9], [0]], np.uint8)
+    loaded = ((images, labels), (images[:1], labels[:1]))
+    monkeypatch.setattr(keras.datasets.cifar10, "load_data", lambda: loaded)
+    cifar = data.load_dataset("cifar10")
+    np.testing.assert_array_equal(cifar.labels, [3, 9, 0])
+    assert cifar.class_names[3] == "cat" and len(cifar.class_names) == 10
+    np.testing.assert_array_equal(data.load_dataset("cifar10:test").labels, [3])
+
+
+def test_npz_labels_y(tmp_path):
+    """An .npz file's integer array 'y' gives the classes 0..max; a bad 'y' is one sentence."""
+    x = np.arange(12, dtype=np.float64).reshape(6, 2)
+    np.savez(tmp_path / "points.npz", x=x, y=np.array([0, 2, 2, 1, 0, 2]))
+    points = data.load_dataset(f"npz:{tmp_path / 'points.npz'}")
+    np.testing.assert_array_equal(points.labels, [0, 2, 2, 1, 0, 2])
+    assert points.class_names == ("0", "1", "2")
+    np.savez(tmp_path / "unlabelled.npz", x=x)
+    assert data.load_dataset(str(tmp_path / "unlabelled.npz")).labels is None
+    for bad in (
+        np.zeros(5, int),
+        np.zeros(6),
+        np.array([0, 1, -1, 0, 0, 0]),
+        np.zeros((6, 1), int),
+    ):
+        np.savez(tmp_path / "bad.npz", x=x, y=bad)
+        with pytest.raises(data.DataError, match="expected 6 integer classes"):
+            data.load_dataset(str(tmp_path / "bad.npz"))
+
+
+def test_image_folder_classes_are_its_subfolders(tmp_path):
+    """Images in two or more subfolders (none at the top) are classes named after them."""
+    for name, level in (("dog", 20), ("cat", 10), ("cat", 11)):
+        (tmp_path / name).mkdir(exist_ok=True)
+        Image.fromarray(np.full((4, 4), level, np.uint8)).save(tmp_path / name / f"{level}.png")
+    images = data.load_dataset(str(tmp_path))
+    assert images.class_names == ("cat", "dog")
+    np.testing.assert_array_equal(images.labels, [0, 0, 1])
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[:, 0, 0, 0], [10, 11, 20], atol=1e-4)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "loose.png")
+    assert data.load_dataset(str(tmp_path)).labels is None  # an image outside the classes
+    single = tmp_path / "only"
+    (single / "one").mkdir(parents=True)
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(single / "one" / "a.png")
+    assert data.load_dataset(str(single)).labels is None  # one subfolder is no choice of class

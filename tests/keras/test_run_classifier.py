@@ -1,0 +1,85 @@
+"""A run's classifier: class names saved with it, the choice of classes, the class-row grid."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from scoregen_keras import plots
+from scoregen_keras import sde as keras_sde
+from scoregen_keras.checkpoint import load_checkpoint, save_checkpoint
+from scoregen_keras.classifier import NoiseConditionalClassifier, train_classifier
+from scoregen_keras.run_classifier import ALL_CLASSES, class_guide, held_out_split
+from scoregen_keras.runs import RunError
+from tests.keras.conftest import to_numpy
+
+NAMES = ("cat", "dog", "T-shirt/top")
+
+
+@pytest.fixture
+def classifier() -> NoiseConditionalClassifier:
+    """A built, untrained classifier of 3 named classes for 2x2x1 images."""
+    model = NoiseConditionalClassifier(3, "vp", hidden=(8,), seed=1, class_names=NAMES)
+    model(keras_sde.to_float(np.zeros((1, 2, 2, 1))), keras_sde.to_float([0.5]))
+    return model
+
+
+def test_a_saved_classifier_keeps_its_classes_and_outputs(classifier, tmp_path):
+    """save_checkpoint / load_checkpoint: the same class, names, SDE and logits."""
+    x = keras_sde.to_float(np.random.default_rng(0).standard_normal((4, 2, 2, 1)))
+    t = keras_sde.to_float([0.1, 0.4, 0.7, 1.0])
+    save_checkpoint(classifier, tmp_path / "classifier.keras")
+    loaded = load_checkpoint(tmp_path / "classifier.keras", compile=False)
+    assert isinstance(loaded, NoiseConditionalClassifier)
+    assert loaded.class_names == NAMES and loaded.sde.to_config() == classifier.sde.to_config()
+    np.testing.assert_array_equal(to_numpy(loaded(x, t)), to_numpy(classifier(x, t)))
+    with pytest.raises(ValueError, match="2 class names given for 3 classes"):
+        NoiseConditionalClassifier(3, class_names=("a", "b"))
+    assert NoiseConditionalClassifier(2).class_names == ("0", "1")
+
+
+def test_training_is_the_same_for_the_same_seed():
+    """Two trainings with one seed give the same weights (fit must not reorder the batches)."""
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((64, 2)), rng.integers(0, 3, 64)
+    first, second = (train_classifier(x, y, "ve", steps=6, batch_size=8, seed=2) for _ in "ab")
+    for a, b in zip(first.get_weights(), second.get_weights(), strict=True):
+        np.testing.assert_array_equal(a, b)
+    other = train_classifier(x, y, "ve", steps=6, batch_size=8, seed=3).get_weights()
+    assert not np.array_equal(other[0], first.get_weights()[0])
+
+
+def test_classes_are_chosen_by_name_index_or_all(classifier):
+    """A name, an index, or all in turn (cycled over a batch); anything else lists the names."""
+    assert class_guide(classifier, "T-shirt/top", 2.0).classes == (2,)
+    assert class_guide(classifier, "1", 1.0).classes == (1,)
+    every = class_guide(classifier, ALL_CLASSES, 1.0)
+    np.testing.assert_array_equal(every.batch_labels(7), [0, 1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(class_guide(classifier, "dog", 1.0).batch_labels(3), [1, 1, 1])
+    for unknown in ("horse", "3", "-1"):
+        with pytest.raises(RunError, match="choose one of cat, dog, T-shirt/top"):
+            class_guide(classifier, unknown, 1.0)
+
+
+def test_held_out_split_is_a_seeded_tenth():
+    """Disjoint, covering, a tenth held out (at least one), the same for the same seed."""
+    train, held_out = held_out_split(512, seed=3)
+    assert len(held_out) == 51 and len(train) == 461
+    np.testing.assert_array_equal(np.sort(np.concatenate([train, held_out])), np.arange(512))
+    np.testing.assert_array_equal(held_out_split(512, seed=3)[1], held_out)
+    assert len(held_out_split(3, seed=0)[1]) == 1
+    with pytest.raises(RunError, match="at least 2 labelled examples"):
+        held_out_split(1, seed=0)
+
+
+def test_class_rows_put_one_class_on_each_row():
+    """Rows as long as the commonest class, shorter ones padded with NaN; one class: as it is."""
+    images = np.arange(5, dtype=np.float32).reshape(5, 1, 1, 1)
+    grid, columns = plots.class_rows(images, np.array([0, 0, 0, 2, 2]))
+    assert columns == 3
+    np.testing.assert_array_equal(grid[:, 0, 0, 0], [0, 1, 2, 3, 4, np.nan])
+    same, width = plots.class_rows(images, np.full(5, 1))
+    assert width is None and same is images
+    many = np.zeros((300, 1, 1, 1), np.float32)
+    grid, columns = plots.class_rows(many, np.arange(300) % 3)
+    assert columns == plots.MAX_GRID_IMAGES // 3 and len(grid) == 3 * columns
