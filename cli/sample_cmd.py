@@ -175,6 +175,7 @@ def sample(
         **run_summary(run, backend),
         "sampler": sampler,
         "n": n,
+        "batch_size": min(n, batch_size),
         "nfe": samples.nfe,
         "seconds": round(samples.seconds, 3),
         **({} if guide is None else {"class": class_choice, "guidance": guidance}),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 import os
+from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
@@ -15,6 +16,7 @@ PANEL_SIZE_IN = 4.5
 DPI = 110
 POINT_SIZE = 2.0
 POINT_ALPHA = 0.4
+LEGEND_MARKER_SCALE = 5.0  # legend dots readable beside points of size POINT_SIZE
 QUANTILE_RANGE = (0.001, 0.999)
 """Per-axis quantiles of the plotted points that set the view (outliers do not zoom it out)."""
 MARGIN_FRACTION = 0.1
@@ -49,10 +51,17 @@ def save_scatter(
     samples: np.ndarray,
     title: str = "samples",
     reference: np.ndarray | None = None,
+    labels: np.ndarray | None = None,
+    class_names: Sequence[str] = (),
 ) -> Path:
-    """PNG scatter of the first two coordinates: samples, beside reference points when given."""
+    """PNG scatter of the first two coordinates: samples, beside reference points when given.
+
+    With ``labels`` each class of samples has its own colour, named in a legend by
+    ``class_names`` (default: the label).
+    """
     samples = np.asarray(samples, dtype=np.float64).reshape(len(samples), -1)[:, :2]
-    finite = samples[np.all(np.isfinite(samples), axis=1)]
+    is_finite = np.all(np.isfinite(samples), axis=1)
+    finite = samples[is_finite]
     shown = finite if reference is None else np.concatenate([finite, reference[:, :2]])
     low, high = _bounds(shown) if len(shown) else (np.full(2, -1.0), np.full(2, 1.0))
     panels = 1 if reference is None else 2
@@ -62,7 +71,15 @@ def save_scatter(
     if reference is not None:
         axes[0].scatter(*reference[:, :2].T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:gray")
         axes[0].set_title("training data")
-    axes[-1].scatter(*finite.T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:red")
+    if labels is None:
+        axes[-1].scatter(*finite.T, s=POINT_SIZE, alpha=POINT_ALPHA, color="tab:red")
+    else:
+        labels = np.asarray(labels)[is_finite]
+        for label in np.unique(labels):
+            name = class_names[label] if label < len(class_names) else str(label)
+            points = finite[labels == label]
+            axes[-1].scatter(*points.T, s=POINT_SIZE, alpha=POINT_ALPHA, label=name)
+        axes[-1].legend(markerscale=LEGEND_MARKER_SCALE, fontsize="small", loc="best")
     axes[-1].set_title(title)
     for ax in axes:
         ax.set_xlim(low[0], high[0])

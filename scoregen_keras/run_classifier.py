@@ -29,7 +29,6 @@ from scoregen_keras.runs import (
     Run,
     RunError,
     _load_training_data,
-    make_readable,
     one_line,
     write_json_atomic,
 )
@@ -144,7 +143,6 @@ def train_run_classifier(
     paths = run.paths
     try:
         save_checkpoint(classifier, paths.classifier)
-        make_readable(paths.classifier)
         write_json_atomic(paths.classifier_report, report)
     except OSError as error:
         raise RunError(

@@ -587,11 +587,19 @@ def plot_samples(
     config: dict[str, Any],
     reference: np.ndarray | None = None,
     title: str = "samples",
+    labels: np.ndarray | None = None,
+    class_names: tuple[str, ...] = (),
 ) -> Path:
-    """PNG of model-space samples: image grid, or 2-D scatter beside reference points."""
+    """PNG of model-space samples: image grid, or 2-D scatter beside reference points.
+
+    With ``labels``: one row of images per class, or one colour of points per class.
+    """
     if config["data"]["kind"] == "images":
-        return plots.save_image_grid(path, x_model, value_range(config))
-    return plots.save_scatter(path, x_model, title=title, reference=reference)
+        columns = None
+        if labels is not None:
+            x_model, columns = plots.class_rows(x_model, labels)
+        return plots.save_image_grid(path, x_model, value_range(config), columns)
+    return plots.save_scatter(path, x_model, title, reference, labels, class_names)
 
 
 def _reference_points(config: dict[str, Any]) -> np.ndarray | None:
@@ -657,18 +665,15 @@ def save_samples(
             np.savez(handle, x=samples.x_original.astype(np.float32), **labels)
         make_readable(Path(tmp))
         os.replace(tmp, npz)
-        png_path = stem.with_name(stem.name + ".png")
-        if samples.labels is not None and config["data"]["kind"] == "images":
-            grid, columns = plots.class_rows(samples.x, samples.labels)
-            png = plots.save_image_grid(png_path, grid, value_range(config), columns)
-        else:
-            title = f"{samples.sampler} samples (NFE {samples.nfe})"
-            if samples.labels is not None:
-                shown = np.unique(samples.labels)
-                title += ", class " + ", ".join(samples.class_names[k] for k in shown)
-            png = plot_samples(
-                png_path, samples.x, config, reference=_reference_points(config), title=title
-            )
+        png = plot_samples(
+            stem.with_name(stem.name + ".png"),
+            samples.x,
+            config,
+            reference=_reference_points(config),
+            title=f"{samples.sampler} samples (NFE {samples.nfe})",
+            labels=samples.labels,
+            class_names=samples.class_names,
+        )
         if image_files is not None:
             _save_image_files(image_files, samples.x, config, progress)
     except OSError as error:

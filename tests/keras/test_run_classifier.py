@@ -1,4 +1,4 @@
-"""A run's classifier: class names saved with it, the choice of classes, the class-row grid."""
+"""A run's classifier: class names saved with it, the choice of classes, class-wise pictures."""
 
 from __future__ import annotations
 
@@ -83,3 +83,24 @@ def test_class_rows_put_one_class_on_each_row():
     many = np.zeros((300, 1, 1, 1), np.float32)
     grid, columns = plots.class_rows(many, np.arange(300) % 3)
     assert columns == plots.MAX_GRID_IMAGES // 3 and len(grid) == 3 * columns
+
+
+def _hues(path) -> np.ndarray:
+    """Hue (0..1) of every clearly coloured pixel of a PNG."""
+    from PIL import Image
+
+    hsv = np.asarray(Image.open(path).convert("RGB").convert("HSV"), dtype=np.float64) / 255.0
+    coloured = hsv[..., 1] > 0.2
+    return hsv[..., 0][coloured]
+
+
+def test_labelled_points_get_a_colour_per_class(tmp_path):
+    """Two classes: blue and orange points (matplotlib's first two colours); unlabelled: red."""
+    rng = np.random.default_rng(0)
+    points = np.concatenate([rng.normal(-3, 0.3, (200, 2)), rng.normal(3, 0.3, (200, 2))])
+    labels = np.repeat([0, 1], 200)
+    hues = _hues(plots.save_scatter(tmp_path / "two.png", points, labels=labels, class_names=NAMES))
+    blue, orange, red = (hues > 0.5) & (hues < 0.65), (hues > 0.03) & (hues < 0.15), hues > 0.9
+    assert blue.sum() > 100 and orange.sum() > 100 and red.sum() == 0
+    hues = _hues(plots.save_scatter(tmp_path / "one.png", points))
+    assert ((hues > 0.9) | (hues < 0.02)).mean() > 0.95  # tab:red only
