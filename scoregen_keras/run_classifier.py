@@ -19,7 +19,7 @@ import numpy as np
 
 from scoregen_keras import backend, controllable
 from scoregen_keras.callbacks import ProgressBar
-from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoregen_keras.checkpoint import save_checkpoint
 from scoregen_keras.classifier import (
     NoiseConditionalClassifier,
     log_posterior_grad_fn,
@@ -29,6 +29,7 @@ from scoregen_keras.runs import (
     Run,
     RunError,
     _load_training_data,
+    load_saved_model,
     one_line,
     write_json_atomic,
 )
@@ -160,14 +161,7 @@ def load_run_classifier(run: Run) -> NoiseConditionalClassifier:
             f"{run.paths.root} has no classifier; train one with "
             f"`scoregen classifier {run.paths.root}` first."
         )
-    try:
-        classifier = load_checkpoint(path, compile=False, safe_mode=True)
-    except CheckpointError as error:
-        raise RunError(f"classifier {path} is corrupt or truncated.") from error
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise RunError(f"could not load classifier {path} ({one_line(error)}).") from error
-    if not isinstance(classifier, NoiseConditionalClassifier):
-        raise RunError(f"{path} holds a {type(classifier).__name__}, not a classifier.")
+    classifier = load_saved_model(path, "classifier", NoiseConditionalClassifier, compile=False)
     shapes = classifier.get_build_config().get("shapes_dict", {})
     built_for = tuple(shapes.get("x_shape", (None,))[1:])
     if classifier.sde.to_config() != sde.to_config() or built_for != tuple(

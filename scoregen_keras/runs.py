@@ -830,20 +830,27 @@ def load_latest(paths: RunPaths, config: dict[str, Any]) -> ScoreModel:
     return _load_model(paths.latest, config)
 
 
+def load_saved_model(path: Path, what: str, kind: type[Any], compile: bool) -> Any:
+    """A `.keras` file of a `kind` model, loaded in safe mode; every failure is one RunError
+    sentence naming `what` the file is."""
+    try:
+        model = load_checkpoint(path, compile=compile, safe_mode=True)
+    except CheckpointError as error:
+        raise RunError(f"{what} {path} is corrupt or truncated.") from error
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
+        raise RunError(f"could not load {what} {path} ({one_line(error)}).") from error
+    if not isinstance(model, kind):
+        raise RunError(f"{what} {path} holds a {type(model).__name__}, not a {kind.__name__}.")
+    return model
+
+
 def _load_model(path: Path, config: dict[str, Any]) -> ScoreModel:
     """Load a checkpoint in safe mode; raise RunError unless it is this run's kind of model."""
     if not path.exists():
         raise RunError(f"no checkpoint at {path}; the run saved none yet.")
-    try:
-        # the network's layers take the run's precision again (its own call is float32)
-        with distribute.precision_scope(config.get("precision", distribute.FLOAT32)):
-            model = load_checkpoint(path, compile=True, safe_mode=True)
-    except CheckpointError as error:
-        raise RunError(f"checkpoint {path} is corrupt or truncated.") from error
-    except (OSError, ValueError, TypeError, KeyError, AttributeError) as error:
-        raise RunError(f"could not load checkpoint {path} ({one_line(error)}).") from error
-    if not isinstance(model, ScoreModel):
-        raise RunError(f"checkpoint {path} holds a {type(model).__name__}, not a ScoreModel.")
+    # the network's layers take the run's precision again (its own call is float32)
+    with distribute.precision_scope(config.get("precision", distribute.FLOAT32)):
+        model = load_saved_model(path, "checkpoint", ScoreModel, compile=True)
     stored = config.get("network")
     if stored is not None and (
         type(model.network).__name__ != stored["class"]

@@ -9,12 +9,15 @@ samples land, by the mixture's exact class posterior.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from reference.datasets import separated4
+from scoregen_keras.checkpoint import save_checkpoint
+from scoregen_keras.classifier import NoiseConditionalClassifier
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 
@@ -128,6 +131,18 @@ def test_guidance_needs_a_classifier_and_classes(tmp_path: Path) -> None:
     assert not (run / "classifier.keras").exists()
     (run / "classifier.keras").write_bytes(b"PK\x03\x04 not a zip archive")
     assert_one_line_error(invoke("sample", run, "--class", "0", "--n", "4"), "corrupt or truncated")
+    shutil.copyfile(run / "checkpoints" / "latest.keras", run / "classifier.keras")
+    assert_one_line_error(
+        invoke("sample", run, "--class", "0", "--n", "4"),
+        "holds a ScoreModel, not a NoiseConditionalClassifier",
+    )
+    for sde, dims in (("vp", 2), ("ve", 3)):  # the run is VE on 2-D points
+        other = NoiseConditionalClassifier(2, sde, hidden=(4,))
+        other(np.zeros((1, dims), np.float32), np.ones(1, np.float32))
+        save_checkpoint(other, run / "classifier.keras")
+        assert_one_line_error(
+            invoke("sample", run, "--class", "0", "--n", "4"), "another SDE or data shape"
+        )
 
 
 def test_ncsn_runs_have_no_classifier(tmp_path: Path) -> None:
