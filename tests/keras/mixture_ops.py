@@ -42,10 +42,12 @@ class MixtureScore:
         )  # (batch, K, d)
         diff = x[:, None, :] - alpha[:, None, None] * self.means
         y = ops.einsum("kij,bki->bkj", self.eigvecs, diff)  # coordinates in each eigenbasis
-        # log N up to the constant d log(2 pi) / 2, which the posterior softmax cancels
+        # log N up to the constant d log(2 pi) / 2, which the posterior normalisation cancels
         log_norm = -0.5 * (ops.sum(ops.square(y) / eigvals, -1) + ops.sum(ops.log(eigvals), -1))
         component_scores = -ops.einsum("kij,bkj->bki", self.eigvecs, y / eigvals)
-        responsibilities = ops.softmax(self.log_weights + log_norm, axis=1)
+        # the softmax over components, spelt out: Keras warns on a softmax over one component
+        log_joint = self.log_weights + log_norm
+        responsibilities = ops.exp(log_joint - ops.logsumexp(log_joint, axis=1, keepdims=True))
         return ops.einsum("bk,bkd->bd", responsibilities, component_scores)
 
     def log_prob(self, x: Tensor, alpha: Tensor = 1.0, std: Tensor = 0.0) -> Tensor:
