@@ -77,10 +77,7 @@ def plot_rows(drawn: dict[float, runs.Samples], path: Path) -> None:
     """One row per digit (its first GRID_COLUMNS samples) for each scale, side by side."""
     fig, axes = plt.subplots(1, len(drawn), figsize=(4.0 * len(drawn), 4.3))
     for ax, (scale, samples) in zip(np.atleast_1d(axes), drawn.items(), strict=True):
-        keep = np.concatenate(
-            [np.flatnonzero(samples.labels == k)[:GRID_COLUMNS] for k in np.unique(samples.labels)]
-        )
-        grid, columns = plots.class_rows(samples.x[keep], samples.labels[keep])
+        grid, columns = plots.class_rows(samples.x, samples.labels, GRID_COLUMNS)
         pixels = plots.image_grid(grid, (0.0, 1.0), columns)
         ax.imshow(pixels[..., 0], cmap="gray", vmin=0, vmax=255, interpolation="nearest")
         ax.set_title("unguided" if scale == 0 else f"guidance scale {scale:g}", fontsize=9)

@@ -20,6 +20,7 @@ from keras import ops
 
 from scoregen_keras import backend
 from scoregen_keras import sde as sde_lib
+from scoregen_keras.data import numbered_classes
 from scoregen_keras.networks.mlp import ACTIVATIONS, sinusoidal_embedding
 from scoregen_keras.score_model import TRAIN_EPS, resolve_sde
 
@@ -56,7 +57,7 @@ class NoiseConditionalClassifier(keras.Model):
         if activation not in ACTIVATIONS:
             raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
         self.n_classes, self.n_freq = int(n_classes), int(n_freq)
-        names = [str(k) for k in range(self.n_classes)] if class_names is None else class_names
+        names = numbered_classes(self.n_classes) if class_names is None else class_names
         self.class_names = tuple(str(name) for name in names)
         if len(self.class_names) != self.n_classes:
             raise ValueError(f"{len(self.class_names)} class names given for {n_classes} classes")

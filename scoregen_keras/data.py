@@ -176,11 +176,17 @@ def _toy(name: str, n: int, seed: int) -> Dataset:
     return Dataset(name, x.astype(np.float32), Scaler(), "points")
 
 
+def held_out_split(n: int, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Train and held-out indices of n examples, each sorted: default_rng(seed)'s permutation,
+    its last round(fraction n) indices (at least one) held out."""
+    order = np.random.default_rng(seed).permutation(n)
+    n_held_out = max(1, round(fraction * n))
+    return np.sort(order[: n - n_held_out]), np.sort(order[n - n_held_out :])
+
+
 def digits_split(n: int) -> tuple[np.ndarray, np.ndarray]:
     """Train and held-out indices of the n digits: a fixed permutation, the last 20 % held out."""
-    order = np.random.default_rng(DIGITS_SPLIT_SEED).permutation(n)
-    n_held_out = round(DIGITS_HELD_OUT_FRACTION * n)
-    return np.sort(order[: n - n_held_out]), np.sort(order[n - n_held_out :])
+    return held_out_split(n, DIGITS_HELD_OUT_FRACTION, DIGITS_SPLIT_SEED)
 
 
 def index_digest(indices: np.ndarray) -> str:

@@ -117,18 +117,23 @@ def image_grid(
     return grid.astype(np.uint8)
 
 
-def class_rows(images: np.ndarray, labels: np.ndarray) -> tuple[np.ndarray, int | None]:
+def class_rows(
+    images: np.ndarray, labels: np.ndarray, max_columns: int | None = None
+) -> tuple[np.ndarray, int | None]:
     """Images laid out one class per row for `image_grid`, and the grid's width.
 
     Rows follow the classes that occur, in order, each as long as the commonest class (at most
-    MAX_GRID_IMAGES in all); a shorter row ends in NaN cells, which draw black. Images of a single
-    class come back as they are, for a square grid (width None).
+    ``max_columns``, and MAX_GRID_IMAGES in all); a shorter row ends in NaN cells, which draw
+    black. Images of a single class come back as they are, for a square grid (width None).
     """
     images, labels = np.asarray(images), np.asarray(labels)
     present, counts = np.unique(labels, return_counts=True)
     if len(present) == 1:
         return images, None
-    columns = max(1, min(int(counts.max()), MAX_GRID_IMAGES // len(present)))
+    columns = min(int(counts.max()), MAX_GRID_IMAGES // len(present))
+    if max_columns is not None:
+        columns = min(columns, max_columns)
+    columns = max(1, columns)
     grid = np.full((len(present) * columns, *images.shape[1:]), np.nan, dtype=np.float32)
     for row, label in enumerate(present):
         members = images[labels == label][:columns]

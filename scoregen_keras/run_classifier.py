@@ -17,7 +17,7 @@ from typing import Any
 import keras
 import numpy as np
 
-from scoregen_keras import backend, controllable
+from scoregen_keras import backend, controllable, data
 from scoregen_keras.callbacks import ProgressBar
 from scoregen_keras.checkpoint import save_checkpoint
 from scoregen_keras.classifier import (
@@ -54,13 +54,11 @@ def _guidable_sde(run: Run) -> SDE:
 
 
 def held_out_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Train and held-out indices of n examples: default_rng(seed)'s permutation, the last
-    tenth (at least one example) held out."""
+    """Train and held-out indices of n labelled examples, a seeded tenth (at least one) held out;
+    RunError when fewer than two leave nothing to train on."""
     if n < 2:
         raise RunError(f"a classifier needs at least 2 labelled examples; the data have {n}.")
-    order = np.random.default_rng(seed).permutation(n)
-    n_held_out = max(1, round(HELD_OUT_FRACTION * n))
-    return np.sort(order[: n - n_held_out]), np.sort(order[n - n_held_out :])
+    return data.held_out_split(n, HELD_OUT_FRACTION, seed)
 
 
 def held_out_accuracy(

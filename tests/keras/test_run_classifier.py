@@ -83,6 +83,9 @@ def test_class_rows_put_one_class_on_each_row():
     many = np.zeros((300, 1, 1, 1), np.float32)
     grid, columns = plots.class_rows(many, np.arange(300) % 3)
     assert columns == plots.MAX_GRID_IMAGES // 3 and len(grid) == 3 * columns
+    grid, columns = plots.class_rows(images, np.array([0, 0, 0, 2, 2]), max_columns=2)
+    assert columns == 2
+    np.testing.assert_array_equal(grid[:, 0, 0, 0], [0, 1, 3, 4])
 
 
 def _hues(path) -> np.ndarray:
