@@ -175,13 +175,29 @@ def value_and_param_grad(
 # --- compilation ---------------------------------------------------------------------------------
 
 
-def _jit_tensorflow(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+def _jit_tensorflow(
+    fn: Callable[..., Any],
+    variables: Sequence[Any] | None,
+    jit_compile: bool,
+    example_args: Sequence[Tensor] | None,
+):
     import tensorflow as tf
 
-    return tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+    compiled = tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+    if example_args is None:
+        return compiled
+    # the concrete function is called without the tf.function's argument binding and trace
+    # lookup: about 0.2 ms less per call on a 2-core CPU
+    specs = [tf.TensorSpec.from_tensor(tf.convert_to_tensor(a)) for a in example_args]
+    return compiled.get_concrete_function(*specs)
 
 
-def _jit_jax(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+def _jit_jax(
+    fn: Callable[..., Any],
+    variables: Sequence[Any] | None,
+    jit_compile: bool,
+    example_args: Sequence[Tensor] | None,
+):
     import jax
 
     if variables is None:
@@ -196,7 +212,12 @@ def _jit_jax(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compil
     return lambda *args: pure_fn([v.value for v in variables], *args)
 
 
-def _jit_torch(fn: Callable[..., Any], variables: Sequence[Any] | None, jit_compile: bool):
+def _jit_torch(
+    fn: Callable[..., Any],
+    variables: Sequence[Any] | None,
+    jit_compile: bool,
+    example_args: Sequence[Tensor] | None,
+):
     import torch
 
     return torch.compile(fn) if jit_compile else fn
@@ -206,6 +227,7 @@ def jit(
     fn: Callable[..., Any],
     variables: Sequence[Any] | None = None,
     jit_compile: bool = False,
+    example_args: Sequence[Tensor] | None = None,
 ) -> Callable[..., Any]:
     """Compile fn(*tensors) for repeated calls with same-shaped tensor arguments.
 
@@ -215,9 +237,13 @@ def jit(
     TensorFlow: ``tf.function`` (XLA only with jit_compile=True; variables are always live).
     PyTorch: fn unchanged, or ``torch.compile(fn)`` with jit_compile=True.
     Non-tensor arguments (Python floats, ints) must be bound beforehand (functools.partial).
+    ``example_args``: tensors whose shapes and dtypes every call repeats, for a function called
+    once per step from the host (a SciPy solver's right-hand side). TensorFlow then traces now
+    and returns the concrete function, which must be called with tensors of exactly those
+    shapes and dtypes. JAX (whose jitted calls already dispatch in C++) and PyTorch ignore it.
     """
     return _dispatch({"tensorflow": _jit_tensorflow, "jax": _jit_jax, "torch": _jit_torch})(
-        fn, variables, jit_compile
+        fn, variables, jit_compile, example_args
     )
 
 

@@ -161,7 +161,9 @@ def _solve_on_host(
     jit: bool,
 ) -> tuple[np.ndarray, int]:
     """(y(t_end), NFE) by ``solve_ivp`` RK45 in float64, each right-hand side on the backend."""
-    rhs = backend.jit(state_rhs) if jit else state_rhs
+    rhs = state_rhs
+    if jit:  # every call has y0's shape and a scalar t
+        rhs = backend.jit(state_rhs, example_args=[to_float(y0), to_float(t_start)])
     nfe = 0
 
     def ode_func(t: float, y: np.ndarray) -> np.ndarray:

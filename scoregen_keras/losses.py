@@ -67,6 +67,7 @@ def precondition(net: Any, sde: SDE) -> ScoreFn:
     to_cond = CONDITION_VALUE[net.conditioning]
 
     def score_fn(x: Tensor, t: Tensor) -> Tensor:
+        x = to_float(x)  # a host array times a PyTorch tensor would go through NumPy
         t = per_example(t, x)
         alpha, std = sde.marginal_coefficients(t)
         return _preconditioned(net, x, alpha, std, to_cond(t, std))
@@ -96,6 +97,7 @@ def sigma_conditional_score(net: Any, sigmas: Tensor | None = None) -> ScoreFn:
         to_cond = CONDITION_VALUE[net.conditioning]
 
     def score_fn(x: Tensor, sigma: Tensor) -> Tensor:
+        x = to_float(x)
         sigma = per_example(sigma, x)
         return _preconditioned(net, x, ops.ones_like(sigma), sigma, to_cond(sigma, sigma))
 

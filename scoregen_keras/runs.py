@@ -437,6 +437,26 @@ def _sampler_kwargs(**options: Any) -> dict[str, Any]:
     return {key: value for key, value in options.items() if value is not None}
 
 
+def batch_layout(n: int, batch_size: int | None, multiple: int = 1) -> tuple[int, int]:
+    """(batches, length): n samples in equal batches of at most batch_size (None: one batch).
+
+    With several batches the length is a multiple of ``multiple``, so that labels cycled through
+    every batch (a guide's classes) continue from one batch to the next, as equal in number as n
+    allows; RunError when batch_size is below ``multiple``.
+    """
+    if batch_size is None or n <= batch_size:
+        return 1, n
+    cap = batch_size - batch_size % multiple
+    if cap == 0:
+        raise RunError(
+            f"drawing {multiple} classes in turn in several batches needs a batch size of at "
+            f"least {multiple}."
+        )
+    batches = math.ceil(n / cap)
+    length = math.ceil(n / batches)
+    return batches, length + (-length % multiple)
+
+
 def draw_samples(
     model: ScoreModel,
     config: dict[str, Any],
@@ -460,7 +480,8 @@ def draw_samples(
     one padded, so that one compiled shape serves them all) and draw from one seed generator, so
     the samples depend on the batch size as well as on the seed. ``nfe`` is a batch's (for the
     adaptive ODE solver, the mean over batches). With a ``guide`` every sampler follows its
-    class-guided score, and the samples come sorted by class (stable), with their labels.
+    class-guided score, its classes in turn through the samples (`batch_layout`), and the
+    samples come sorted by class (stable), with their labels.
     """
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
@@ -468,8 +489,8 @@ def draw_samples(
         raise RunError(
             "the number of samples, the batch size and the sampler steps must be positive."
         )
-    n_batches = 1 if batch_size is None else math.ceil(n / batch_size)
-    shape = (math.ceil(n / n_batches), *config["data"]["shape"])
+    n_batches, length = batch_layout(n, batch_size, 1 if guide is None else len(guide.classes))
+    shape = (length, *config["data"]["shape"])
     score_fn = model.score_fn(use_ema=True)
     if guide is not None:
         if model.sde is None:

@@ -135,15 +135,21 @@ def clear_compiled() -> None:
 
 
 def _compiled(
-    key: Hashable, build: Callable[[], Callable[..., Any]], variables: Sequence[Any] | None
+    key: Hashable,
+    build: Callable[[], Callable[..., Any]],
+    variables: Sequence[Any] | None,
+    example_args: Sequence[Tensor] | None = None,
 ) -> Callable[..., Any]:
-    """backend.jit(build()), reused across calls for the same key where that is safe."""
+    """backend.jit(build()), reused across calls for the same key where that is safe.
+
+    With ``example_args`` the key must fix their shapes and dtypes (see ``backend.jit``).
+    """
     reusable = variables is not None or not backend.jit_bakes_variables()
     key = (key, None if variables is None else tuple(id(v) for v in variables))
     if reusable and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    fn = backend.jit(build(), variables=variables)
+    fn = backend.jit(build(), variables=variables, example_args=example_args)
     if reusable:
         _COMPILED[key] = fn
         while len(_COMPILED) > COMPILED_CACHE_SIZE:
@@ -593,7 +599,13 @@ def _integrate_ode(
         """The drift at packed = (t, *x.ravel()): one host-to-device transfer per NFE."""
         return drift(ops.reshape(packed[1:], shape), packed[0])
 
-    compiled_drift = _compiled(("ode drift", score_fn, sde, shape), lambda: packed_drift, variables)
+    floatx = keras.config.floatx()
+    compiled_drift = _compiled(
+        ("ode drift", score_fn, sde, shape, floatx),
+        lambda: packed_drift,
+        variables,
+        example_args=[backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
+    )
     bar = tqdm(desc=f"ode {method} (NFE)", disable=not progress, leave=False)
     nfe = 0
 
@@ -601,7 +613,7 @@ def _integrate_ode(
         nonlocal nfe
         nfe += 1
         bar.update()
-        packed = np.concatenate([[t], y]).astype(keras.config.floatx())
+        packed = np.concatenate([[t], y]).astype(floatx)
         d = compiled_drift(backend.jit_argument(packed))
         return require_finite(np.asarray(ops.convert_to_numpy(d), np.float64).ravel(), t)
 

@@ -38,7 +38,10 @@ def to_float(a: Any) -> Tensor:
 
 def per_example(t: Any, x: Tensor) -> Tensor:
     """Broadcast a scalar or (batch,) value to a float tensor of shape (batch,) matching x."""
-    return ops.broadcast_to(to_float(t), (ops.shape(x)[0],))
+    t = to_float(t)
+    if x.shape[0] is not None and tuple(t.shape) == (x.shape[0],):
+        return t  # already per example: a sampler step would pay an eager PyTorch op for nothing
+    return ops.broadcast_to(t, (ops.shape(x)[0],))
 
 
 def batch_scalar(s: Tensor, x: Tensor) -> Tensor:
@@ -125,7 +128,8 @@ class SDE:
     # --- discretisation ----------------------------------------------------------------------
     def discrete_index(self, t: Tensor) -> Tensor:
         """Index i = floor(t (N - 1) / T) of t in the discretisation, clipped to [0, N - 1]."""
-        i = ops.cast(ops.floor(to_float(t) * (self.N - 1) / self.T), "int32")
+        # the cast truncates towards zero: floor for t >= 0, and for t < 0 both clip to 0
+        i = ops.cast(to_float(t) * (self.N - 1) / self.T, "int32")
         return ops.clip(i, 0, self.N - 1)
 
     def discretize(self, x: Tensor, t: Tensor) -> tuple[Tensor, Tensor]:

@@ -82,12 +82,16 @@ def test_one_class_samples_carry_their_label(toy_run: Path) -> None:
 
 
 def test_all_classes_in_turn_sorted_by_class(toy_run: Path, tmp_path: Path) -> None:
-    """--class all in batches: each batch cycles through the classes; the file is sorted."""
+    """--class all in batches: each batch cycles through the classes, its length a multiple of
+    their number (20 at most 9 at once: 4 batches of 5), so each class gets 20 / 5 samples; the
+    file is sorted. A batch size below the number of classes is refused."""
     samples = sample_file(toy_run, tmp_path / "all", "--class", "all", "--batch-size", "9")
-    per_batch = np.arange(7) % N_CLASSES  # 20 in 3 equal batches of 7
-    expected = np.sort(np.tile(per_batch, 3)[:N_SAMPLES])
-    np.testing.assert_array_equal(samples["y"], expected)
+    np.testing.assert_array_equal(samples["y"], np.repeat(np.arange(N_CLASSES), 4))
     assert len(np.unique(samples["x"], axis=0)) == N_SAMPLES
+    assert_one_line_error(
+        invoke("sample", toy_run, "--class", "all", "--n", "8", "--batch-size", "4"),
+        "batch size of at least 5",
+    )
 
 
 def test_zero_guidance_is_the_unguided_sampler(toy_run: Path, tmp_path: Path) -> None:

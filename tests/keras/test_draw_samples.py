@@ -92,3 +92,29 @@ def test_a_batch_size_below_one_is_a_run_error(batch_size: int) -> None:
     model = _gaussian_model(VESDE())
     with pytest.raises(runs.RunError, match="batch size"):
         runs.draw_samples(model, CONFIG, 8, "pc", seed=0, steps=10, batch_size=batch_size)
+
+
+@pytest.mark.parametrize(
+    ("n", "batch_size", "multiple", "layout"),
+    [
+        (10, 4, 1, (3, 4)),  # three equal batches of 4, two padding rows
+        (10, None, 1, (1, 10)),
+        (20, 9, 5, (4, 5)),  # the cap rounded down to a multiple of the 5 classes
+        (12, 5, 3, (4, 3)),
+        (21, 10, 5, (3, 10)),  # 7 a batch would do, rounded up to 10
+        (7, None, 5, (1, 7)),  # one batch: the labels cycle through it and are cut at n
+        (4, 4, 5, (1, 4)),
+    ],
+)
+def test_batch_layout(n: int, batch_size: int | None, multiple: int, layout: tuple) -> None:
+    """(batches, length): at most batch_size at once; with several batches, the length a
+    multiple of `multiple`, so labels cycled through every batch continue across batches."""
+    assert runs.batch_layout(n, batch_size, multiple) == layout
+    batches, length = layout
+    assert batches * length >= n and (batch_size is None or length <= batch_size)
+
+
+def test_a_batch_below_the_classes_cycled_is_a_run_error() -> None:
+    """Cycling 5 classes through batches of at most 4 would never draw the fifth."""
+    with pytest.raises(runs.RunError, match="batch size of at least 5"):
+        runs.batch_layout(8, 4, 5)

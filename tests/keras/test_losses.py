@@ -287,14 +287,18 @@ def test_jvp_vjp_and_input_gradient_agree(rng, assert_close):
         assert_close(backend.input_gradient(fn, x, create_graph=False), jac.sum(axis=2))
 
 
-def test_jit_matches_eager_and_sees_weight_updates(rng, data, assert_close):
+@pytest.mark.parametrize("fixed_shapes", [False, True])
+def test_jit_matches_eager_and_sees_weight_updates(rng, data, assert_close, fixed_shapes):
+    """Also when specialised to the arguments' shapes (TensorFlow: a concrete function)."""
     _, net = make_pair(rng, "t")
     x, _ = data
     t = ops.convert_to_tensor(f32(rng.uniform(0.1, 1.0, BATCH)))
     score_fn = losses.precondition(net, k_sde.VPSDE())
-    compiled = backend.jit(score_fn, variables=net.trainable_variables)
     x_t = ops.convert_to_tensor(x)
+    example_args = [x_t, t] if fixed_shapes else None
+    compiled = backend.jit(score_fn, net.trainable_variables, example_args=example_args)
     assert_close(compiled(x_t, t), to_numpy(score_fn(x_t, t)))
+    assert_close(compiled(2.0 * x_t, 0.5 * t), to_numpy(score_fn(2.0 * x_t, 0.5 * t)))
     net.out_layer.bias.assign(net.out_layer.bias + 1.0)
     assert_close(compiled(x_t, t), to_numpy(score_fn(x_t, t)))
     assert backend.name() == keras.backend.backend()

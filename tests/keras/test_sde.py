@@ -107,9 +107,15 @@ def test_prior_sampling_shape_and_scale(pair):
 
 
 def test_discrete_index(pair, inputs):
+    """Also outside [0, T], where the index clips (the floor of a small negative t is -1)."""
     ref, k = pair
     _, t, _ = inputs
     np.testing.assert_array_equal(to_numpy(k.discrete_index(t)), ref.discrete_index(f64(t)))
+    outside = np.array([-3.0, -0.5 / (ref.N - 1), -1e-7, 1.0 + 1e-3, 5.0], np.float32) * ref.T
+    np.testing.assert_array_equal(to_numpy(k.discrete_index(outside)), [0, 0, 0] + [ref.N - 1] * 2)
+    np.testing.assert_array_equal(
+        to_numpy(k.discrete_index(outside)), ref.discrete_index(f64(outside))
+    )
 
 
 def test_discretize(pair, inputs, assert_close):
@@ -205,3 +211,15 @@ def test_to_float_casts_host_values_and_passes_float_tensors_through():
     assert keras.backend.standardize_dtype(k_sde.to_float(integers).dtype) == floatx
     already = keras.ops.ones((2,), dtype=floatx)
     assert k_sde.to_float(already) is already
+
+
+def test_per_example_gives_one_float_time_per_example():
+    """A scalar, a (1,) or a (batch,) time becomes a floatx tensor of shape (batch,)."""
+    x = k_sde.to_float(np.zeros((3, 2, 2)))
+    floatx = keras.config.floatx()
+    for t, expected in ((0.5, [0.5] * 3), ([0.25], [0.25] * 3), ([0.1, 0.2, 0.3], [0.1, 0.2, 0.3])):
+        got = k_sde.per_example(np.asarray(t), x)
+        assert tuple(got.shape) == (3,) and keras.backend.standardize_dtype(got.dtype) == floatx
+        np.testing.assert_allclose(to_numpy(got), expected, rtol=1e-7)
+    integer_times = k_sde.per_example(keras.ops.convert_to_tensor(np.array([0, 1, 1])), x)
+    assert keras.backend.standardize_dtype(integer_times.dtype) == floatx
