@@ -339,11 +339,15 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
             if floor:  # a floor, not a sampler: no verdict
                 named.append((floor["row"], model["host_round_trip"]))
             for sampler, row in named:
+                interval = "–".join(f"{v:.2f}" for v in row.get("overhead_median_interval", []))
                 spread = "–".join(f"{v:.2f}" for v in row.get("overhead_range", []))
+                if "overhead_rounds" in row:
+                    spread += f" ({len(row['overhead_rounds'])})"
                 where = [result["backend"], model["model"], model["batch"], sampler]
                 judged = target is not None and sampler in model["samplers"]
                 verdict = row["overhead"] <= target if judged else None
-                rows.append([*where, row["nfe"], row["wall_s"], row["overhead"], spread, verdict])
+                measured = [row["nfe"], row["wall_s"], row["overhead"], interval, spread]
+                rows.append([*where, *measured, verdict])
     headers = [
         "backend",
         "model",
@@ -352,11 +356,14 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
         "NFE",
         "wall s",
         "overhead",
+        "95% interval",
         "rounds",
         "verdict",
     ]
     intro = f"Target overhead ≤ {target}; {data.get('definition', '')}"
-    intro += " (rounds: the lowest and highest round)."
+    if "median_interval" in data:
+        intro += f" (95% interval: {data['median_interval']})"
+    intro += " (rounds: the lowest and highest round, and how many rounds)."
     if floor:
         intro += f" Floor rows: {floor['definition']}."
     return [intro, "", md_table(headers, rows)]

@@ -8,7 +8,9 @@ a block of as many back-to-back compiled score calls as the run makes (its NFE),
 of the two times is the round's overhead. A sampler's overhead is the median over rounds (1.0 =
 none; target <= 1.2): on a shared 2-core virtual machine the speed drifts by tens of per cent
 within seconds, so each sampler is compared with score calls timed next to it, and the median
-drops the rounds a slow spell hit. Each round also times the same score calls made as a
+drops the rounds a slow spell hit; the table gives a distribution-free 95 % interval for each
+median (`median_interval`), so a verdict near the target shows whether more rounds could change
+it. Each round also times the same score calls made as a
 host-driven solver makes them (input sent from the host, result read back before the next call):
 their ratio to the back-to-back calls is the floor of any sampler that steps on the host, such as
 SciPy's ``solve_ivp`` (reported beside the samplers, not a sampler itself). Prints a table and
@@ -16,6 +18,7 @@ writes benchmarks/results/sampler_overhead.json (every round's ratio included).
 
     python benchmarks/sampler_overhead.py                  # all backends, modest step counts
     python benchmarks/sampler_overhead.py --backends jax --pc-steps 1000
+    python benchmarks/sampler_overhead.py --rounds 3       # a quick look
 """
 
 from __future__ import annotations
@@ -46,6 +49,8 @@ SCORE_TIME_T = 0.5  # the time at which the single score evaluation is timed
 MIN_STEPS = 2
 ROUND_TRIP_CALLS = 100  # score calls per round for the host round-trip floor
 ROUND_TRIP_ROW = "(floor) score call + host round trip"
+MEDIAN_LEVEL = 0.95  # coverage of the interval given for each median
+MLP_ROUNDS, NCSNPP_ROUNDS = 21, 7  # default timing rounds: a toy round takes seconds, NCSN++ ~1 min
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -69,7 +74,21 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "is ~100x the MLP's cost); EDM and DPM-Solver++ keep their counts, their usual NFE",
     )
     parser.add_argument(
-        "--rounds", type=int, default=7, help="timing rounds (each: score block + run per sampler)"
+        "--rounds",
+        type=int,
+        default=None,
+        help=f"timing rounds for both models (each: score block + run per sampler; default "
+        f"{MLP_ROUNDS} for the toy MLP, {NCSNPP_ROUNDS} for NCSN++)",
+    )
+    parser.add_argument(
+        "--mlp-rounds",
+        type=int,
+        default=None,
+        help="timing rounds for the toy MLP (over --rounds); its rounds are cheap and its ratios "
+        "the noisiest, since its score call lasts milliseconds",
+    )
+    parser.add_argument(
+        "--ncsnpp-rounds", type=int, default=None, help="timing rounds for NCSN++ (over --rounds)"
     )
     parser.add_argument("--threads", type=int, default=None, help="intra-op threads (torch)")
     parser.add_argument("--output", type=Path, default=RESULTS)
@@ -109,8 +128,23 @@ def time_round_trip(score: Any, x_host: Any, t: Any, repeats: int) -> float:
     return (time.perf_counter() - start) / repeats
 
 
+def median_interval(values: list[float], level: float = MEDIAN_LEVEL) -> list[float]:
+    """A distribution-free interval for the median of the rounds' ratios: the order statistics
+    x_(j) and x_(n+1-j), j the largest with P(Binomial(n, 1/2) < j) <= (1 - level) / 2, so
+    it covers the median with probability >= level (7 rounds: min and max, 98 %; 21 rounds:
+    the 6th and 16th, 97 %). Below 6 rounds no interval reaches 95 %: min and max are given."""
+    from scipy.stats import binom
+
+    ordered, n = sorted(values), len(values)
+    j = 1
+    while j < n // 2 and binom.cdf(j, n, 0.5) <= (1.0 - level) / 2:
+        j += 1
+    return [ordered[j - 1], ordered[n - j]]
+
+
 def _row(nfe: int, walls: list[float], score_s: list[float]) -> dict[str, Any]:
-    """One table row: the median over rounds of wall / (nfe x score time), and every round."""
+    """One table row: the median over rounds of wall / (nfe x score time), an interval for it,
+    and every round."""
     import numpy as np
 
     ratios = [w / (nfe * s) for w, s in zip(walls, score_s, strict=True)]
@@ -119,6 +153,7 @@ def _row(nfe: int, walls: list[float], score_s: list[float]) -> dict[str, Any]:
         "wall_s": float(np.median(walls)),
         "score_s": float(np.median(score_s)),
         "overhead": float(np.median(ratios)),
+        "overhead_median_interval": median_interval(ratios),
         "overhead_range": [min(ratios), max(ratios)],
         "overhead_rounds": ratios,
     }
@@ -182,7 +217,9 @@ def input_shape(net: Any, batch: int) -> tuple[int, ...]:
     return (batch, config["image_size"], config["image_size"], channels)
 
 
-def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float) -> dict:
+def bench_model(
+    args: argparse.Namespace, name: str, batch: int, fraction: float, rounds: int
+) -> dict:
     """Overheads of every sampler for one registered network at one batch size."""
     import keras
     import numpy as np
@@ -212,7 +249,7 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
         _sync(compiled(x, t))  # compile
         for sampler, run in runs.items():
             _, nfes[sampler] = time_sampler(run)  # compile
-        for _ in range(args.rounds):
+        for _ in range(rounds):
             for sampler, run in runs.items():
                 # as many score calls as the run makes, timed just before it
                 score_s[sampler].append(time_score(compiled, x, t, nfes[sampler]))
@@ -222,7 +259,13 @@ def bench_model(args: argparse.Namespace, name: str, batch: int, fraction: float
             round_trip_walls.append(ROUND_TRIP_CALLS * calls_s)
     rows = {sampler: _row(nfes[sampler], wall, score_s[sampler]) for sampler, wall in walls.items()}
     floor = _row(ROUND_TRIP_CALLS, round_trip_walls, round_trip_score_s)
-    return {"model": name, "batch": batch, "samplers": rows, "host_round_trip": floor}
+    return {
+        "model": name,
+        "batch": batch,
+        "rounds": rounds,
+        "samplers": rows,
+        "host_round_trip": floor,
+    }
 
 
 def worker(args: argparse.Namespace) -> None:
@@ -234,12 +277,16 @@ def worker(args: argparse.Namespace) -> None:
     from scoregen_keras import backend
     from scoregen_keras.networks import CONFIGS
 
-    models = [bench_model(args, MLP_MODEL, args.mlp_batch, 1.0)]
+    mlp_rounds = args.mlp_rounds or args.rounds or MLP_ROUNDS
+    ncsnpp_rounds = args.ncsnpp_rounds or args.rounds or NCSNPP_ROUNDS
+    models = [bench_model(args, MLP_MODEL, args.mlp_batch, 1.0, mlp_rounds)]
     registered = [name for name in NCSNPP_MODELS if name in CONFIGS]
     notes = []
     if registered:
         models.append(
-            bench_model(args, registered[0], args.ncsnpp_batch, args.ncsnpp_step_fraction)
+            bench_model(
+                args, registered[0], args.ncsnpp_batch, args.ncsnpp_step_fraction, ncsnpp_rounds
+            )
         )
     else:
         notes.append(f"none of {NCSNPP_MODELS} is registered in scoregen_keras.networks: skipped")
@@ -257,7 +304,8 @@ def run_backend(backend: str, argv: list[str]) -> dict:
 def print_table(results: list[dict]) -> None:
     """One row per (backend, model, sampler)."""
     header = f"{'backend':<11} {'model':<14} {'batch':>5} {'sampler':<31} {'NFE':>5} "
-    header += f"{'wall s':>8} {'score ms':>9} {'overhead':>8} {'rounds range':>13}"
+    header += f"{'wall s':>8} {'score ms':>9} {'overhead':>8} {'95% interval':>13} "
+    header += f"{'rounds range':>13}"
     print(header)
     print("-" * len(header))
     for result in results:
@@ -270,11 +318,12 @@ def print_table(results: list[dict]) -> None:
                 if sampler != ROUND_TRIP_ROW and row["overhead"] > TARGET:
                     flag = "  > target"
                 low, high = row["overhead_range"]
+                below, above = row["overhead_median_interval"]
                 print(
                     f"{result['backend']:<11} {model['model']:<14} {model['batch']:>5} "
                     f"{sampler:<31} {row['nfe']:>5} {row['wall_s']:>8.3f} "
                     f"{1e3 * row['score_s']:>9.3f} {row['overhead']:>8.2f} "
-                    f"{low:>6.2f}-{high:<6.2f}{flag}"
+                    f"{below:>6.2f}-{above:<6.2f} {low:>6.2f}-{high:<6.2f}{flag}"
                 )
         backend_worker.print_notes(result)
 
@@ -296,6 +345,8 @@ def main(argv: list[str] | None = None) -> None:
         "target": TARGET,
         "definition": "median over rounds of wall time / (NFE x compiled score time at the "
         "same batch, from NFE score calls timed just before the run)",
+        "median_interval": f"order statistics covering the median with probability >= "
+        f"{MEDIAN_LEVEL} (distribution-free)",
         "host_round_trip": {
             "row": ROUND_TRIP_ROW,
             "definition": f"per model, {ROUND_TRIP_CALLS} score calls each sent from and read "

@@ -45,8 +45,9 @@ def classifier(
     """Train a noise-conditional classifier p_t(class | x_t) on a run's labelled data, for
     class-guided sampling (`scoregen sample RUN_DIR --class NAME`).
 
-    The classifier (an MLP) learns from the run's training data noised by its SDE, all but a
-    held-out tenth on which its accuracy at several times t is reported. It is saved as
+    The classifier (an MLP) learns from the run's training data noised by its SDE (for a run
+    of NCSN noise levels, the VE SDE through those levels), all but a held-out tenth on which
+    its accuracy at several times t is reported. It is saved as
     RUN_DIR/classifier.keras with its report RUN_DIR/classifier.json, replacing any earlier one.
     Data with classes: digits, mnist, fashion_mnist, cifar10, the toy mixtures (one class per
     component), an .npz file with labels 'y', or a folder with one subfolder per class.

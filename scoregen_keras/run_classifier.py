@@ -1,10 +1,11 @@
 """A run's noise-conditional classifier, for class-guided sampling (Song et al. 2021, sec. 5).
 
 `scoregen classifier RUN` trains a `NoiseConditionalClassifier` on the run's own training data
-and their classes, noised by the run's SDE. It is saved as RUN/classifier.keras (the model with
-its class names) beside RUN/classifier.json (what it learnt from, and its accuracy on held-out
-examples at several times t). `scoregen sample RUN --class NAME` then samples with the guided
-score s(x, t) + scale grad_x log p_t(y | x) of a `ClassGuide`.
+and their classes, noised by the run's SDE (for a run of NCSN noise levels, the VE SDE through
+those levels). It is saved as RUN/classifier.keras (the model with its class names) beside
+RUN/classifier.json (what it learnt from, and its accuracy on held-out examples at several times
+t). `scoregen sample RUN --class NAME` then samples with the guided score
+s(x, t) + scale grad_x log p_t(y | x) of a `ClassGuide` (for NCSN, its s(x, sigma) counterpart).
 """
 
 from __future__ import annotations
@@ -33,7 +34,9 @@ from scoregen_keras.runs import (
     one_line,
     write_json_atomic,
 )
-from scoregen_keras.sde import SDE, ScoreFn, to_float
+from scoregen_keras.sde import SDE, VESDE, ScoreFn, batch_scalar, to_float
+
+Tensor = Any
 
 HELD_OUT_FRACTION = 0.1
 ACCURACY_TIME_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
@@ -43,14 +46,13 @@ ALL_CLASSES = "all"
 MAX_LISTED_CLASSES = 12  # an unknown class name lists at most this many known ones
 
 
-def _guidable_sde(run: Run) -> SDE:
-    """The run's SDE; RunError for NCSN runs, whose noise levels are no times t."""
-    if run.model.sde is None:
-        raise RunError(
-            "class guidance needs a run trained with an SDE (ve, vp or subvp); this run uses "
-            "discrete NCSN noise levels."
-        )
-    return run.model.sde
+def guidance_sde(run: Run) -> SDE:
+    """The SDE the run's classifier learns on: the run's own, or for a run of NCSN noise levels
+    the VE SDE through them, sigma(t) from the lowest level at t = 0 to the highest at T."""
+    if run.model.sde is not None:
+        return run.model.sde
+    levels = run.model.sigma_values
+    return VESDE(sigma_min=min(levels), sigma_max=max(levels), N=len(levels))
 
 
 def held_out_split(n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -98,7 +100,7 @@ def train_run_classifier(
 ) -> ClassifierResult:
     """Train the run's classifier on its training data and classes (all but a held-out tenth),
     measure it on the held-out tenth, and save both files atomically."""
-    sde = _guidable_sde(run)
+    sde = guidance_sde(run)
     if steps <= 0 or batch_size <= 0:
         raise RunError("the classifier's steps and batch size must be positive.")
     dataset = _load_training_data(run.config, progress)
@@ -152,7 +154,7 @@ def train_run_classifier(
 
 def load_run_classifier(run: Run) -> NoiseConditionalClassifier:
     """RUN/classifier.keras, checked to be a classifier for this run's SDE and data shape."""
-    sde = _guidable_sde(run)
+    sde = guidance_sde(run)
     path = run.paths.classifier
     if not path.exists():
         raise RunError(
@@ -193,6 +195,26 @@ class ClassGuide:
         """s(x, t) + scale grad_x log p_t(y | x) for batches of `batch` examples."""
         return controllable.guided_score(
             score_fn, log_posterior_grad_fn(self.classifier), self.batch_labels(batch), self.scale
+        )
+
+    def sigma_score_fn(self, score_fn: ScoreFn, batch: int) -> ScoreFn:
+        """s(x, sigma) + scale grad_x log p_sigma(y | x) for a score of noise levels sigma (NCSN)
+        and batches of `batch` examples.
+
+        x = x_0 + sigma z is x_t / alpha(t) at the t where the classifier SDE's sigma~(t) = sigma,
+        so log p_sigma(y | x) = log p_t(y | alpha x); under VE (an NCSN run's `guidance_sde`)
+        alpha = 1 and this is the classifier at t(sigma).
+        """
+        sde = self.classifier.sde
+        grad_at_t = log_posterior_grad_fn(self.classifier)
+
+        def grad_at_sigma(x: Tensor, sigma: Tensor, y: Tensor) -> Tensor:
+            t = sde.t_from_sigma_tilde(sigma)
+            alpha = batch_scalar(sde.marginal_coefficients(t)[0], x)
+            return alpha * grad_at_t(alpha * x, t, y)
+
+        return controllable.guided_score(
+            score_fn, grad_at_sigma, self.batch_labels(batch), self.scale
         )
 
 

@@ -492,10 +492,9 @@ def draw_samples(
     n_batches, length = batch_layout(n, batch_size, 1 if guide is None else len(guide.classes))
     shape = (length, *config["data"]["shape"])
     score_fn = model.score_fn(use_ema=True)
-    if guide is not None:
-        if model.sde is None:
-            raise RunError("class guidance needs a run trained with an SDE, not NCSN levels.")
-        score_fn = guide.score_fn(score_fn, shape[0])
+    if guide is not None:  # an NCSN score takes noise levels sigma where an SDE's takes t
+        guided = guide.score_fn if model.sde is not None else guide.sigma_score_fn
+        score_fn = guided(score_fn, shape[0])
     draw = _batch_sampler(
         model,
         config,

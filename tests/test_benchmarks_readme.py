@@ -224,18 +224,21 @@ def test_render_mixed_precision(run_all: ModuleType, results: Path) -> None:
 
 
 def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
-    """The overhead table: the median per sampler and the lowest and highest round."""
+    """The overhead table: the median per sampler, its interval, the lowest and highest round and
+    how many rounds."""
     row = {
         "nfe": 200,
         "wall_s": 0.5123,
         "score_s": 0.0021,
         "overhead": 1.1834,
+        "overhead_median_interval": [0.954, 1.3],
         "overhead_range": [0.954, 1.3],
         "overhead_rounds": [0.954, 1.1834, 1.3],
     }
     payload = {
         "target": 1.2,
         "definition": "median over rounds of wall time / (NFE x score time)",
+        "median_interval": "order statistics",
         "results": [
             {
                 "backend": "torch",
@@ -246,12 +249,16 @@ def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
     text = run_all.render_results(results)
     assert "Target overhead ≤ 1.2; median over rounds of wall time / (NFE x score time)" in text
-    headers = "| backend | model | batch | sampler | NFE | wall s | overhead | rounds | verdict |"
+    assert "(95% interval: order statistics)" in text
+    headers = "| NFE | wall s | overhead | 95% interval | rounds | verdict |"
     assert headers in text
-    assert "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 | pass |" in text
+    row = (
+        "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 | 0.95–1.30 (3) | pass |"
+    )
+    assert row in text
     payload["target"] = 1.1
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
-    assert "| 1.183 | 0.95–1.30 | **FAIL** |" in run_all.render_results(results)
+    assert "| 1.183 | 0.95–1.30 | 0.95–1.30 (3) | **FAIL** |" in run_all.render_results(results)
 
 
 def test_the_host_round_trip_floor_is_listed_without_a_verdict(
@@ -271,8 +278,10 @@ def test_the_host_round_trip_floor_is_listed_without_a_verdict(
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
     text = run_all.render_results(results)
     assert "Floor rows: calls read back." in text
-    assert "| jax | mlp/toy | 1024 | pc | 100 | 0.25 | 1.25 | 1.10–1.40 | **FAIL** |" in text
-    floor_row = "| jax | mlp/toy | 1024 | (floor) round trip | 100 | 0.25 | 1.25 | 1.10–1.40 | – |"
+    assert "| jax | mlp/toy | 1024 | pc | 100 | 0.25 | 1.25 |  | 1.10–1.40 | **FAIL** |" in text
+    floor_row = (
+        "| jax | mlp/toy | 1024 | (floor) round trip | 100 | 0.25 | 1.25 |  | 1.10–1.40 | – |"
+    )
     assert floor_row in text
 
 

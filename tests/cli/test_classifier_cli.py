@@ -149,34 +149,57 @@ def test_guidance_needs_a_classifier_and_classes(tmp_path: Path) -> None:
         )
 
 
-def test_ncsn_runs_have_no_classifier(tmp_path: Path) -> None:
-    """Discrete NCSN noise levels are no times t: refused in one sentence."""
-    sde_config = {"sigma_max": 5.0, "sigma_min": 0.05, "num_scales": 4}
+def test_ncsn_runs_are_guided_through_the_ve_sde_of_their_levels(tmp_path: Path) -> None:
+    """An NCSN run's classifier learns on the VE SDE from its lowest level to its highest;
+    `--sampler ald --class all` gives each class its share, and the gradient reaches the
+    sampler (a large scale moves the draw, scale 0 leaves it as the unguided one)."""
+    levels = {"sigma_max": 5.0, "sigma_min": 0.05, "num_scales": 4}
     run = train_tiny(
-        tmp_path, "ncsn", sde="ncsn", loss="ncsn", sde_config=sde_config, sampler="ald",
+        tmp_path, "ncsn", sde="ncsn", loss="ncsn", sde_config=levels, sampler="ald",
         sampler_steps=3,
     )  # fmt: skip
-    assert_one_line_error(
-        invoke("classifier", run, "--steps", "2"), "needs a run trained with an SDE"
-    )
+    result = invoke("classifier", run, "--steps", "2", "--json")
+    assert result.exit_code == 0, result.output
+    sde = json.loads(result.stdout)["sde"]
+    assert sde.pop("type") == "VESDE"
+    assert sde == pytest.approx({"sigma_min": 0.05, "sigma_max": 5.0, "N": 4, "eps": 1e-5})
+    ald = ("--sampler", "ald")
+    samples = sample_file(run, tmp_path / "all", *ald, "--class", "all")
+    np.testing.assert_array_equal(samples["y"], np.repeat(np.arange(N_CLASSES), 4))
+    plain = sample_file(run, tmp_path / "plain", *ald)
+    off = sample_file(run, tmp_path / "off", *ald, "--class", "0", "--guidance", "0")
+    np.testing.assert_allclose(off["x"], plain["x"], rtol=GUIDANCE_OFF_RTOL, atol=1e-6)
+    strong = sample_file(run, tmp_path / "strong", *ald, "--class", "0", "--guidance", "20")
+    assert np.max(np.abs(strong["x"] - plain["x"])) > 0.1
+
+
+# NCSN levels for separated4, whose standardised components lie ~2 apart: the top level spans
+# them, the bottom one is well below the components' own spread (~0.1)
+SEPARATED4_LEVELS = {"sigma_max": 3.0, "sigma_min": 0.01, "num_scales": 10}
 
 
 @pytest.mark.slow
-def test_guided_samples_land_in_their_class(tmp_path: Path) -> None:
-    """separated4: a trained score model and classifier put >= 90 % of `--class k` samples in
-    component k (by the exact posterior); its four components weigh a quarter each."""
+@pytest.mark.parametrize("kind", ["ve", "ncsn"])
+def test_guided_samples_land_in_their_class(kind: str, tmp_path: Path) -> None:
+    """separated4: a trained score model (VE SDE sampled by PC, or NCSN levels by annealed
+    Langevin) and classifier put >= 90 % of `--class k` samples in component k (by the exact
+    posterior); its four components weigh a quarter each."""
+    ncsn = {"sde": "ncsn", "loss": "ncsn", "sde_config": SEPARATED4_LEVELS, "sampler": "ald"}
     run = train_tiny(
         tmp_path, "sep", dataset="separated4", model="mlp/toy", steps=3000, batch_size=256,
         n_train=20_000, log_every=500, checkpoint_every=3000, sample_every=3000,
+        **(ncsn if kind == "ncsn" else {}),
     )  # fmt: skip
     result = invoke("classifier", run, "--steps", "1500")
     assert result.exit_code == 0, result.output
     mixture = separated4()
+    sampler = "ald" if kind == "ncsn" else "pc"
     for k in range(mixture.n_components):
         out = tmp_path / f"class{k}"
-        result = invoke("sample", run, "--class", str(k), "--n", "400", "--out", out)
+        options = ("--class", str(k), "--sampler", sampler, "--n", "400", "--out", out)
+        result = invoke("sample", run, *options)
         assert result.exit_code == 0, result.output
         x = np.load(f"{out}.npz")["x"]
         fraction = float(np.mean(mixture.posterior(x).argmax(axis=1) == k))
-        print(f"class {k}: {fraction:.3f} of 400 guided samples in it")
+        print(f"{kind}, class {k}: {fraction:.3f} of 400 guided samples in it")
         assert fraction >= 0.9

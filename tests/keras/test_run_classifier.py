@@ -1,19 +1,27 @@
-"""A run's classifier: class names saved with it, the choice of classes, class-wise pictures."""
+"""A run's classifier: class names saved with it, the choice of classes, guidance at NCSN noise
+levels, class-wise pictures."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+from keras import ops
 
+from reference import sde as reference_sde
 from scoregen_keras import plots
 from scoregen_keras import sde as keras_sde
 from scoregen_keras.checkpoint import load_checkpoint, save_checkpoint
-from scoregen_keras.classifier import NoiseConditionalClassifier, train_classifier
-from scoregen_keras.run_classifier import ALL_CLASSES, class_guide, held_out_split
+from scoregen_keras.classifier import (
+    NoiseConditionalClassifier,
+    log_posterior_grad_fn,
+    train_classifier,
+)
+from scoregen_keras.run_classifier import ALL_CLASSES, ClassGuide, class_guide, held_out_split
 from scoregen_keras.runs import RunError
-from tests.keras.conftest import to_numpy
+from tests.keras.conftest import assert_scaled_close, to_numpy
 
 NAMES = ("cat", "dog", "T-shirt/top")
+SIGMA_TO_TIME_RTOL = 1e-5
 
 
 @pytest.fixture
@@ -59,6 +67,30 @@ def test_classes_are_chosen_by_name_index_or_all(classifier):
     for unknown in ("horse", "3", "-1"):
         with pytest.raises(RunError, match="choose one of cat, dog, T-shirt/top"):
             class_guide(classifier, unknown, 1.0)
+
+
+@pytest.mark.parametrize("name", ["VESDE", "VPSDE"])
+def test_guidance_at_a_noise_level_is_the_classifier_at_its_time(name, rng):
+    """At NCSN level sigma the guide adds scale * alpha grad_x log p_t(y | alpha x), t where
+    sigma~(t) = sigma: the classifier at t(sigma) under VE (alpha = 1), scaled inputs under VP.
+    t, alpha and sigma~ = std / alpha come from the float64 reference SDE."""
+    config = {"sigma_min": 0.05, "sigma_max": 5.0} if name == "VESDE" else {}
+    sde = keras_sde.SDES[name](N=4, **config)
+    classifier = NoiseConditionalClassifier(3, sde, hidden=(8,), seed=1)
+    t = np.array([0.1, 0.35, 0.6, 0.9])
+    alpha, std = getattr(reference_sde, name)(N=4, **config).marginal_coefficients(t)
+    x = rng.standard_normal((4, 2))
+    scale, labels = 2.0, np.array([0, 1, 2, 0])  # all three classes cycled over the batch
+
+    def no_score(x, noise):
+        return ops.zeros_like(x)
+
+    guided = ClassGuide(classifier, (0, 1, 2), scale).sigma_score_fn(no_score, batch=4)
+    actual = guided(keras_sde.to_float(x), keras_sde.to_float(std / alpha))
+    grad = log_posterior_grad_fn(classifier)
+    scaled_x = keras_sde.to_float(alpha[:, None] * x)
+    expected = scale * alpha[:, None] * to_numpy(grad(scaled_x, keras_sde.to_float(t), labels))
+    assert_scaled_close(actual, expected, rtol=SIGMA_TO_TIME_RTOL)
 
 
 def test_held_out_split_is_a_seeded_tenth():
