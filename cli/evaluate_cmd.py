@@ -15,8 +15,8 @@ from cli.options import (
     progress_option,
     require_positive,
     sample_batch_option,
+    sampler_option,
 )
-from cli.sample_cmd import SAMPLERS
 from cli.train_cmd import use_backend
 
 DEFAULT_N = 1_000
@@ -48,13 +48,7 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 @click.argument("run_dir", type=click.Path())
 @click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Number of samples.")
 @sample_batch_option
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default="pc",
-    show_default=True,
-    help="pc (predictor-corrector), ald (annealed Langevin, NCSN runs), ode, heun, dpm-solver.",
-)
+@sampler_option
 @click.option(
     "--steps",
     type=int,
@@ -100,7 +94,7 @@ def evaluate(
     run_dir: str,
     n: int,
     batch_size: int,
-    sampler: str,
+    sampler: str | None,
     steps: int | None,
     seed: int,
     n_pairs: int,
@@ -133,6 +127,7 @@ def evaluate(
     evaluation = importlib.import_module("scoregen_keras.evaluate")
     try:
         run = runs.load_run(run_dir)
+        sampler = sampler or runs.default_sampler(run.config)
         result = evaluation.evaluate_run(
             run,
             n,

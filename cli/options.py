@@ -33,6 +33,15 @@ ode_solver_option = click.option(
     "dopri5, the same RK45 compiled on the backend (same steps).",
 )
 
+SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")  # scoregen_keras.runs.SAMPLERS
+sampler_option = click.option(
+    "--sampler",
+    type=click.Choice(SAMPLERS),
+    default=None,
+    show_default="pc; ald for a run of NCSN noise levels",
+    help="pc (predictor-corrector), ald (annealed Langevin, NCSN runs), ode, heun, dpm-solver.",
+)
+
 # as many as the default --n: a default run draws in one batch, as draw_samples does by default
 DEFAULT_SAMPLE_BATCH = 1_000
 sample_batch_option = click.option(

@@ -16,10 +16,10 @@ from cli.options import (
     require_positive,
     run_summary,
     sample_batch_option,
+    sampler_option,
 )
 from cli.train_cmd import use_backend
 
-SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")  # as scoregen_keras.runs (not imported yet)
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_N = 1_000
@@ -29,13 +29,7 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
 
 @click.command("sample")
 @click.argument("run_dir", type=click.Path())
-@click.option(
-    "--sampler",
-    type=click.Choice(SAMPLERS),
-    default="pc",
-    show_default=True,
-    help="pc (predictor-corrector), ald (annealed Langevin, NCSN runs), ode, heun, dpm-solver.",
-)
+@sampler_option
 @click.option(
     "--steps",
     type=int,
@@ -103,7 +97,7 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
 @json_option
 def sample(
     run_dir: str,
-    sampler: str,
+    sampler: str | None,
     steps: int | None,
     ode_solver: str,
     snr: float,
@@ -141,6 +135,7 @@ def sample(
     runs = importlib.import_module("scoregen_keras.runs")
     try:
         run = runs.load_run(run_dir)
+        sampler = sampler or runs.default_sampler(run.config)
         guide = None
         if class_choice is not None:
             run_classifier = importlib.import_module("scoregen_keras.run_classifier")

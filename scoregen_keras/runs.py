@@ -457,6 +457,12 @@ def batch_layout(n: int, batch_size: int | None, multiple: int = 1) -> tuple[int
     return batches, length + (-length % multiple)
 
 
+def default_sampler(config: dict[str, Any]) -> str:
+    """The sampler a command uses unless told: annealed Langevin for a run of NCSN noise levels
+    (the only one it has), predictor-corrector otherwise."""
+    return "ald" if config.get("sde") == "ncsn" else "pc"
+
+
 def draw_samples(
     model: ScoreModel,
     config: dict[str, Any],

@@ -134,13 +134,24 @@ def test_samples_are_in_the_original_data_scale(toy_run: Path, tmp_path: Path) -
 
 
 def test_ald_on_an_ncsn_run(ncsn_run: Path, tmp_path: Path) -> None:
-    """Annealed Langevin dynamics samples a discrete-NCSN run; SDE samplers are refused there."""
+    """Annealed Langevin dynamics samples a discrete-NCSN run, also when no sampler is named
+    (the same draws; `evaluate` too); SDE samplers are refused there."""
     out = tmp_path / "ald"
     result = invoke(
         "sample", ncsn_run, "--sampler", "ald", "--steps", "3", "--n", "16", "--out", out
     )
     assert result.exit_code == 0, result.output
     assert np.load(out.with_suffix(".npz"))["x"].shape == (16, 2)
+    unnamed = invoke("sample", ncsn_run, "--steps", "3", "--n", "16", "--json")
+    assert unnamed.exit_code == 0, unnamed.output
+    summary = json.loads(unnamed.stdout)
+    assert summary["sampler"] == "ald" and summary["npz"].endswith("ald-seed0.npz")
+    np.testing.assert_array_equal(
+        np.load(summary["npz"])["x"], np.load(out.with_suffix(".npz"))["x"]
+    )
+    evaluated = invoke("evaluate", ncsn_run, "--n", "32", "--steps", "3", "--pairs", "1", "--json")
+    assert evaluated.exit_code == 0, evaluated.output
+    assert json.loads(evaluated.stdout)["sampler"] == "ald"
     refused = invoke("sample", ncsn_run, "--sampler", "ode", "--n", "16", "--out", out)
     assert refused.exit_code != 0
     assert "--sampler ald" in refused.stderr
@@ -155,6 +166,14 @@ def test_sample_from_a_checkpoint_file(toy_run: Path, tmp_path: Path) -> None:
     )
     assert result.exit_code == 0, result.output
     assert json.loads(result.stdout)["step"] == 10
+
+
+def test_the_cli_offers_the_samplers_and_solvers_of_scoregen_keras() -> None:
+    """The option lists written out in cli/ (Keras is imported later) match scoregen_keras.runs."""
+    from cli import options
+    from scoregen_keras import runs
+
+    assert options.SAMPLERS == runs.SAMPLERS and options.ODE_SOLVERS == runs.ODE_SOLVERS
 
 
 # ------------------------------------------------------------------ one PNG file per image sample
