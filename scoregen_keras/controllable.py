@@ -6,6 +6,8 @@ observed part by a forward-noised copy of the observation drawn from p_t(y_obs(t
 (``sde.marginal_prob``). The observed part is a set of coordinates of ``decouple(x)`` for an
 orthonormal linear map: the identity for inpainting, and for colorization the per-pixel channel
 rotation whose first row is (1, 1, 1)/sqrt(3), so that the observed channel is the grey image.
+A model of NCSN noise levels has ``annealed_langevin_with_replacement`` instead: annealed
+Langevin dynamics with the observed part set to y_obs + sigma z before each step.
 Class-conditional sampling adds a classifier's gradient to the score,
 grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (eq. 14).
 
@@ -37,6 +39,7 @@ from scoregen_keras.samplers import (
     pc_sample,
     pc_steps,
     run_steps,
+    tweedie_denoise,
 )
 from scoregen_keras.sde import SDE, batch_scalar, per_example, to_float
 
@@ -212,6 +215,73 @@ def inpaint(
 ) -> tuple[Tensor, int]:
     """Inpaint images (batch, H, W, C): keep the pixels where ``mask`` is True (as ``impute``)."""
     return impute(score_fn, sde, x_obs, mask, seed, **pc_kwargs)
+
+
+def annealed_langevin_with_replacement(
+    score_fn: ScoreFn,
+    sigmas: Any,
+    y_obs: Tensor,
+    mask: Tensor,
+    seed: Any = None,
+    decouple: LinearMap = _identity,
+    couple: LinearMap = _identity,
+    n_steps_each: int = 100,
+    step_lr: float = 2e-5,
+    denoise: bool = True,
+    noise: Noise = None,
+    temperature: float = 1.0,
+    progress: bool = False,
+    variables: Sequence[Any] | None = None,
+) -> tuple[Tensor, int]:
+    """Annealed Langevin dynamics (NCSN Algorithm 1, ``score_fn(x, sigma)``, sigmas decreasing)
+    that keeps ``decouple(x)[mask]`` on ``y_obs`` noised to the current level.
+
+    Before each Langevin step at level sigma the observed part is set to y_obs + sigma z;
+    ``y_obs``, ``mask``, ``decouple`` and ``couple`` as in ``pc_sample_with_replacement``. Draws
+    as ``reference.controllable.annealed_langevin_impute``: the start ``sigmas[0] * z`` (scaled by
+    ``temperature``), then per step a replacement normal and the step's normal. With ``denoise``
+    a final Tweedie step (one more NFE). Steps run compiled in chunks.
+    """
+    sigmas = np.asarray(ops.convert_to_numpy(sigmas), dtype=np.float64)
+    y_obs = to_float(y_obs)
+    shape = tuple(y_obs.shape)
+    observed = ops.broadcast_to(ops.convert_to_tensor(mask, "bool"), shape)
+    source = NoiseSource(shape, seed, noise)
+    x = sigmas[0] * temperature * source.draw_one()
+
+    def build() -> Callable[..., tuple[Tensor, ...]]:
+        def step(state: tuple[Tensor, ...], levels: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+            """Replacement at level sigma, then one Langevin step of size alpha."""
+            x, y_obs, observed = state  # the observation rides along, not baked in
+            sigma, alpha = levels[0], levels[1]
+            x = couple(ops.where(observed, y_obs + sigma * z[0], decouple(x)))
+            score = score_fn(x, per_example(sigma, x))
+            x = x + 0.5 * alpha * score + ops.sqrt(alpha) * z[1]  # NCSN Algorithm 1, line 6
+            return x, y_obs, observed
+
+        return step
+
+    alphas = step_lr * sigmas**2 / sigmas[-1] ** 2  # NCSN Algorithm 1, line 3
+    table = np.repeat(np.stack([sigmas, alphas], axis=1), n_steps_each, axis=0)
+    key = ("annealed langevin with replacement", score_fn, decouple, couple)
+    with backend.no_grad():
+        x, _, _ = run_steps(
+            key,
+            build,
+            variables,
+            (x, y_obs, observed),
+            table,
+            source,
+            2,  # a replacement normal and the Langevin step's normal
+            None,
+            progress,
+            "annealed ld with replacement",
+        )
+        nfe = len(table)
+        if denoise:
+            x = tweedie_denoise(score_fn, x, sigmas[-1], variables)
+            nfe += 1
+    return couple(ops.where(observed, y_obs, decouple(x))), nfe
 
 
 def decouple_colors(x: Tensor) -> Tensor:

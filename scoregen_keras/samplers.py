@@ -338,22 +338,30 @@ def annealed_langevin(
 
         return step
 
-    def build_denoise() -> Callable[..., Tensor]:
-        def tweedie(x: Tensor, sigma: Tensor) -> Tensor:
-            return x + ops.square(sigma) * score_fn(x, per_example(sigma, x))  # Tweedie's formula
-
-        return tweedie
-
     alphas = step_lr * sigmas**2 / sigmas[-1] ** 2  # Algorithm 1, line 3
     table = np.repeat(np.stack([sigmas, alphas], axis=1), n_steps_each, axis=0)
     key = ("annealed_langevin", score_fn)
     x = run_steps(key, build_step, variables, x, table, source, 1, None, progress, "annealed ld")
     nfe = len(table)
     if denoise:
-        tweedie = _compiled(("tweedie", score_fn), build_denoise, variables)
-        x = tweedie(x, _host_to_float(sigmas[-1]))
+        x = tweedie_denoise(score_fn, x, sigmas[-1], variables)
         nfe += 1
     return x, nfe
+
+
+def tweedie_denoise(
+    score_fn: ScoreFn, x: Tensor, sigma: float, variables: Sequence[Any] | None = None
+) -> Tensor:
+    """x + sigma^2 s(x, sigma): Tweedie's formula, the mean of the clean data given x at noise
+    level sigma; one NFE, compiled (``variables`` as for the samplers)."""
+
+    def build() -> Callable[..., Tensor]:
+        def tweedie(x: Tensor, sigma: Tensor) -> Tensor:
+            return x + ops.square(sigma) * score_fn(x, per_example(sigma, x))
+
+        return tweedie
+
+    return _compiled(("tweedie", score_fn), build, variables)(x, _host_to_float(sigma))
 
 
 # --------------------------------------------------------------------------- predictors

@@ -8,7 +8,7 @@ import pytest
 from reference import checks, controllable
 from reference.datasets import mixture5, separated4
 from reference.distributions import Gaussian
-from reference.sde import VESDE, VPSDE
+from reference.sde import VESDE, VPSDE, geometric_sigmas
 
 SDES = {"ve": VESDE, "vp": VPSDE}
 MASK = np.array([True, False])  # observe the first coordinate, impute the second
@@ -28,6 +28,14 @@ GAUSSIAN_STEPS = 200  # short chains for the fast Gaussian test (bias ~0.02 in t
 GAUSSIAN_FILTERS = 20
 GAUSSIAN_PARTICLES = 100
 GAUSSIAN_VALUES = (-1.0, 1.5)
+# annealed Langevin imputation: 10 levels 3 -> 0.01, 100 steps each; step_lr 1e-4 keeps
+# alpha x precision ~1 at the top levels and still relaxes the chain down to sigma ~0.1, below
+# which it barely moves (the default 2e-5 leaves it at sigma ~0.3: mean -0.04, var +0.04 off)
+ALD_LEVELS = geometric_sigmas(3.0, 0.01, 10)
+ALD_STEPS_EACH = 100
+ALD_STEP_LR = 1e-4
+N_ALD = 4000
+ALD_TOL = 0.04  # ~4 standard errors of the mean and variance of 4000 draws
 
 
 class CountingRng:
@@ -64,6 +72,33 @@ def test_impute_gaussian_conditional(name):
     cond = target.conditional(MASK, x_obs[:1])
     assert abs(x[:, 1].mean() - cond.means[0, 0, 0]) < 0.04
     assert abs(x[:, 1].var() - cond.covs[0, 0, 0, 0]) < 0.04
+
+
+def test_annealed_langevin_impute_keeps_observed_values_nfe_and_draws():
+    target = Gaussian(np.zeros(2), np.eye(2))
+    x_obs = np.array([[1.5, 99.0], [-0.5, 99.0], [0.25, 99.0]])
+    rng = CountingRng()
+    sigmas = geometric_sigmas(1.0, 0.1, 3)
+    x, nfe = controllable.annealed_langevin_impute(
+        target.sigma_score_fn(), sigmas, x_obs, MASK, rng, n_steps_each=4
+    )
+    np.testing.assert_array_equal(x[:, 0], x_obs[:, 0])
+    assert np.all(np.abs(x[:, 1]) < 10.0)
+    assert nfe == 3 * 4 + 1  # one score per Langevin step, one for the Tweedie step
+    assert rng.calls == 1 + 3 * 4 * 2  # start; per step a replacement and a Langevin normal
+
+
+def test_annealed_langevin_impute_gaussian_conditional():
+    # as test_impute_gaussian_conditional: x2 given x1 = 1.5 is N(0.3, 0.36)
+    target = Gaussian(np.array([0.5, -0.5]), np.array([[1.0, 0.8], [0.8, 1.0]]))
+    x_obs = np.tile([1.5, 0.0], (N_ALD, 1))
+    x, _ = controllable.annealed_langevin_impute(
+        target.sigma_score_fn(), ALD_LEVELS, x_obs, MASK, np.random.default_rng(0),
+        ALD_STEPS_EACH, ALD_STEP_LR,
+    )  # fmt: skip
+    cond = target.conditional(MASK, x_obs[:1])
+    assert abs(x[:, 1].mean() - cond.means[0, 0, 0]) < ALD_TOL
+    assert abs(x[:, 1].var() - cond.covs[0, 0, 0, 0]) < ALD_TOL
 
 
 @pytest.mark.slow
