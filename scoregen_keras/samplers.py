@@ -138,17 +138,19 @@ def _compiled(
     key: Hashable,
     build: Callable[[], Callable[..., Any]],
     variables: Sequence[Any] | None,
-    example_args: Sequence[Tensor] | None = None,
+    build_example_args: Callable[[], Sequence[Tensor]] | None = None,
 ) -> Callable[..., Any]:
     """backend.jit(build()), reused across calls for the same key where that is safe.
 
-    With ``example_args`` the key must fix their shapes and dtypes (see ``backend.jit``).
+    ``build_example_args`` makes ``backend.jit``'s example_args, only when compiling; the key
+    must then fix their shapes and dtypes.
     """
     reusable = variables is not None or not backend.jit_bakes_variables()
     key = (key, None if variables is None else tuple(id(v) for v in variables))
     if reusable and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
+    example_args = None if build_example_args is None else build_example_args()
     fn = backend.jit(build(), variables=variables, example_args=example_args)
     if reusable:
         _COMPILED[key] = fn
@@ -612,7 +614,7 @@ def _integrate_ode(
         ("ode drift", score_fn, sde, shape, floatx),
         lambda: packed_drift,
         variables,
-        example_args=[backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
+        lambda: [backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
     )
     bar = tqdm(desc=f"ode {method} (NFE)", disable=not progress, leave=False)
     nfe = 0
