@@ -7,11 +7,19 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
+from cli.options import (
+    backend_option,
+    json_option,
+    progress_option,
+    replacement_snr_option,
+    replacement_steps_option,
+    require_positive,
+    run_summary,
+    step_lr_option,
+)
 from cli.train_cmd import use_backend
 
 DEFAULT_N = 8
-DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
 GREY_OR_COLOUR = (1, 3)
 
 
@@ -25,14 +33,9 @@ GREY_OR_COLOUR = (1, 3)
     help="Grey or colour PNG/JPEG (0..255 spans the training data's range) or .npy (original "
     "data scale, 1 or 3 channels) of the model's size; only its grey level (mean of RGB) is used.",
 )
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="the SDE's N",
-    help="Predictor-corrector steps.",
-)
-@click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="PC corrector.")
+@replacement_steps_option
+@replacement_snr_option
+@step_lr_option
 @click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Colourings to draw.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
 @click.option(
@@ -51,6 +54,7 @@ def colorize(
     image_path: str,
     steps: int | None,
     snr: float,
+    step_lr: float | None,
     n: int,
     seed: int,
     out: str | None,
@@ -58,20 +62,22 @@ def colorize(
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Colour a grey image with a run's 3-channel model: results keep its grey level (PC sampling).
+    """Colour a grey image with a run's 3-channel model: results keep its grey level.
+
+    Predictor-corrector sampling with replacement, or annealed Langevin dynamics with
+    replacement for a run of NCSN noise levels.
 
     \b
     Example:
       scoregen colorize runs/cifar10 --image grey.png --n 8 --out runs/coloured
     """
-    require_positive(n=n, steps=steps)
+    require_positive(n=n, steps=steps, step_lr=step_lr)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     tasks = importlib.import_module("scoregen_keras.run_tasks")
     try:
         config = tasks.run_config(run_dir)
         tasks.require_images(config, "colorization", channels=3)
-        tasks.require_sde(config, "colorization")
         image = tasks.read_image(image_path, config, channels=GREY_OR_COLOUR)
         run = runs.load_run(run_dir)
         stem = runs.output_stem(out if out else run.paths.samples / f"colorize-seed{seed}")
@@ -82,6 +88,7 @@ def colorize(
             seed=seed,
             steps=steps,
             snr=snr,
+            step_lr=step_lr,
             progress=progress and not as_json,
         )
         npz, png = tasks.save_controlled(stem, result, run.config)

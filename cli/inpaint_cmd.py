@@ -7,11 +7,19 @@ import json
 
 import click
 
-from cli.options import backend_option, json_option, progress_option, require_positive, run_summary
+from cli.options import (
+    backend_option,
+    json_option,
+    progress_option,
+    replacement_snr_option,
+    replacement_steps_option,
+    require_positive,
+    run_summary,
+    step_lr_option,
+)
 from cli.train_cmd import use_backend
 
 DEFAULT_N = 8
-DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
 
 
 @click.command("inpaint")
@@ -31,14 +39,9 @@ DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
     required=True,
     help="PNG/JPEG or .npy of the image's size: white (.npy: 1 / True) = known, black = fill in.",
 )
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="the SDE's N",
-    help="Predictor-corrector steps.",
-)
-@click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="PC corrector.")
+@replacement_steps_option
+@replacement_snr_option
+@step_lr_option
 @click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Inpaintings to draw.")
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
 @click.option(
@@ -58,6 +61,7 @@ def inpaint(
     mask_path: str,
     steps: int | None,
     snr: float,
+    step_lr: float | None,
     n: int,
     seed: int,
     out: str | None,
@@ -65,20 +69,22 @@ def inpaint(
     progress: bool,
     as_json: bool,
 ) -> None:
-    """Inpaint an image with a run's model: keep the known pixels, sample the rest (PC sampling).
+    """Inpaint an image with a run's model: keep the known pixels, sample the rest.
+
+    Predictor-corrector sampling with replacement, or annealed Langevin dynamics with
+    replacement for a run of NCSN noise levels.
 
     \b
     Example:
       scoregen inpaint runs/digits --image digit.png --mask mask.png --n 8 --out runs/inpainted
     """
-    require_positive(n=n, steps=steps)
+    require_positive(n=n, steps=steps, step_lr=step_lr)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     tasks = importlib.import_module("scoregen_keras.run_tasks")
     try:
         config = tasks.run_config(run_dir)
         tasks.require_images(config, "inpainting")
-        tasks.require_sde(config, "inpainting")
         image = tasks.read_image(image_path, config)
         mask = tasks.read_mask(mask_path, config)
         run = runs.load_run(run_dir)
@@ -91,6 +97,7 @@ def inpaint(
             seed=seed,
             steps=steps,
             snr=snr,
+            step_lr=step_lr,
             progress=progress and not as_json,
         )
         npz, png = tasks.save_controlled(stem, result, run.config)

@@ -42,6 +42,34 @@ sampler_option = click.option(
     help="pc (predictor-corrector), ald (annealed Langevin, NCSN runs), ode, heun, dpm-solver.",
 )
 
+DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10 (scoregen_keras.run_tasks.SNR_DEFAULT)
+NCSN_STEPS_EACH = 100  # annealed Langevin's default steps per noise level (NCSN paper)
+# inpaint / colorize: predictor-corrector with replacement, annealed Langevin for NCSN levels
+replacement_steps_option = click.option(
+    "--steps",
+    type=int,
+    default=None,
+    show_default=f"the SDE's N; NCSN levels: the run's ald_steps_each, else {NCSN_STEPS_EACH}",
+    help="Predictor-corrector steps (a run of NCSN noise levels: Langevin steps per level).",
+)
+replacement_snr_option = click.option(
+    "--snr",
+    type=float,
+    default=DEFAULT_SNR,
+    show_default=True,
+    help="PC corrector (not used by a run of NCSN noise levels).",
+)
+
+NCSN_STEP_LR = 2e-5  # annealed Langevin's default step size (NCSN paper)
+step_lr_option = click.option(
+    "--step-lr",
+    type=float,
+    default=None,
+    show_default=f"the run's ald_step_lr, else {NCSN_STEP_LR:g}",
+    help="Annealed Langevin step size eps, alpha_i = eps sigma_i^2 / sigma_L^2 (runs of NCSN "
+    "noise levels only).",
+)
+
 # as many as the default --n: a default run draws in one batch, as draw_samples does by default
 DEFAULT_SAMPLE_BATCH = 1_000
 sample_batch_option = click.option(

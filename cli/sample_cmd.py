@@ -9,6 +9,7 @@ from typing import Any
 import click
 
 from cli.options import (
+    DEFAULT_SNR,
     backend_option,
     json_option,
     ode_solver_option,
@@ -17,13 +18,13 @@ from cli.options import (
     run_summary,
     sample_batch_option,
     sampler_option,
+    step_lr_option,
 )
 from cli.train_cmd import use_backend
 
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
 CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_N = 1_000
-DEFAULT_SNR = 0.16  # score SDE paper, VE on CIFAR-10
 DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscaled
 
 
@@ -35,8 +36,10 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     type=int,
     default=None,
     show_default="sampler default",
-    help="Sampler steps (ald: steps per noise level; ode: fixed Heun steps, else --ode-solver).",
+    help="Sampler steps (ald: steps per noise level, else the run's ald_steps_each; ode: fixed "
+    "Heun steps, else --ode-solver).",
 )
+@step_lr_option
 @ode_solver_option
 @click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="pc corrector.")
 @click.option(
@@ -99,6 +102,7 @@ def sample(
     run_dir: str,
     sampler: str | None,
     steps: int | None,
+    step_lr: float | None,
     ode_solver: str,
     snr: float,
     predictor: str,
@@ -123,7 +127,9 @@ def sample(
       scoregen sample runs/digits --n 10000 --image-files --out fid/digits
       scoregen sample runs/digits --class all --n 100
     """
-    require_positive(n=n, batch_size=batch_size, steps=steps, temperature=temperature)
+    require_positive(
+        n=n, batch_size=batch_size, steps=steps, step_lr=step_lr, temperature=temperature
+    )
     if guidance is not None and class_choice is None:
         raise click.UsageError("--guidance scales the guidance of --class; give a class too.")
     guidance = DEFAULT_GUIDANCE if guidance is None else guidance
@@ -160,6 +166,7 @@ def sample(
             progress=progress and not as_json,
             batch_size=batch_size,
             guide=guide,
+            step_lr=step_lr,
         )
         npz, png = runs.save_samples(
             stem, samples, run.config, folder, progress=progress and not as_json

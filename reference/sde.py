@@ -453,9 +453,13 @@ def ncsnv2_schedule(
     data: np.ndarray, sigma_min: float = 0.01, T: int = 5
 ) -> tuple[np.ndarray, float]:
     """NCSNv2 techniques 1, 2 and 4 together: (sigmas sigma_1 > ... > sigma_L, step size eps)."""
-    dim = int(np.prod(np.shape(data)[1:]))
+    gamma = ncsnv2_gamma(int(np.prod(np.shape(data)[1:])))  # before the pass over all pairs
     sigma_max = ncsnv2_sigma_max(data)
-    gamma = ncsnv2_gamma(dim)
+    if sigma_max <= sigma_min:
+        raise ValueError(
+            f"the largest distance between two data points, {sigma_max:.4g}, is not above "
+            f"sigma_min = {sigma_min:g}"
+        )
     sigmas = geometric_sigmas(sigma_max, sigma_min, ncsnv2_num_levels(sigma_max, sigma_min, gamma))
     realised_gamma = sigmas[0] / sigmas[1]
     return sigmas, ncsnv2_step_size(sigma_min, realised_gamma, T)

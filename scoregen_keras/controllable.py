@@ -61,7 +61,7 @@ GREY_CHANNEL = 0
 N_COLOR_CHANNELS = 3
 
 
-def _identity(x: Tensor) -> Tensor:
+def identity(x: Tensor) -> Tensor:
     """The identity map (inpainting and imputation observe coordinates of x itself)."""
     return x
 
@@ -72,8 +72,8 @@ def pc_sample_with_replacement(
     y_obs: Tensor,
     mask: Tensor,
     seed: Any = None,
-    decouple: LinearMap = _identity,
-    couple: LinearMap = _identity,
+    decouple: LinearMap = identity,
+    couple: LinearMap = identity,
     predictor: str = "reverse_diffusion",
     corrector: str = "langevin",
     snr: float = 0.16,
@@ -223,8 +223,8 @@ def annealed_langevin_with_replacement(
     y_obs: Tensor,
     mask: Tensor,
     seed: Any = None,
-    decouple: LinearMap = _identity,
-    couple: LinearMap = _identity,
+    decouple: LinearMap = identity,
+    couple: LinearMap = identity,
     n_steps_each: int = 100,
     step_lr: float = 2e-5,
     denoise: bool = True,
@@ -284,6 +284,39 @@ def annealed_langevin_with_replacement(
     return couple(ops.where(observed, y_obs, decouple(x))), nfe
 
 
+def annealed_langevin_impute(
+    score_fn: ScoreFn,
+    sigmas: Any,
+    x_obs: Tensor,
+    mask: Tensor,
+    seed: Any = None,
+    n_steps_each: int = 100,
+    step_lr: float = 2e-5,
+    denoise: bool = True,
+    noise: Noise = None,
+    temperature: float = 1.0,
+    progress: bool = False,
+    variables: Sequence[Any] | None = None,
+) -> tuple[Tensor, int]:
+    """Impute where ``mask`` is False given ``x_obs`` by annealed Langevin dynamics (NCSN), as
+    ``reference.controllable.annealed_langevin_impute``: ``annealed_langevin_with_replacement``
+    on the coordinates of x itself."""
+    return annealed_langevin_with_replacement(
+        score_fn,
+        sigmas,
+        x_obs,
+        mask,
+        seed,
+        n_steps_each=n_steps_each,
+        step_lr=step_lr,
+        denoise=denoise,
+        noise=noise,
+        temperature=temperature,
+        progress=progress,
+        variables=variables,
+    )
+
+
 def decouple_colors(x: Tensor) -> Tensor:
     """Per-pixel rotation y = M x to (grey, colour, colour) channels, x (..., 3)."""
     return ops.einsum("...j,ij->...i", to_float(x), to_float(COLOR_DECOUPLING))
@@ -307,20 +340,29 @@ def colorize(
     grey channel is used). PC sampling with replacement of decouple(x)[..., 0], the grey channel
     of the orthonormal colour decoupling ``COLOR_DECOUPLING``; keywords as ``impute``.
     """
-    x_grey = to_float(x_grey)
-    if x_grey.shape[-1] != N_COLOR_CHANNELS:
-        x_grey = ops.repeat(x_grey, N_COLOR_CHANNELS, axis=-1)
-    mask = np.arange(N_COLOR_CHANNELS) == GREY_CHANNEL
+    y_obs, mask = grey_observation(x_grey)
     return pc_sample_with_replacement(
         score_fn,
         sde,
-        decouple_colors(x_grey),
+        y_obs,
         mask,
         seed,
         decouple=decouple_colors,
         couple=couple_colors,
         **pc_kwargs,
     )
+
+
+def grey_observation(x_grey: Tensor) -> tuple[Tensor, np.ndarray]:
+    """(y_obs, mask) of colorization in the decoupled space: the grey channel of ``x_grey``.
+
+    ``x_grey`` is (batch, H, W, 1) intensities or (batch, H, W, 3) colour images; pass the pair
+    with ``decouple_colors`` / ``couple_colors`` to a sampler with replacement.
+    """
+    x_grey = to_float(x_grey)
+    if x_grey.shape[-1] != N_COLOR_CHANNELS:
+        x_grey = ops.repeat(x_grey, N_COLOR_CHANNELS, axis=-1)
+    return decouple_colors(x_grey), np.arange(N_COLOR_CHANNELS) == GREY_CHANNEL
 
 
 # --------------------------------------------------------------------------- class-conditional

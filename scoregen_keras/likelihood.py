@@ -108,6 +108,7 @@ def ode_likelihood(
     seed: Any = None,
     divergence: str = "exact",
     probe: str = "rademacher",
+    *,  # the reference's score_jacobian_fn and jvp_fn come next there: keywords stay unambiguous
     eps: float | None = None,
     rtol: float = 1e-5,
     atol: float = 1e-5,

@@ -167,6 +167,7 @@ def sliced_score_matching(
     x: Tensor,
     v: Tensor,
     variance_reduced: bool = False,
+    *,
     mode: str = "vjp",
 ) -> Tensor:
     """Song et al. (2019) SSM: E[vᵀ∇ₓs(x) v + ½(vᵀs(x))²]; SSM-VR uses ½‖s(x)‖² instead.

@@ -22,6 +22,17 @@ TOY_STEPS = 30_000
 # the exact-score suite; VP's sigma~(T) is ~150
 TOY_SAMPLER_SIGMA_MAX = FAST_SAMPLER_SIGMA_MAX
 
+# NCSNv2's annealed Langevin on CIFAR-10 (Song & Ermon 2020, configs/cifar10.yml): 5 steps a level
+# at eps = 6.2e-6, which technique 4 gives for its 232 levels (reference.sde.ncsnv2_step_size).
+# Its update is x + eps' s + sqrt(2 eps') z; NCSN's, which the samplers run, is
+# x + alpha/2 s + sqrt(alpha) z, the same step with alpha = 2 eps'.
+NCSNV2_STEPS_EACH = 5
+NCSNV2_STEP_LR = 2 * 6.2e-6
+# sde_config rules = "ncsnv2" (sde ncsn): sigma_1 and the number of levels come from the training
+# data (techniques 1 and 2), down to sigma_min, and the step size from technique 4 (runs.py)
+NCSNV2_RULES = "ncsnv2"
+NCSNV2_SIGMA_MIN = 0.01
+
 # The digits preset's budget: ncsnpp/digits-small, batch 128; 0.25-0.55 s a step on 2 CPU cores
 # shared with other work (JAX, load 5-6), so 10-20 minutes (benchmarks/quality_digits.py records
 # the time and the load); FD to held-out digits 1.9x the real-vs-real floor after it
@@ -61,6 +72,11 @@ BASE: dict[str, Any] = {
     # EDM Heun / DPM-Solver++ start at this sigma~ (None: the SDE's sigma~(T)); on data of a known
     # scale, steps above a few data diameters are spent on nearly pure noise
     "sampler_sigma_max": None,
+    # annealed Langevin (runs of NCSN noise levels): steps per level and the step size eps of
+    # alpha_i = eps sigma_i^2 / sigma_L^2 (None: NCSN's 100 and 2e-5); every draw uses them unless
+    # told otherwise, previews with sampler_steps steps per level when that is set
+    "ald_steps_each": None,
+    "ald_step_lr": None,
     "distribute": "none",  # "data-parallel": the global batch is split over devices
     "devices": None,  # data-parallel: number of devices (None: all of them; ignored otherwise)
     "precision": "float32",  # or a Keras mixed policy: the network runs in float16 / bfloat16
@@ -115,12 +131,16 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sampler_steps": 500,
     },
     "mnist-ncsnv2": {
-        "description": "NCSNv2 on MNIST (Song & Ermon 2020 techniques: σ₁=50... from the data)",
+        "description": "NCSNv2 on MNIST (Song & Ermon 2020's CIFAR-10 schedule: L=232, σ 50→0.01)",
         "dataset": "mnist",
         "model": "ncsnv2/mnist",
         "sde": "ncsn",
         "sde_config": {"sigma_max": 50.0, "sigma_min": 0.01, "num_scales": 232},
         "loss": "ncsn",
+        "reduce": "squared_norm",
+        "grad_clip": None,
+        "ald_steps_each": NCSNV2_STEPS_EACH,
+        "ald_step_lr": NCSNV2_STEP_LR,
         "steps": 300_001,
         "batch_size": 128,
         "lr": 1e-4,
@@ -138,6 +158,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sde": "ncsn",
         "sde_config": {"sigma_max": 1.0, "sigma_min": 0.01, "num_scales": 10},
         "loss": "ncsn",
+        "reduce": "squared_norm",
         "steps": 200_001,
         "batch_size": 128,
         "lr": 1e-3,
@@ -156,6 +177,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "sde": "ncsn",
         "sde_config": {"sigma_max": 50.0, "sigma_min": 0.01, "num_scales": 232},
         "loss": "ncsn",
+        "reduce": "squared_norm",
+        "ald_steps_each": NCSNV2_STEPS_EACH,
+        "ald_step_lr": NCSNV2_STEP_LR,
         "steps": 300_001,
         "batch_size": 128,
         "lr": 1e-4,
@@ -247,14 +271,40 @@ def validate_config(config: dict[str, Any]) -> None:
         raise ConfigError(
             f"unknown lr_decay '{config['lr_decay']}'; choose one of {', '.join(LR_DECAYS)}."
         )
-    sigma_max = config.get("sampler_sigma_max")
-    if sigma_max is not None and (
-        isinstance(sigma_max, bool) or not isinstance(sigma_max, int | float) or sigma_max <= 0
-    ):
-        raise ConfigError(f"sampler_sigma_max must be positive, got {sigma_max!r}.")
+    for key in ("sampler_sigma_max", "ald_step_lr"):
+        _check_optional_positive(config, key, int | float, "a positive number")
+    _check_optional_positive(config, "ald_steps_each", int, "a positive integer")
+    _validate_ncsn_rules(config)
     if config["ema"] is not None and not 0.0 <= config["ema"] < 1.0:
         raise ConfigError(f"ema must lie in [0, 1), got {config['ema']!r}.")
     _validate_scaling(config)
+
+
+def _validate_ncsn_rules(config: dict[str, Any]) -> None:
+    """sde_config "rules" is "ncsnv2" on an NCSN run, which then leaves sigma_max and num_scales
+    to the data."""
+    rules = config["sde_config"].get("rules")
+    if rules is None:
+        return
+    if config["sde"] != "ncsn" or rules != NCSNV2_RULES:
+        raise ConfigError(
+            f'sde_config rules = {rules!r} is unknown; runs of NCSN noise levels (sde "ncsn") '
+            f'take rules = "{NCSNV2_RULES}".'
+        )
+    given = sorted({"sigma_max", "num_scales"} & set(config["sde_config"]))
+    if given:
+        raise ConfigError(
+            f'sde_config rules = "{NCSNV2_RULES}" picks {" and ".join(given)} from the data; '
+            "leave them out."
+        )
+    _check_optional_positive(config["sde_config"], "sigma_min", int | float, "a positive number")
+
+
+def _check_optional_positive(config: dict[str, Any], key: str, kind: Any, what: str) -> None:
+    """ConfigError unless config[key] is missing, None or a positive value of `kind`."""
+    value = config.get(key)
+    if value is not None and (isinstance(value, bool) or not isinstance(value, kind) or value <= 0):
+        raise ConfigError(f"{key} must be {what}, got {value!r}.")
 
 
 def _validate_scaling(config: dict[str, Any]) -> None:

@@ -39,6 +39,7 @@ from scoregen_keras.runs import (
     RunError,
     RunPaths,
     _load_training_data,
+    ald_options,
     load_run_data,
     make_readable,
     one_line,
@@ -444,11 +445,53 @@ class Controlled:
     seconds: float
 
 
-def _pc_options(steps: int | None, snr: float) -> dict[str, Any]:
-    """Keywords of the PC sampler (steps None: the SDE's N)."""
-    if (steps is not None and steps <= 0) or snr < 0:
-        raise RunError("the number of steps must be positive and the snr not negative.")
-    return {"snr": float(snr), **({} if steps is None else {"n_steps": int(steps)})}
+def _sample_with_replacement(
+    run: Run,
+    y_obs: np.ndarray,
+    mask: np.ndarray,
+    seed: int,
+    steps: int | None,
+    snr: float,
+    step_lr: float | None,
+    progress: bool,
+    decouple: controllable.LinearMap = controllable.identity,
+    couple: controllable.LinearMap = controllable.identity,
+) -> tuple[Any, int]:
+    """Sample with ``decouple(x)[mask]`` kept on ``y_obs``: PC with replacement for an SDE run
+    (``steps`` None: the SDE's N; ``step_lr`` unused), annealed Langevin with replacement for a
+    run of NCSN noise levels (``steps`` per level and ``step_lr`` as `runs.ald_options`; ``snr``
+    unused)."""
+    if any(size is not None and size <= 0 for size in (steps, step_lr)) or snr < 0:
+        raise RunError(
+            "the number of steps and the step size must be positive and the snr not negative."
+        )
+    score_fn = run.model.score_fn(use_ema=True)
+    common = {
+        "decouple": decouple,
+        "couple": couple,
+        "progress": progress,
+        "variables": _variables(run),
+    }
+    if run.model.sde is None:
+        return controllable.annealed_langevin_with_replacement(
+            score_fn,
+            run.model.sigmas,
+            y_obs,
+            mask,
+            seed,
+            **common,
+            **ald_options(run.config, steps, step_lr),
+        )
+    return controllable.pc_sample_with_replacement(
+        score_fn,
+        run.model.sde,
+        y_obs,
+        mask,
+        seed,
+        snr=float(snr),
+        **common,
+        **({} if steps is None else {"n_steps": int(steps)}),
+    )
 
 
 def _batch(image: np.ndarray, n: int) -> np.ndarray:
@@ -467,19 +510,13 @@ def inpaint_image(
     steps: int | None = None,
     snr: float = SNR_DEFAULT,
     progress: bool = False,
+    step_lr: float | None = None,
 ) -> Controlled:
     """n inpaintings of one model-space image (H, W, C): known pixels (mask True) are kept."""
     require_images(run.config, "inpainting")
-    sde = _sde(run)
     start = time.perf_counter()
-    x, nfe = controllable.inpaint(
-        run.model.score_fn(use_ema=True),
-        sde,
-        _batch(image, n),
-        mask[None],
-        seed,
-        progress=progress,
-        **_pc_options(steps, snr),
+    x, nfe = _sample_with_replacement(
+        run, _batch(image, n), mask[None], seed, steps, snr, step_lr, progress
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
     low, high = value_range(run.config)
@@ -503,18 +540,23 @@ def colorize_image(
     steps: int | None = None,
     snr: float = SNR_DEFAULT,
     progress: bool = False,
+    step_lr: float | None = None,
 ) -> Controlled:
     """n colourings of one model-space image (H, W, 1 or 3) keeping its grey (mean) channel."""
     require_images(run.config, "colorization", COLOR_CHANNELS)
-    sde = _sde(run)
     start = time.perf_counter()
-    x, nfe = controllable.colorize(
-        run.model.score_fn(use_ema=True),
-        sde,
-        _batch(image, n),
+    y_obs, observed = controllable.grey_observation(_batch(image, n))
+    x, nfe = _sample_with_replacement(
+        run,
+        y_obs,
+        observed,
         seed,
-        progress=progress,
-        **_pc_options(steps, snr),
+        steps,
+        snr,
+        step_lr,
+        progress,
+        decouple=controllable.decouple_colors,
+        couple=controllable.couple_colors,
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
     grey = np.repeat(image.mean(axis=-1, keepdims=True), COLOR_CHANNELS, axis=-1)

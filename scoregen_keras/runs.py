@@ -30,12 +30,19 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from reference import sde as reference_sde
 from scoregen_keras import callbacks as run_callbacks
 from scoregen_keras import distribute, dopri, plots
 from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scoregen_keras.data import DataError, Dataset, Scaler, load_dataset, model_pixel_range
 from scoregen_keras.networks import CONFIGS, get_network
-from scoregen_keras.presets import ConfigError, validate_config
+from scoregen_keras.presets import (
+    NCSNV2_RULES,
+    NCSNV2_SIGMA_MIN,
+    NCSNV2_STEPS_EACH,
+    ConfigError,
+    validate_config,
+)
 from scoregen_keras.score_model import NCSN, SDE_NAMES, ScoreModel
 
 if TYPE_CHECKING:  # run_classifier imports this module
@@ -71,6 +78,8 @@ RESUMABLE_KEYS = frozenset(
         "n_sample_preview",
         "sampler",
         "sampler_sigma_max",
+        "ald_steps_each",
+        "ald_step_lr",
         "distribute",  # where a run trains is not part of the model: resume on other devices
         "devices",
     }
@@ -277,6 +286,56 @@ def _sde_arguments(config: dict[str, Any]) -> dict[str, Any]:
     return {"sde": {"type": SDE_NAMES[config["sde"]], **sde_config}}
 
 
+def apply_ncsnv2_rules(
+    config: dict[str, Any], x: np.ndarray, log: Callable[[str], None] | None = None
+) -> dict[str, Any]:
+    """The config with NCSNv2's rules applied when its sde_config says rules = "ncsnv2".
+
+    Song & Ermon (2020): sigma_1 is the largest distance between two training examples ``x``
+    (model space; technique 1), the levels fall geometrically to sigma_min by the ratio that the
+    data's dimension calls for (technique 2), and annealed Langevin takes ald_steps_each (else
+    NCSNV2_STEPS_EACH) steps a level at technique 4's step size unless ald_step_lr is set. What
+    the rules picked is recorded under "ncsnv2_rules" and told to ``log``. Other configs come
+    back unchanged.
+    """
+    log = log or (lambda message: None)
+    sde_config = dict(config["sde_config"])
+    if sde_config.pop("rules", None) != NCSNV2_RULES:
+        return config
+    sigma_min = float(sde_config.get("sigma_min", NCSNV2_SIGMA_MIN))
+    steps_each = int(config.get("ald_steps_each") or NCSNV2_STEPS_EACH)
+    try:
+        reference_sde.ncsnv2_gamma(int(np.prod(x.shape[1:])))  # data of too few dimensions fail now
+        # technique 1 compares every pair of examples: minutes for tens of thousands of images
+        log(f"NCSNv2's rules: the largest distance between {len(x)} training examples ...")
+        sigmas, eps = reference_sde.ncsnv2_schedule(x, sigma_min, steps_each)
+    except ValueError as error:
+        message = f"NCSNv2's rules cannot set noise levels for these data: {error}."
+        raise RunError(message) from error
+    # NCSNv2's step x + eps s + sqrt(2 eps) z is the samplers' x + alpha/2 s + sqrt(alpha) z
+    step_lr = 2.0 * eps
+    picked = {
+        "sigma_max": float(sigmas[0]),
+        "sigma_min": sigma_min,
+        "num_scales": len(sigmas),
+        "gamma": float(sigmas[0] / sigmas[1]),
+        "ald_steps_each": steps_each,
+        "ald_step_lr": step_lr,
+    }
+    log(
+        f"NCSNv2's rules: sigma {picked['sigma_max']:.4g} -> {sigma_min:g} in {len(sigmas)} "
+        f"levels (ratio {picked['gamma']:.4f}), annealed Langevin {steps_each} steps a level at "
+        f"{step_lr:.3g}"
+    )
+    return {
+        **config,
+        "sde_config": {key: picked[key] for key in ("sigma_max", "sigma_min", "num_scales")},
+        "ald_steps_each": steps_each,
+        "ald_step_lr": config.get("ald_step_lr") or step_lr,
+        "ncsnv2_rules": picked,
+    }
+
+
 def build_model(config: dict[str, Any], data_shape: tuple[int, ...]) -> ScoreModel:
     """A compiled ScoreModel for the config, built for examples of `data_shape`."""
     arguments = network_arguments(config)
@@ -457,6 +516,17 @@ def batch_layout(n: int, batch_size: int | None, multiple: int = 1) -> tuple[int
     return batches, length + (-length % multiple)
 
 
+def ald_options(
+    config: dict[str, Any], steps: int | None = None, step_lr: float | None = None
+) -> dict[str, Any]:
+    """Keywords of annealed Langevin on a run of NCSN noise levels: the given steps per level and
+    step size, else the run's ``ald_steps_each`` / ``ald_step_lr``, else the sampler's defaults."""
+    return _sampler_kwargs(
+        n_steps_each=steps if steps is not None else config.get("ald_steps_each"),
+        step_lr=step_lr if step_lr is not None else config.get("ald_step_lr"),
+    )
+
+
 def default_sampler(config: dict[str, Any]) -> str:
     """The sampler a command uses unless told: annealed Langevin for a run of NCSN noise levels
     (the only one it has), predictor-corrector otherwise."""
@@ -478,8 +548,12 @@ def draw_samples(
     ode_solver: str = ODE_SOLVERS[0],
     batch_size: int | None = None,
     guide: ClassGuide | None = None,
+    step_lr: float | None = None,
 ) -> Samples:
     """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'.
+
+    'ald' takes `steps` and its step size `step_lr` from the run's config unless given
+    (`ald_options`); the other samplers ignore `step_lr`.
 
     'ode' runs fixed-step Heun with `steps`, else the adaptive `ode_solver` (RK45 or dopri5).
     ``batch_size`` caps the samples drawn at once (None: all n). The batches are equal (the last
@@ -491,9 +565,11 @@ def draw_samples(
     """
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
-    if n <= 0 or (steps is not None and steps <= 0) or (batch_size is not None and batch_size <= 0):
+    sizes = (steps, batch_size, step_lr)
+    if n <= 0 or any(size is not None and size <= 0 for size in sizes):
         raise RunError(
-            "the number of samples, the batch size and the sampler steps must be positive."
+            "the number of samples, the batch size, the sampler steps and the step size must be "
+            "positive."
         )
     n_batches, length = batch_layout(n, batch_size, 1 if guide is None else len(guide.classes))
     shape = (length, *config["data"]["shape"])
@@ -513,6 +589,7 @@ def draw_samples(
         temperature,
         progress,
         ode_solver,
+        step_lr,
     )
     # one batch: the int seed, as the samplers take it; several: one stream through all of them
     seed_source = seed if n_batches == 1 else keras.random.SeedGenerator(seed)
@@ -547,6 +624,7 @@ def _batch_sampler(
     temperature: float | None,
     progress: bool,
     ode_solver: str,
+    step_lr: float | None,
 ) -> Callable[[tuple[int, ...], Any], tuple[Any, int]]:
     """draw(shape, seed) -> (x, nfe): one batch of `draw_samples`'s sampler with its options,
     following ``score_fn`` (the model's EMA score, or a guided one)."""
@@ -565,7 +643,7 @@ def _batch_sampler(
                     "so use --sampler ald."
                 )
             return samplers.annealed_langevin(
-                score_fn, model.sigmas, shape, seed, **common, **_sampler_kwargs(n_steps_each=steps)
+                score_fn, model.sigmas, shape, seed, **common, **ald_options(config, steps, step_lr)
             )
         if sampler == "pc":
             options = _sampler_kwargs(
@@ -958,8 +1036,8 @@ def _train_in_scope(
         write_json_atomic(paths.config, config)
         log(f"resuming {paths.root} from step {initial_step}")
     else:
-        config = dict(config)
         dataset = _load_training_data(config, progress)
+        config = dict(apply_ncsnv2_rules(config, dataset.x, log))
         model = build_model(config, dataset.shape)
         _check_preview_steps(model, config)
         _prepare_folder(paths)

@@ -196,14 +196,17 @@ def test_unknown_config_key(tmp_path: Path) -> None:
     ("changes", "words"),
     [
         ({"lr_decay": "linear"}, "unknown lr_decay"),
-        ({"sampler_sigma_max": 0}, "sampler_sigma_max must be positive"),
-        ({"sampler_sigma_max": "big"}, "sampler_sigma_max must be positive"),
+        ({"sampler_sigma_max": 0}, "sampler_sigma_max must be a positive number"),
+        ({"sampler_sigma_max": "big"}, "sampler_sigma_max must be a positive number"),
+        ({"ald_step_lr": -1e-5}, "ald_step_lr must be a positive number"),
+        ({"ald_steps_each": 2.5}, "ald_steps_each must be a positive integer"),
+        ({"ald_steps_each": True}, "ald_steps_each must be a positive integer"),
     ],
 )
 def test_invalid_schedule_values_in_a_config_file(
     tmp_path: Path, changes: dict, words: str
 ) -> None:
-    """lr_decay and sampler_sigma_max are checked before a run folder is made."""
+    """lr_decay and the sampler settings are checked before a run folder is made."""
     config = tmp_path / "bad.json"
     config.write_text(json.dumps(changes))
     result = invoke("train", "--config", str(config), "--out", str(tmp_path / "run"))

@@ -1,10 +1,11 @@
 """`scoregen inpaint | colorize | likelihood | interpolate` on image runs.
 
 Input checks come before the checkpoint is loaded, so they are tested on a folder holding only
-a config.json. The `slow` tests use a real run: NCSN++ in its smallest configuration trained for
-2 steps on sixteen random 8x8 RGB images; its results are not pictures of anything, but their
-files, shapes, kept pixels and kept grey levels are what these tests check. Building that run
-(tracing NCSN++) takes minutes on a CPU.
+a config.json. The `slow` tests use real runs trained for 2 steps on sixteen random 8x8 RGB
+images: NCSN++ in its smallest configuration on the VE SDE, and, for inpainting and
+colorization, the smallest NCSN on three noise levels; their results are not pictures of
+anything, but their files, shapes, NFE, kept pixels and kept grey levels are what these tests
+check. Building each run (tracing the network) takes minutes on a CPU.
 """
 
 from __future__ import annotations
@@ -42,6 +43,16 @@ TINY_IMAGE_RUN = {
     "sample_every": 2,
     "n_sample_preview": 4,
     "sampler_steps": 2,
+}
+NCSN_LEVELS = 3
+TINY_NCSN_RUN = {
+    **TINY_IMAGE_RUN,
+    "model": "ncsn/tiny",
+    "model_config": {"channels": CHANNELS},
+    "sde": "ncsn",
+    "loss": "ncsn",
+    "sde_config": {"sigma_max": 1.0, "sigma_min": 0.01, "num_scales": NCSN_LEVELS},
+    "sampler": "ald",
 }
 DIGITS_CONFIG = {
     "dataset": "digits",
@@ -84,6 +95,23 @@ def image_run(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray) -> P
     return train_tiny(folder, "run", dataset=f"npz:{folder / 'images.npz'}", **TINY_IMAGE_RUN)
 
 
+@pytest.fixture(scope="module")
+def ncsn_image_run(tmp_path_factory: pytest.TempPathFactory, images: np.ndarray) -> Path:
+    """A tiny run of NCSN noise levels (ncsn/tiny, NCSN_LEVELS levels) on the random images."""
+    folder = tmp_path_factory.mktemp("ncsn-images")
+    np.savez(folder / "images.npz", x=images)
+    return train_tiny(folder, "run", dataset=f"npz:{folder / 'images.npz'}", **TINY_NCSN_RUN)
+
+
+@pytest.fixture(params=["ve", "ncsn"])
+def controllable_run(request: pytest.FixtureRequest) -> tuple[Path, int]:
+    """An image run of each kind, with the NFE its sampler with replacement takes in FAST_STEPS
+    steps: PC (predictor + corrector a step) or annealed Langevin (a level, + Tweedie)."""
+    if request.param == "ve":
+        return request.getfixturevalue("image_run"), 2 * int(FAST_STEPS)
+    return request.getfixturevalue("ncsn_image_run"), NCSN_LEVELS * int(FAST_STEPS) + 1
+
+
 @pytest.fixture
 def config_only_run(tmp_path: Path) -> Path:
     """A run folder with only config.json: 8x8 grey digits, VE SDE (no checkpoint)."""
@@ -103,9 +131,10 @@ def half_mask_png(path: Path, size: int = SIZE) -> np.ndarray:
 
 @pytest.mark.slow
 def test_inpaint_keeps_the_known_pixels(
-    image_run: Path, images: np.ndarray, tmp_path: Path
+    controllable_run: tuple[Path, int], images: np.ndarray, tmp_path: Path
 ) -> None:
     """.npy image + PNG mask: n results of the image's shape, equal to it where known."""
+    image_run, nfe = controllable_run
     image = images[3].astype(np.float64)
     np.save(tmp_path / "image.npy", image)
     known = half_mask_png(tmp_path / "mask.png")
@@ -116,7 +145,7 @@ def test_inpaint_keeps_the_known_pixels(
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     summary = one_json_object(result.stdout)
-    assert summary["n"] == 3 and summary["known_fraction"] == 0.5 and summary["nfe"] > 0
+    assert summary["n"] == 3 and summary["known_fraction"] == 0.5 and summary["nfe"] == nfe
     with np.load(out.with_suffix(".npz")) as data:
         x, mask = data["x"], data["mask"]
         np.testing.assert_allclose(data["image"], image, atol=PIXEL_ATOL)
@@ -130,16 +159,18 @@ def test_inpaint_keeps_the_known_pixels(
 
 
 @pytest.mark.slow
-def test_colorize_keeps_the_grey_level(image_run: Path, tmp_path: Path) -> None:
+def test_colorize_keeps_the_grey_level(controllable_run: tuple[Path, int], tmp_path: Path) -> None:
     """A grey PNG: colour results whose mean over RGB is the grey input."""
+    image_run, nfe = controllable_run
     grey = np.random.default_rng(1).integers(0, PIXEL_MAX + 1, (SIZE, SIZE)).astype(np.uint8)
     Image.fromarray(grey).save(tmp_path / "grey.png")
     out = tmp_path / "coloured"
     result = invoke(
         "colorize", image_run, "--image", tmp_path / "grey.png", "--n", "2",
-        "--steps", FAST_STEPS, "--out", out,
+        "--steps", FAST_STEPS, "--out", out, "--json",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
+    assert one_json_object(result.stdout)["nfe"] == nfe
     with np.load(out.with_suffix(".npz")) as data:
         x = data["x"]
     assert x.shape == (2, SIZE, SIZE, CHANNELS) and np.isfinite(x).all()
@@ -258,8 +289,8 @@ def test_exact_divergence_refused_for_images(config_only_run: Path) -> None:
 
 
 @pytest.mark.parametrize("command", ["inpaint", "colorize"])
-def test_point_and_ncsn_runs_are_refused(command: str, tmp_path: Path) -> None:
-    """Inpainting and colorization need an image run with an SDE."""
+def test_point_runs_are_refused(command: str, tmp_path: Path) -> None:
+    """Inpainting and colorization need an image run."""
     np.save(tmp_path / "image.npy", np.zeros((SIZE, SIZE)))
     half_mask_png(tmp_path / "mask.png")
     args = ["--image", tmp_path / "image.npy"] + (
@@ -270,8 +301,3 @@ def test_point_and_ncsn_runs_are_refused(command: str, tmp_path: Path) -> None:
     config = {**DIGITS_CONFIG, "data": {**DIGITS_CONFIG["data"], "kind": "points", "shape": [2]}}
     (points / "config.json").write_text(json.dumps(config))
     assert_one_line_error(invoke(command, points, *args), "needs a run trained on images")
-    ncsn = tmp_path / "ncsn"
-    ncsn.mkdir()
-    rgb = {**DIGITS_CONFIG["data"], "shape": [SIZE, SIZE, CHANNELS]}
-    (ncsn / "config.json").write_text(json.dumps({**DIGITS_CONFIG, "sde": "ncsn", "data": rgb}))
-    assert_one_line_error(invoke(command, ncsn, *args), "needs a run trained with an SDE")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 from pathlib import Path
 
@@ -157,6 +158,19 @@ def test_ald_on_an_ncsn_run(ncsn_run: Path, tmp_path: Path) -> None:
     assert "--sampler ald" in refused.stderr
 
 
+def test_the_step_size_of_annealed_langevin(ncsn_run: Path, tmp_path: Path) -> None:
+    """--step-lr reaches the sampler (other draws than the default 2e-5); 0 is refused."""
+    default, larger = tmp_path / "default", tmp_path / "larger"
+    for out, extra in ((default, []), (larger, ["--step-lr", "1e-3"])):
+        result = invoke("sample", ncsn_run, "--steps", "3", "--n", "16", "--out", out, *extra)
+        assert result.exit_code == 0, result.output
+    x_default = np.load(default.with_suffix(".npz"))["x"]
+    x_larger = np.load(larger.with_suffix(".npz"))["x"]
+    assert np.isfinite(x_larger).all() and not np.allclose(x_larger, x_default)
+    refused = invoke("sample", ncsn_run, "--step-lr", "0", "--n", "16", "--out", larger)
+    assert_one_line_error(refused, "--step-lr", "must be positive")
+
+
 def test_sample_from_a_checkpoint_file(toy_run: Path, tmp_path: Path) -> None:
     """A checkpoint path inside a run folder works like the run folder."""
     checkpoint = toy_run / "checkpoints" / "step_10.keras"
@@ -169,11 +183,17 @@ def test_sample_from_a_checkpoint_file(toy_run: Path, tmp_path: Path) -> None:
 
 
 def test_the_cli_offers_the_samplers_and_solvers_of_scoregen_keras() -> None:
-    """The option lists written out in cli/ (Keras is imported later) match scoregen_keras.runs."""
+    """The option lists and defaults written out in cli/ (Keras is imported later) match
+    scoregen_keras."""
     from cli import options
-    from scoregen_keras import runs
+    from scoregen_keras import controllable, run_tasks, runs, samplers
 
     assert options.SAMPLERS == runs.SAMPLERS and options.ODE_SOLVERS == runs.ODE_SOLVERS
+    assert options.DEFAULT_SNR == run_tasks.SNR_DEFAULT
+    for langevin in (samplers.annealed_langevin, controllable.annealed_langevin_with_replacement):
+        defaults = inspect.signature(langevin).parameters
+        assert options.NCSN_STEPS_EACH == defaults["n_steps_each"].default
+        assert options.NCSN_STEP_LR == defaults["step_lr"].default
 
 
 # ------------------------------------------------------------------ one PNG file per image sample

@@ -204,7 +204,7 @@ def test_annealed_langevin_impute_matches_reference_with_injected_noise(denoise)
     expected, nfe_ref = ref_controllable.annealed_langevin_impute(
         mixture.sigma_score_fn(), sigmas, x_obs, MASK, np.random.default_rng(1), **options
     )
-    x, nfe = controllable.annealed_langevin_with_replacement(
+    x, nfe = controllable.annealed_langevin_impute(
         keras_mixture(mixture).sigma_score_fn(),
         sigmas,
         x_obs,

@@ -118,3 +118,59 @@ def test_a_batch_below_the_classes_cycled_is_a_run_error() -> None:
     """Cycling 5 classes through batches of at most 4 would never draw the fifth."""
     with pytest.raises(runs.RunError, match="batch size of at least 5"):
         runs.batch_layout(8, 4, 5)
+
+
+NCSN_SIGMAS = np.array([1.0, 0.3, 0.1])
+SAME_DRAWS = {"rtol": 1e-6, "atol": 1e-6}
+"""draw_samples against the sampler called directly on the same seed (float32; a compiled step
+may fuse its operations differently)."""
+
+
+def _ncsn_model() -> SimpleNamespace:
+    """What draw_samples reads of a ScoreModel of NCSN levels, with the exact sigma-score."""
+
+    def score_fn(x: Any, sigma: Any) -> Any:
+        """∇ log of N(0, (DATA_STD² + σ²) I), σ per example."""
+        return -x / (DATA_STD**2 + ops.reshape(ops.square(sigma), (-1, 1)))
+
+    return SimpleNamespace(
+        sde=None,
+        sigmas=ops.convert_to_tensor(NCSN_SIGMAS, "float32"),
+        score_fn=lambda use_ema=True: score_fn,
+        ema_variables=[],
+        network=SimpleNamespace(non_trainable_variables=[]),
+    )
+
+
+@pytest.mark.parametrize(
+    ("options", "steps_each", "step_lr"),
+    [({}, 7, 3e-3), ({"steps": 2, "step_lr": 1e-3}, 2, 1e-3)],
+    ids=["the run's", "given"],
+)
+def test_annealed_langevin_takes_the_runs_settings_unless_given(
+    options: dict, steps_each: int, step_lr: float
+) -> None:
+    """ald_steps_each / ald_step_lr of the config, or the steps and step size asked for."""
+    model = _ncsn_model()
+    config = {**CONFIG, "ald_steps_each": 7, "ald_step_lr": 3e-3}
+    drawn = runs.draw_samples(model, config, 16, "ald", seed=4, **options)
+    expected, nfe = samplers.annealed_langevin(
+        model.score_fn(), model.sigmas, (16, 2), 4, n_steps_each=steps_each, step_lr=step_lr
+    )
+    assert drawn.nfe == nfe == len(NCSN_SIGMAS) * steps_each + 1
+    np.testing.assert_allclose(drawn.x, ops.convert_to_numpy(expected), **SAME_DRAWS)
+
+
+def test_a_run_without_settings_takes_ncsns_defaults() -> None:
+    """A config without ald settings (runs before them): 100 steps a level at 2e-5."""
+    drawn = runs.draw_samples(_ncsn_model(), CONFIG, 8, "ald", seed=0)
+    expected, nfe = samplers.annealed_langevin(
+        _ncsn_model().score_fn(), _ncsn_model().sigmas, (8, 2), 0
+    )
+    assert drawn.nfe == nfe == len(NCSN_SIGMAS) * 100 + 1
+    np.testing.assert_allclose(drawn.x, ops.convert_to_numpy(expected), **SAME_DRAWS)
+
+
+def test_a_step_size_that_is_not_positive_is_a_run_error() -> None:
+    with pytest.raises(runs.RunError, match="step size must be"):
+        runs.draw_samples(_ncsn_model(), CONFIG, 8, "ald", seed=0, step_lr=0.0)

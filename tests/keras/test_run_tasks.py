@@ -1,0 +1,145 @@
+"""run_tasks.inpaint_image / colorize_image pick the sampler with replacement of the run's kind:
+predictor-corrector for an SDE run, annealed Langevin (``steps`` per level) for a run of NCSN noise
+levels. The runs here hold exact Gaussian scores, so no checkpoint is trained."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any
+
+import numpy as np
+import pytest
+from keras import ops
+
+from scoregen_keras import controllable, run_tasks
+from scoregen_keras.sde import VESDE
+
+SHAPE = (2, 2, 3)  # a 2x2 RGB image
+DATA_STD = 0.5  # the images: N(0, DATA_STD² I), whose score is known at every noise level
+SIGMAS = np.array([1.0, 0.3, 0.1])
+STEPS = 4
+N_RESULTS = 3
+SAME_CHAIN = {"rtol": 1e-6, "atol": 1e-6}
+"""The task's chain against the sampler called directly: float32, the same draws (a compiled
+step may fuse its operations differently)."""
+CONFIG = {
+    "data": {
+        "kind": "images",
+        "shape": list(SHAPE),
+        "scaler": {"shift": 0.0, "scale": 1.0},
+        "value_range": [0.0, 1.0],
+    }
+}
+
+
+def _score_at_noise(x: Any, sigma: Any) -> Any:
+    """∇ log of N(0, (DATA_STD² + σ²) I), σ per example."""
+    sigma = ops.reshape(sigma, (-1,) + (1,) * (len(x.shape) - 1))
+    return -x / (DATA_STD**2 + ops.square(sigma))
+
+
+def _run(sde: VESDE | None, config: dict[str, Any] = CONFIG) -> SimpleNamespace:
+    """What the tasks read of a loaded Run: an SDE run (score of t) or one of NCSN levels."""
+    if sde is None:
+        score_fn = _score_at_noise
+    else:
+
+        def score_fn(x: Any, t: Any) -> Any:
+            """The score at time t of the VE SDE: the noise level is the marginal std."""
+            return _score_at_noise(x, sde.marginal_prob(ops.zeros_like(x), t)[1])
+
+    model = SimpleNamespace(
+        sde=sde,
+        sigmas=ops.convert_to_tensor(SIGMAS, "float32"),
+        score_fn=lambda use_ema=True: score_fn,
+        ema_variables=[],
+        network=SimpleNamespace(non_trainable_variables=[]),
+    )
+    return SimpleNamespace(config=config, model=model, scaler=run_tasks._scaler(config))
+
+
+def _image_and_mask() -> tuple[np.ndarray, np.ndarray]:
+    """An image in model space and a mask keeping its left column."""
+    image = np.random.default_rng(0).uniform(size=SHAPE).astype(np.float32)
+    mask = np.zeros(SHAPE, dtype=bool)
+    mask[:, 0] = True
+    return image, mask
+
+
+def _batch(image: np.ndarray) -> np.ndarray:
+    return np.repeat(image[None], N_RESULTS, axis=0)
+
+
+def test_inpainting_a_run_of_ncsn_levels_is_annealed_langevin_with_replacement() -> None:
+    """STEPS Langevin steps at each of the run's levels (+ the Tweedie step), known pixels kept."""
+    run = _run(None)
+    image, mask = _image_and_mask()
+    result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=5, steps=STEPS)
+    expected, nfe = controllable.annealed_langevin_with_replacement(
+        _score_at_noise, run.model.sigmas, _batch(image), mask[None], 5, n_steps_each=STEPS
+    )
+    assert result.nfe == nfe == len(SIGMAS) * STEPS + 1
+    np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
+    np.testing.assert_array_equal(result.x[:, mask], _batch(image)[:, mask])
+    assert np.abs(result.x[:, ~mask] - _batch(image)[:, ~mask]).max() > 0.1  # the rest sampled
+
+
+def test_inpainting_takes_the_runs_annealed_langevin_settings() -> None:
+    """Without steps or a step size, the run's ald_steps_each and ald_step_lr."""
+    run = _run(None, {**CONFIG, "ald_steps_each": 2, "ald_step_lr": 1e-3})
+    image, mask = _image_and_mask()
+    result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=5)
+    expected, nfe = controllable.annealed_langevin_with_replacement(
+        _score_at_noise,
+        run.model.sigmas,
+        _batch(image),
+        mask[None],
+        5,
+        n_steps_each=2,
+        step_lr=1e-3,
+    )
+    assert result.nfe == nfe == len(SIGMAS) * 2 + 1
+    np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
+
+
+def test_colorizing_a_run_of_ncsn_levels_keeps_the_grey_level() -> None:
+    """Annealed Langevin with replacement of the grey channel: the mean over RGB is kept."""
+    run = _run(None)
+    image, _ = _image_and_mask()
+    result = run_tasks.colorize_image(run, image, n=N_RESULTS, seed=2, steps=STEPS)
+    y_obs, observed = controllable.grey_observation(_batch(image))
+    expected, nfe = controllable.annealed_langevin_with_replacement(
+        _score_at_noise,
+        run.model.sigmas,
+        y_obs,
+        observed,
+        2,
+        controllable.decouple_colors,
+        controllable.couple_colors,
+        n_steps_each=STEPS,
+    )
+    assert result.nfe == nfe == len(SIGMAS) * STEPS + 1
+    np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
+    grey = np.broadcast_to(image.mean(axis=-1), (N_RESULTS, *SHAPE[:-1]))
+    np.testing.assert_allclose(result.x.mean(axis=-1), grey, atol=1e-5)
+    assert np.abs(result.x - result.x.mean(axis=-1, keepdims=True)).max() > 0.1  # not grey
+
+
+def test_inpainting_an_sde_run_is_predictor_corrector_with_replacement() -> None:
+    """`steps` PC steps with the given snr, as before runs of NCSN levels were served."""
+    sde = VESDE(sigma_max=1.0)
+    run = _run(sde)
+    image, mask = _image_and_mask()
+    result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=1, steps=STEPS, snr=0.2)
+    expected, nfe = controllable.pc_sample_with_replacement(
+        run.model.score_fn(), sde, _batch(image), mask[None], 1, snr=0.2, n_steps=STEPS
+    )
+    assert result.nfe == nfe == 2 * STEPS
+    np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
+
+
+@pytest.mark.parametrize("steps, snr, step_lr", [(0, 0.16, None), (4, -1.0, None), (4, 0.16, 0.0)])
+def test_bad_settings_are_one_sentence(steps: int, snr: float, step_lr: float | None) -> None:
+    image, mask = _image_and_mask()
+    with pytest.raises(run_tasks.RunError, match="must be positive and the snr not negative"):
+        run_tasks.inpaint_image(_run(None), image, mask, steps=steps, snr=snr, step_lr=step_lr)
