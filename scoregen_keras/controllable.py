@@ -6,8 +6,9 @@ observed part by a forward-noised copy of the observation drawn from p_t(y_obs(t
 (``sde.marginal_prob``). The observed part is a set of coordinates of ``decouple(x)`` for an
 orthonormal linear map: the identity for inpainting, and for colorization the per-pixel channel
 rotation whose first row is (1, 1, 1)/sqrt(3), so that the observed channel is the grey image.
-A model of NCSN noise levels has ``annealed_langevin_with_replacement`` instead: annealed
-Langevin dynamics with the observed part set to y_obs + sigma z before each step.
+A model of NCSN noise levels has ``annealed_langevin_with_replacement`` instead (and
+``annealed_langevin_impute`` on coordinates): annealed Langevin dynamics with the observed part
+set to y_obs + sigma z before each step.
 Class-conditional sampling adds a classifier's gradient to the score,
 grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (eq. 14).
 
