@@ -30,7 +30,7 @@ GREY_OR_COLOUR = (1, 3)
     "image_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="Grey or colour PNG/JPEG (0..255 spans the training data's range) or .npy (original "
+    help="Grey or colour image file (0..255 spans the training data's range) or .npy (original "
     "data scale, 1 or 3 channels) of the model's size; only its grey level (mean of RGB) is used.",
 )
 @replacement_steps_option

@@ -29,15 +29,15 @@ DEFAULT_N = 8
     "image_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="PNG/JPEG (0..255 spans the training data's range) or .npy (original data scale), "
-    "of the model's size.",
+    help="Image file: PNG, JPEG, BMP, TIFF or WebP (0..255 spans the training data's range) or "
+    ".npy (original data scale), of the model's size.",
 )
 @click.option(
     "--mask",
     "mask_path",
     type=click.Path(dir_okay=False),
     required=True,
-    help="PNG/JPEG or .npy of the image's size: white (.npy: 1 / True) = known, black = fill in.",
+    help="Image file or .npy of the image's size: white (.npy: 1 / True) = known, black = fill in.",
 )
 @replacement_steps_option
 @replacement_snr_option

@@ -33,7 +33,7 @@ MIN_FRAMES = 2
     "--a-file",
     type=click.Path(dir_okay=False),
     default=None,
-    help="First end from a file: .npy (original data scale) or, for images, PNG/JPEG.",
+    help="First end from a file: .npy (original data scale) or, for images, an image file.",
 )
 @click.option(
     "--b-file", type=click.Path(dir_okay=False), default=None, help="Second end, as --a-file."

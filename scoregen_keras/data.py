@@ -19,7 +19,8 @@ from tqdm.auto import tqdm
 
 from reference import datasets as reference_datasets
 
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg")
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp")
+IMAGE_FORMATS = "PNG, JPEG, BMP, TIFF or WebP"  # the files of IMAGE_EXTENSIONS, for messages
 PIXEL_MAX_8BIT = 255.0
 SIXTEEN_BIT_STEPS_PER_LEVEL = 257.0  # 65535 / 255: 16-bit pixels onto 8-bit levels, white on white
 FLOAT_PIXEL_MAX = 1.0  # float image arrays hold pixels in [0, 1]
@@ -309,10 +310,16 @@ def eight_bit_image(image: Any, mode: str) -> Any:
     """A Pillow image converted to 8-bit `mode` ("L" or "RGB"); alpha is dropped.
 
     16-bit grey images (Pillow mode "I;16" or "I") are scaled to 8 bits: Pillow's own conversion
-    would clip every value above 255 to white.
+    would clip every value above 255 to white. Floating-point images (mode "F", from TIFF) are
+    a ValueError: their black and white are unknown.
     """
     from PIL import Image
 
+    if image.mode == "F":
+        raise ValueError(
+            "a floating-point image has no known black and white; save it with 8- or 16-bit "
+            "pixels, or as a .npy array of pixels in [0, 1]"
+        )
     if image.mode.startswith("I"):
         levels = np.rint(np.asarray(image, dtype=np.float64) / SIXTEEN_BIT_STEPS_PER_LEVEL)
         image = Image.fromarray(np.clip(levels, 0, PIXEL_MAX_8BIT).astype(np.uint8), "L")
@@ -320,7 +327,7 @@ def eight_bit_image(image: Any, mode: str) -> Any:
 
 
 def _image_files(folder: str) -> list[str]:
-    """PNG/JPEG files in a folder and its subfolders, sorted; hidden files and folders skipped."""
+    """Image files in a folder and its subfolders, sorted; hidden files and folders skipped."""
     files = []
     for root, subfolders, names in os.walk(folder):
         # hidden: .ipynb_checkpoints copies, macOS "._name.png" resource forks
@@ -334,7 +341,7 @@ def _image_files(folder: str) -> list[str]:
 
 
 def _image_folder(path: str, image_size: int | None, centered: bool, progress: bool) -> Dataset:
-    """PNG/JPEG files in a folder and its subfolders, upright, cropped to a square and resized.
+    """Image files in a folder and its subfolders, upright, cropped to a square and resized.
 
     The images are grey-scale when all of them are, RGB otherwise. The side is ``image_size``,
     or the shorter side of the first image. Each file is opened once to read its header and once
@@ -345,7 +352,7 @@ def _image_folder(path: str, image_size: int | None, centered: bool, progress: b
 
     files = _image_files(path)
     if not files:
-        raise DataError(f"folder {path} and its subfolders hold no PNG or JPEG images.")
+        raise DataError(f"folder {path} and its subfolders hold no {IMAGE_FORMATS} images.")
 
     def read(file: str, decode: Callable[[Any], Any]) -> Any:
         """decode(image) of one file, with a DataError naming the file when it is unreadable."""
@@ -406,7 +413,7 @@ def dataset_names() -> dict[str, str]:
         names[name] = f"{what} via keras.datasets, train split (downloaded once)"
         names[f"{name}:{KERAS_TEST}"] = f"the test split of {name}"
     names["npz:PATH / npy:PATH"] = "an array file, examples along the first axis (.npz: classes y)"
-    names["PATH/ (a folder)"] = "PNG/JPEG images (subfolders too: classes), cropped to size"
+    names["PATH/ (a folder)"] = "image files (subfolders too: classes), cropped to size"
     return names
 
 

@@ -10,7 +10,7 @@ File conventions:
 
 - ``.npy`` images and points are in the data's original scale, as in the ``.npz`` files that
   `scoregen sample` writes (digits: 0..16, 8-bit images: 0..255, toy points: as drawn);
-- PNG / JPEG pixel values 0..255 map linearly onto the training data's value range in model
+- image files' pixel values 0..255 map linearly onto the training data's value range in model
   space, as in the PNGs scoregen writes; images are never resized;
 - masks: white (or, in ``.npy``, values above one half: 1 / True) marks a known pixel.
 """
@@ -29,7 +29,7 @@ import keras
 import numpy as np
 
 from scoregen_keras import controllable, latent, plots
-from scoregen_keras.data import IMAGE_EXTENSIONS, DataError, Scaler, eight_bit_image
+from scoregen_keras.data import IMAGE_EXTENSIONS, IMAGE_FORMATS, DataError, Scaler, eight_bit_image
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
 from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
 from scoregen_keras.runs import (
@@ -63,7 +63,7 @@ DEFAULT_LIKELIHOOD_BATCH = 500
 DEFAULT_TOLERANCE = 1e-5
 """rtol = atol of the likelihood solve (score SDE paper)."""
 PNG_LEVELS = 255.0
-"""Largest 8-bit pixel value of PNG / JPEG files."""
+"""Largest 8-bit pixel value of image files."""
 MASK_THRESHOLD = 0.5
 """Mask values above this fraction of full scale (PNG: of 255) mark known pixels."""
 MAX_ROW = 10
@@ -311,13 +311,13 @@ def _read_npy(path: Path, what: str) -> np.ndarray:
 
 
 def _read_picture(path: Path, mode: str, what: str) -> np.ndarray:
-    """A PNG / JPEG file as an (H, W, C) array of values in [0, 1] (mode 'L' or 'RGB')."""
+    """An image file as an (H, W, C) array of values in [0, 1] (mode 'L' or 'RGB')."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
             pixels = np.asarray(eight_bit_image(image, mode), dtype=np.float64) / PNG_LEVELS
-    except (OSError, UnidentifiedImageError) as error:
+    except (OSError, UnidentifiedImageError, ValueError) as error:
         raise RunError(f"could not read the {what} {path} ({one_line(error)}).") from error
     return pixels[..., None] if pixels.ndim == 2 else pixels
 
@@ -354,7 +354,7 @@ def _file_kind(path: Path, what: str) -> str:
         return "npy"
     if suffix in IMAGE_EXTENSIONS:
         return "picture"
-    raise RunError(f"the {what} {path} is not a PNG, JPEG or .npy file.")
+    raise RunError(f"the {what} {path} is not an image file ({IMAGE_FORMATS}) or a .npy file.")
 
 
 def read_image(
@@ -362,7 +362,7 @@ def read_image(
 ) -> np.ndarray:
     """One image for the run's model, in model space, shape (H, W, C).
 
-    ``channels``: the channel counts accepted (default: the model's). PNG / JPEG files are read
+    ``channels``: the channel counts accepted (default: the model's). Image files are read
     as grey when the model has one channel, else as RGB.
     """
     path = Path(path)
@@ -635,7 +635,7 @@ def pick_example(
 ) -> np.ndarray:
     """One model-space example: row `index` of the run's data, or read from a file.
 
-    Files: .npy in the original scale (one example, or a batch of one), or a PNG / JPEG image.
+    Files: .npy in the original scale (one example, or a batch of one), or an image file.
     """
     shape = data_shape(config)
     if path is not None:

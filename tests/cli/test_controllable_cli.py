@@ -256,7 +256,7 @@ def test_inputs_that_are_not_images(config_only_run: Path, tmp_path: Path) -> No
     (tmp_path / "notes.txt").write_text("not an image")
     args = ("--mask", tmp_path / "mask.png")
     result = invoke("inpaint", config_only_run, "--image", tmp_path / "notes.txt", *args)
-    assert_one_line_error(result, "PNG, JPEG or .npy")
+    assert_one_line_error(result, "not an image file (PNG, JPEG, BMP, TIFF or WebP) or a .npy")
     result = invoke("inpaint", config_only_run, "--image", tmp_path / "none.png", *args)
     assert_one_line_error(result, "does not exist")
     np.save(tmp_path / "rgb.npy", np.zeros((SIZE, SIZE, CHANNELS)))

@@ -162,6 +162,46 @@ def test_sixteen_bit_grey_images_are_scaled_to_8_bits_not_clipped(tmp_path):
     np.testing.assert_allclose(images.scaler.inverse(images.x)[0, ..., 0], levels, atol=1e-4)
 
 
+# Pillow's lossless writers of every IMAGE_EXTENSIONS format: (suffix, save options)
+LOSSLESS_FORMATS = [
+    (".png", {}),
+    (".bmp", {}),
+    (".tif", {}),
+    (".tiff", {"compression": "tiff_lzw"}),
+    (".webp", {"lossless": True}),
+]
+
+
+@pytest.mark.parametrize("channels", [1, 3])
+@pytest.mark.parametrize(("suffix", "options"), LOSSLESS_FORMATS)
+def test_every_image_format_gives_the_pixels_it_holds(tmp_path, suffix, options, channels):
+    """A folder of one lossless image: the pixels come back exactly, grey or colour."""
+    levels = np.random.default_rng(3).integers(0, 256, (6, 6, channels), dtype=np.uint8)
+    Image.fromarray(levels[..., 0] if channels == 1 else levels).save(
+        tmp_path / f"one{suffix}", **options
+    )
+    if suffix == ".webp" and channels == 1:  # WebP has no grey mode: Pillow stores grey as RGB
+        levels = np.repeat(levels, 3, axis=-1)
+    images = data.load_dataset(str(tmp_path))
+    assert images.x.shape == (1, 6, 6, levels.shape[-1])
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[0], levels, atol=1e-4)
+
+
+def test_a_sixteen_bit_grey_tiff_is_scaled_to_8_bits(tmp_path):
+    levels = np.arange(36, dtype=np.uint16).reshape(6, 6) * 7
+    Image.fromarray(levels * 257).save(tmp_path / "deep.tif")
+    images = data.load_dataset(str(tmp_path))
+    np.testing.assert_allclose(images.scaler.inverse(images.x)[0, ..., 0], levels, atol=1e-4)
+
+
+def test_a_floating_point_tiff_is_refused_by_name(tmp_path):
+    """Mode "F" images have no known black and white."""
+    (tmp_path / "sub").mkdir()
+    Image.fromarray(np.zeros((4, 4), np.float32)).save(tmp_path / "sub" / "float.tif")
+    with pytest.raises(data.DataError, match=r"sub/float\.tif .*floating-point image"):
+        data.load_dataset(str(tmp_path))
+
+
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="counts /proc/self/fd")
 def test_an_image_folder_larger_than_the_open_file_limit(tmp_path):
     """More images than the process may hold open: each file is closed before the next."""
@@ -189,7 +229,7 @@ def test_an_image_folder_larger_than_the_open_file_limit(tmp_path):
         (lambda p: _save(p / "inf.npy", np.array([[0.0, np.inf]])), "NaN or infinite"),
         (lambda p: _save(p / "flat.npy", np.zeros(5)), "expected (n, *dims)"),
         (lambda p: _write(p / "junk.npy", b"not numpy"), "could not read"),
-        (lambda p: str(p), "no PNG or JPEG"),
+        (lambda p: str(p), "no PNG, JPEG, BMP, TIFF or WebP images"),
         (lambda p: _truncated_png(p), "could not read image sub/cut.png"),
     ],
 )

@@ -4,12 +4,14 @@ levels. The runs here hold exact Gaussian scores, so no checkpoint is trained.""
 
 from __future__ import annotations
 
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Any
 
 import numpy as np
 import pytest
 from keras import ops
+from PIL import Image
 
 from scoregen_keras import controllable, run_tasks
 from scoregen_keras.sde import VESDE
@@ -143,3 +145,20 @@ def test_bad_settings_are_one_sentence(steps: int, snr: float, step_lr: float | 
     image, mask = _image_and_mask()
     with pytest.raises(run_tasks.RunError, match="must be positive and the snr not negative"):
         run_tasks.inpaint_image(_run(None), image, mask, steps=steps, snr=snr, step_lr=step_lr)
+
+
+@pytest.mark.parametrize("suffix", [".bmp", ".tif", ".webp"])
+def test_an_input_image_in_any_format_reads_as_its_png(tmp_path: Path, suffix: str) -> None:
+    """`--image` files: the same pixels from a BMP, TIFF or lossless WebP as from a PNG."""
+    pixels = np.random.default_rng(4).integers(0, 256, SHAPE, dtype=np.uint8)
+    Image.fromarray(pixels).save(tmp_path / "image.png")
+    Image.fromarray(pixels).save(tmp_path / f"image{suffix}", lossless=True)
+    png = run_tasks.read_image(tmp_path / "image.png", CONFIG)
+    np.testing.assert_array_equal(run_tasks.read_image(tmp_path / f"image{suffix}", CONFIG), png)
+    np.testing.assert_allclose(png, pixels / 255.0, atol=1e-6)
+
+
+def test_a_floating_point_input_image_is_one_sentence(tmp_path: Path) -> None:
+    Image.fromarray(np.zeros(SHAPE[:2], np.float32)).save(tmp_path / "float.tif")
+    with pytest.raises(run_tasks.RunError, match="floating-point image"):
+        run_tasks.read_image(tmp_path / "float.tif", CONFIG)
