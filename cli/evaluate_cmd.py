@@ -54,7 +54,8 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     type=int,
     default=None,
     show_default="sampler default",
-    help="Sampler steps (ald: steps per noise level; ode: fixed Heun steps, else RK45).",
+    help="Sampler steps (ald: steps per noise level, else the run's ald_steps_each; ode: fixed "
+    "Heun steps, else RK45).",
 )
 @click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampler and splits.")
 @click.option(
