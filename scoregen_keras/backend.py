@@ -183,9 +183,19 @@ def _jit_tensorflow(
 ):
     import tensorflow as tf
 
-    compiled = tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
     if example_args is None:
-        return compiled
+        # one tf.function per argument ranks: reduce_retracing relaxes the shapes of a later call,
+        # across ranks to an unknown rank, which keras.ops.shape refuses
+        by_ranks: dict[tuple[int, ...], Callable[..., Any]] = {}
+
+        def call(*args: Any) -> Any:
+            ranks = tuple(len(arg.shape) for arg in tf.nest.flatten(args))
+            if ranks not in by_ranks:
+                by_ranks[ranks] = tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
+            return by_ranks[ranks](*args)
+
+        return call
+    compiled = tf.function(fn, jit_compile=jit_compile, reduce_retracing=True)
     # the concrete function is called without the tf.function's argument binding and trace
     # lookup: about 0.2 ms less per call on a 2-core CPU
     specs = [tf.TensorSpec.from_tensor(tf.convert_to_tensor(a)) for a in example_args]

@@ -12,27 +12,10 @@ from keras import ops
 
 from scoregen_keras import runs, samplers
 from scoregen_keras.sde import VESDE, VPSDE
+from tests.keras.gaussian_model import DATA_STD, gaussian_model
 
-DATA_STD = 0.5  # the data: N(0, DATA_STD² I) in 2-D, whose score is known at every t
 N_SAMPLES = 4000
 STD_RTOL = 0.1  # 4 000 draws: the sample std's own error is ~1 %; a wrong chain misses by far more
-
-
-def _gaussian_model(sde: Any) -> SimpleNamespace:
-    """What draw_samples reads of a ScoreModel, with the exact score of N(0, DATA_STD² I)."""
-
-    def score_fn(x: Any, t: Any) -> Any:
-        """∇ log p_t(x) = -x / (mean_coeff² DATA_STD² + std²)."""
-        mean, std = sde.marginal_prob(ops.ones_like(x), t)
-        variance = ops.square(mean) * DATA_STD**2 + ops.reshape(ops.square(std), (-1, 1))
-        return -x / variance
-
-    return SimpleNamespace(
-        sde=sde,
-        score_fn=lambda use_ema=True: score_fn,
-        ema_variables=[],
-        network=SimpleNamespace(non_trainable_variables=[]),
-    )
 
 
 CONFIG = {"data": {"shape": [2], "scaler": {"shift": 0.0, "scale": 1.0}}}
@@ -42,7 +25,7 @@ CONFIG = {"data": {"shape": [2], "scaler": {"shift": 0.0, "scale": 1.0}}}
 @pytest.mark.parametrize("steps", [100, None])
 def test_pc_samples_have_the_data_spread_for_any_step_count(sde: Any, steps: int | None) -> None:
     """PC with steps != N (here 100 of N = 1000) samples the data as well as with N steps."""
-    drawn = runs.draw_samples(_gaussian_model(sde), CONFIG, N_SAMPLES, "pc", seed=0, steps=steps)
+    drawn = runs.draw_samples(gaussian_model(sde), CONFIG, N_SAMPLES, "pc", seed=0, steps=steps)
     assert drawn.nfe == 2 * (steps or sde.N)
     np.testing.assert_allclose(np.std(drawn.x, axis=0), DATA_STD, rtol=STD_RTOL)
 
@@ -50,7 +33,7 @@ def test_pc_samples_have_the_data_spread_for_any_step_count(sde: Any, steps: int
 def test_too_few_pc_steps_for_a_vp_chain_is_a_run_error() -> None:
     """10 steps of VP (beta_max 20): the chain's betas reach 2, refused in one sentence."""
     with pytest.raises(runs.RunError, match="use more than 20 steps"):
-        runs.draw_samples(_gaussian_model(VPSDE()), CONFIG, 8, "pc", seed=0, steps=10)
+        runs.draw_samples(gaussian_model(VPSDE()), CONFIG, 8, "pc", seed=0, steps=10)
 
 
 def test_batches_are_equal_in_size_and_draw_fresh_noise(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -63,7 +46,7 @@ def test_batches_are_equal_in_size_and_draw_fresh_noise(monkeypatch: pytest.Monk
         return pc_sample(score_fn, sde, shape, *args, **kwargs)
 
     monkeypatch.setattr(samplers, "pc_sample", recording)
-    model = _gaussian_model(VESDE(sigma_max=10.0))
+    model = gaussian_model(VESDE(sigma_max=10.0))
     drawn = runs.draw_samples(model, CONFIG, 10, "pc", seed=0, steps=20, batch_size=4)
     assert shapes == [(4, 2)] * 3
     assert drawn.x.shape == (10, 2) and drawn.nfe == 2 * 20
@@ -72,7 +55,7 @@ def test_batches_are_equal_in_size_and_draw_fresh_noise(monkeypatch: pytest.Monk
 
 def test_one_batch_is_the_unbatched_draw() -> None:
     """A batch size of at least n draws exactly what draw_samples draws without one."""
-    model = _gaussian_model(VESDE(sigma_max=10.0))
+    model = gaussian_model(VESDE(sigma_max=10.0))
     whole = runs.draw_samples(model, CONFIG, 10, "pc", seed=3, steps=20)
     batched = runs.draw_samples(model, CONFIG, 10, "pc", seed=3, steps=20, batch_size=10)
     np.testing.assert_array_equal(batched.x, whole.x)
@@ -80,7 +63,7 @@ def test_one_batch_is_the_unbatched_draw() -> None:
 
 def test_batched_samples_have_the_data_spread() -> None:
     """4 000 samples in three batches of 1 334 (two padding rows dropped) keep the data's std."""
-    model = _gaussian_model(VESDE(sigma_max=10.0))
+    model = gaussian_model(VESDE(sigma_max=10.0))
     drawn = runs.draw_samples(model, CONFIG, N_SAMPLES, "pc", seed=0, steps=100, batch_size=1500)
     assert drawn.x.shape == (N_SAMPLES, 2)
     np.testing.assert_allclose(np.std(drawn.x, axis=0), DATA_STD, rtol=STD_RTOL)
@@ -89,7 +72,7 @@ def test_batched_samples_have_the_data_spread() -> None:
 @pytest.mark.parametrize("batch_size", [0, -2])
 def test_a_batch_size_below_one_is_a_run_error(batch_size: int) -> None:
     """A batch size that is not positive: one sentence, before any sampling."""
-    model = _gaussian_model(VESDE())
+    model = gaussian_model(VESDE())
     with pytest.raises(runs.RunError, match="batch size"):
         runs.draw_samples(model, CONFIG, 8, "pc", seed=0, steps=10, batch_size=batch_size)
 
@@ -127,19 +110,8 @@ may fuse its operations differently)."""
 
 
 def _ncsn_model() -> SimpleNamespace:
-    """What draw_samples reads of a ScoreModel of NCSN levels, with the exact sigma-score."""
-
-    def score_fn(x: Any, sigma: Any) -> Any:
-        """∇ log of N(0, (DATA_STD² + σ²) I), σ per example."""
-        return -x / (DATA_STD**2 + ops.reshape(ops.square(sigma), (-1, 1)))
-
-    return SimpleNamespace(
-        sde=None,
-        sigmas=ops.convert_to_tensor(NCSN_SIGMAS, "float32"),
-        score_fn=lambda use_ema=True: score_fn,
-        ema_variables=[],
-        network=SimpleNamespace(non_trainable_variables=[]),
-    )
+    """A model of the levels NCSN_SIGMAS with the exact sigma-score of the data."""
+    return gaussian_model(sigmas=NCSN_SIGMAS)
 
 
 @pytest.mark.parametrize(
@@ -163,10 +135,9 @@ def test_annealed_langevin_takes_the_runs_settings_unless_given(
 
 def test_a_run_without_settings_takes_ncsns_defaults() -> None:
     """A config without ald settings (runs before them): 100 steps a level at 2e-5."""
-    drawn = runs.draw_samples(_ncsn_model(), CONFIG, 8, "ald", seed=0)
-    expected, nfe = samplers.annealed_langevin(
-        _ncsn_model().score_fn(), _ncsn_model().sigmas, (8, 2), 0
-    )
+    model = _ncsn_model()
+    drawn = runs.draw_samples(model, CONFIG, 8, "ald", seed=0)
+    expected, nfe = samplers.annealed_langevin(model.score_fn(), model.sigmas, (8, 2), 0)
     assert drawn.nfe == nfe == len(NCSN_SIGMAS) * 100 + 1
     np.testing.assert_allclose(drawn.x, ops.convert_to_numpy(expected), **SAME_DRAWS)
 

@@ -15,9 +15,9 @@ from PIL import Image
 
 from scoregen_keras import controllable, run_tasks
 from scoregen_keras.sde import VESDE
+from tests.keras.gaussian_model import gaussian_model, sigma_score
 
 SHAPE = (2, 2, 3)  # a 2x2 RGB image
-DATA_STD = 0.5  # the images: N(0, DATA_STD² I), whose score is known at every noise level
 SIGMAS = np.array([1.0, 0.3, 0.1])
 STEPS = 4
 N_RESULTS = 3
@@ -34,29 +34,9 @@ CONFIG = {
 }
 
 
-def _score_at_noise(x: Any, sigma: Any) -> Any:
-    """∇ log of N(0, (DATA_STD² + σ²) I), σ per example."""
-    sigma = ops.reshape(sigma, (-1,) + (1,) * (len(x.shape) - 1))
-    return -x / (DATA_STD**2 + ops.square(sigma))
-
-
 def _run(sde: VESDE | None, config: dict[str, Any] = CONFIG) -> SimpleNamespace:
     """What the tasks read of a loaded Run: an SDE run (score of t) or one of NCSN levels."""
-    if sde is None:
-        score_fn = _score_at_noise
-    else:
-
-        def score_fn(x: Any, t: Any) -> Any:
-            """The score at time t of the VE SDE: the noise level is the marginal std."""
-            return _score_at_noise(x, sde.marginal_prob(ops.zeros_like(x), t)[1])
-
-    model = SimpleNamespace(
-        sde=sde,
-        sigmas=ops.convert_to_tensor(SIGMAS, "float32"),
-        score_fn=lambda use_ema=True: score_fn,
-        ema_variables=[],
-        network=SimpleNamespace(non_trainable_variables=[]),
-    )
+    model = gaussian_model(sde, SIGMAS)
     return SimpleNamespace(config=config, model=model, scaler=run_tasks._scaler(config))
 
 
@@ -78,7 +58,7 @@ def test_inpainting_a_run_of_ncsn_levels_is_annealed_langevin_with_replacement()
     image, mask = _image_and_mask()
     result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=5, steps=STEPS)
     expected, nfe = controllable.annealed_langevin_with_replacement(
-        _score_at_noise, run.model.sigmas, _batch(image), mask[None], 5, n_steps_each=STEPS
+        sigma_score, run.model.sigmas, _batch(image), mask[None], 5, n_steps_each=STEPS
     )
     assert result.nfe == nfe == len(SIGMAS) * STEPS + 1
     np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
@@ -92,7 +72,7 @@ def test_inpainting_takes_the_runs_annealed_langevin_settings() -> None:
     image, mask = _image_and_mask()
     result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=5)
     expected, nfe = controllable.annealed_langevin_with_replacement(
-        _score_at_noise,
+        sigma_score,
         run.model.sigmas,
         _batch(image),
         mask[None],
@@ -111,7 +91,7 @@ def test_colorizing_a_run_of_ncsn_levels_keeps_the_grey_level() -> None:
     result = run_tasks.colorize_image(run, image, n=N_RESULTS, seed=2, steps=STEPS)
     y_obs, observed = controllable.grey_observation(_batch(image))
     expected, nfe = controllable.annealed_langevin_with_replacement(
-        _score_at_noise,
+        sigma_score,
         run.model.sigmas,
         y_obs,
         observed,

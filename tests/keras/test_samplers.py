@@ -19,6 +19,7 @@ from scoregen_keras import losses, samplers
 from scoregen_keras import sde as keras_sde
 from scoregen_keras.networks.mlp import MLPScoreNet, load_reference_params
 from tests.keras.conftest import assert_scaled_close, to_numpy
+from tests.keras.gaussian_model import DATA_STD, sigma_score
 from tests.keras.mixture_ops import keras_mixture
 
 SAMPLER_RTOL = 1e-4  # float32 sampler against the float64 reference, relative to the output scale
@@ -418,3 +419,13 @@ def test_exact_score_samplers_pass_sample_checks(mixture, name):
     x, nfe = run(keras_mix.score_fn(k_sde), k_sde, N_CHECK)
     result = checks.sample_checks(to_numpy(x), mix, np.random.default_rng(CHECK_SEED))
     assert result["passed"], (name, nfe, result)
+
+
+def test_one_score_function_serves_data_of_any_rank():
+    """Compiled steps are cached by score function: the same one on points, images, points again
+    (TensorFlow relaxed the second trace to an unknown rank, which keras.ops.shape refuses)."""
+    for shape in [(4, 2), (3, 2, 2, 1), (4, 2)]:
+        x = np.random.default_rng(len(shape)).standard_normal(shape).astype(np.float32)
+        denoised = samplers.tweedie_denoise(sigma_score, ops.convert_to_tensor(x), DATA_STD)
+        # x + σ² (-x / (DATA_STD² + σ²)) with σ = DATA_STD is x / 2
+        np.testing.assert_allclose(to_numpy(denoised), x / 2, rtol=1e-6)
