@@ -47,9 +47,12 @@ import numpy as np  # noqa: E402
 from benchmarks import quality_digits  # noqa: E402
 from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import machine  # noqa: E402
-from scoregen_keras import features, plots, run_classifier, runs  # noqa: E402
-from scoregen_keras.classifier import DEFAULT_BATCH_SIZE, DEFAULT_STEPS  # noqa: E402
-from scoregen_keras.presets import resolve_config  # noqa: E402
+from scoregen_keras import runs  # noqa: E402
+from scoregen_keras.networks import features  # noqa: E402
+from scoregen_keras.runs import classifier as run_classifier  # noqa: E402
+from scoregen_keras.runs import plots  # noqa: E402
+from scoregen_keras.training.classifier import DEFAULT_BATCH_SIZE, DEFAULT_STEPS  # noqa: E402
+from scoregen_keras.training.presets import resolve_config  # noqa: E402
 
 JSON_NAME, GRID_NAME = "class_guidance.json", "class_guidance.png"
 SCALES = (0.0, 1.0, 4.0)

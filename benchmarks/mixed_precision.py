@@ -101,7 +101,7 @@ def score_errors(run: Any, times: list[float], n: int, seed: int) -> list[float]
 
     from reference.datasets import mixture5
     from reference.train import relative_score_error
-    from scoregen_keras.evaluate import reference_sde
+    from scoregen_keras.runs.evaluate import reference_sde
 
     mixture, sde, model = mixture5(), reference_sde(run.model.sde), run.model
 
@@ -120,7 +120,8 @@ def train_and_score(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """Train the preset in one precision (afresh), then its score errors at args.times."""
     import keras
 
-    from scoregen_keras import presets, runs
+    from scoregen_keras import runs
+    from scoregen_keras.training import presets
 
     config = presets.resolve_config(
         PRESET, {"precision": precision, "steps": args.steps, **BOOKKEEPING}

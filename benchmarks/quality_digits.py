@@ -76,10 +76,12 @@ import numpy as np  # noqa: E402
 
 from benchmarks.layout import RUNS_DIR, default_output  # noqa: E402
 from benchmarks.machine_info import load_average, machine  # noqa: E402
-from scoregen_keras import features, metrics, plots, runs  # noqa: E402
+from scoregen_keras import metrics, runs  # noqa: E402
 from scoregen_keras.data import DIGITS_HELD_OUT, DIGITS_TRAIN, load_dataset  # noqa: E402
-from scoregen_keras.evaluate import evaluate_samples  # noqa: E402
-from scoregen_keras.presets import resolve_config  # noqa: E402
+from scoregen_keras.networks import features  # noqa: E402
+from scoregen_keras.runs import plots  # noqa: E402
+from scoregen_keras.runs.evaluate import evaluate_samples  # noqa: E402
+from scoregen_keras.training.presets import resolve_config  # noqa: E402
 
 JSON_NAME = "quality_digits.json"
 GRID_NAME, LOSS_NAME = "digits_samples.png", "digits_loss.png"  # beside the JSON

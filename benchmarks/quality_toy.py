@@ -54,8 +54,8 @@ from benchmarks.machine_info import machine  # noqa: E402
 from reference import checks  # noqa: E402
 from reference.datasets import mixture5  # noqa: E402
 from scoregen_keras import runs  # noqa: E402
-from scoregen_keras.evaluate import model_log_prob_fn  # noqa: E402
-from scoregen_keras.presets import resolve_config  # noqa: E402
+from scoregen_keras.runs.evaluate import model_log_prob_fn  # noqa: E402
+from scoregen_keras.training.presets import resolve_config  # noqa: E402
 
 JSON_NAME = "quality_toy.json"  # the plot goes beside it, as quality_toy.png
 

@@ -25,8 +25,8 @@ ROOT = Path(__file__).resolve().parents[1]
 if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
-from scoregen_keras import features  # noqa: E402
 from scoregen_keras.data import load_dataset  # noqa: E402
+from scoregen_keras.networks import features  # noqa: E402
 
 SEED = 0
 EPOCHS = 60

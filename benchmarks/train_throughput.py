@@ -95,7 +95,9 @@ def bench_precision(args: argparse.Namespace, precision: str) -> dict[str, Any]:
     """Steps/s of one precision on this backend (best timed block)."""
     import numpy as np
 
-    from scoregen_keras import distribute, presets, runs
+    from scoregen_keras import runs
+    from scoregen_keras.training import distribution as distribute
+    from scoregen_keras.training import presets
 
     overrides = {
         "model": args.model,

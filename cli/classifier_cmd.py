@@ -61,7 +61,7 @@ def classifier(
     use_backend(backend)
     data = importlib.import_module("scoregen_keras.data")
     runs = importlib.import_module("scoregen_keras.runs")
-    run_classifier = importlib.import_module("scoregen_keras.run_classifier")
+    run_classifier = importlib.import_module("scoregen_keras.runs.classifier")
     try:
         run = runs.load_run(run_dir)
         result = run_classifier.train_run_classifier(

@@ -74,7 +74,7 @@ def colorize(
     require_positive(n=n, steps=steps, step_lr=step_lr)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.run_tasks")
+    tasks = importlib.import_module("scoregen_keras.runs")
     try:
         config = tasks.run_config(run_dir)
         tasks.require_images(config, "colorization", channels=3)

@@ -124,8 +124,8 @@ def evaluate(
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
     data = importlib.import_module("scoregen_keras.data")
-    features = importlib.import_module("scoregen_keras.features")
-    evaluation = importlib.import_module("scoregen_keras.evaluate")
+    features = importlib.import_module("scoregen_keras.networks.features")
+    evaluation = importlib.import_module("scoregen_keras.runs.evaluate")
     try:
         run = runs.load_run(run_dir)
         sampler = sampler or runs.default_sampler(run.config)

@@ -40,7 +40,7 @@ def presets(as_json: bool) -> None:
     Example:
       scoregen presets
     """
-    module = importlib.import_module("scoregen_keras.presets")
+    module = importlib.import_module("scoregen_keras.training.presets")
     rows = {
         name: ("(default) " if name == module.DEFAULT_PRESET else "") + preset["description"]
         for name, preset in module.PRESETS.items()

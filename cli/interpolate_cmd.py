@@ -91,7 +91,7 @@ def interpolate(
             raise click.UsageError(f"give --{name} or --{name}-file, not both.")
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.run_tasks")
+    tasks = importlib.import_module("scoregen_keras.runs")
     try:
         config = tasks.run_config(run_dir)
         tasks.require_sde(config, "interpolation")

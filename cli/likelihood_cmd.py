@@ -106,7 +106,7 @@ def likelihood(
     require_positive(n=n, batch_size=batch_size, tol=tol)
     use_backend(backend)
     runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.run_tasks")
+    tasks = importlib.import_module("scoregen_keras.runs")
     try:
         config = tasks.run_config(run_dir)
         tasks.require_sde(config, "the likelihood")

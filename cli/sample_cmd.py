@@ -144,7 +144,7 @@ def sample(
         sampler = sampler or runs.default_sampler(run.config)
         guide = None
         if class_choice is not None:
-            run_classifier = importlib.import_module("scoregen_keras.run_classifier")
+            run_classifier = importlib.import_module("scoregen_keras.runs.classifier")
             classifier = run_classifier.load_run_classifier(run)
             guide = run_classifier.class_guide(classifier, class_choice, guidance)
         stem = runs.output_stem(

@@ -152,7 +152,7 @@ def _default_out(preset: str) -> Path:
 
 def _check_distribute(mode: str, backend: str) -> None:
     """Fail before the backend starts when `mode` cannot run on it (e.g. data-parallel + torch)."""
-    distribute = importlib.import_module("scoregen_keras.distribute")
+    distribute = importlib.import_module("scoregen_keras.training.distribution")
     try:
         distribute.check_support(mode, backend)
     except distribute.DistributeError as error:
@@ -331,14 +331,14 @@ def train(
         raise click.UsageError("--resume needs --out RUN_DIR, the run to continue.")
     if devices is not None and overrides.get("distribute", "none") == "none":
         raise click.UsageError("--devices needs --distribute data-parallel.")
-    presets = importlib.import_module("scoregen_keras.presets")
+    presets = importlib.import_module("scoregen_keras.training.presets")
     preset = preset or presets.DEFAULT_PRESET
     try:
         config = overrides if resume else presets.resolve_config(preset, overrides)
     except presets.ConfigError as error:
         raise click.ClickException(str(error)) from error
-    _check_distribute(overrides.get("distribute", "none"), backend)
     use_backend(backend)
+    _check_distribute(overrides.get("distribute", "none"), backend)
     runs = importlib.import_module("scoregen_keras.runs")
     data = importlib.import_module("scoregen_keras.data")
     run_dir = Path(out) if out else _default_out(preset)

@@ -66,13 +66,18 @@ class SDE:
         alpha, std = self.marginal_coefficients(as_batch(t, x0.shape[0]))
         return batch_scalar(alpha, x0) * x0, std
 
-    def prior_sampling(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """Draw from the prior p_T with one call rng.standard_normal(shape)."""
+    @property
+    def prior_std(self) -> float:
+        """The standard deviation s of the Gaussian prior p_T = N(0, s^2 I)."""
         raise NotImplementedError
 
+    def prior_sampling(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
+        """Draw from the prior N(0, s^2 I) with one call rng.standard_normal(shape)."""
+        return rng.standard_normal(shape) * self.prior_std
+
     def prior_logp(self, z: np.ndarray) -> np.ndarray:
-        """log p_T(z) per example, shape (batch,)."""
-        raise NotImplementedError
+        """log N(z; 0, s^2 I) per example, shape (batch,)."""
+        return _gaussian_prior_logp(z, self.prior_std)
 
     # --- discretisation ----------------------------------------------------------------------
     def discrete_index(self, t: np.ndarray | float) -> np.ndarray:
@@ -180,13 +185,10 @@ class VESDE(SDE):
         sigma = self._sigma(t)
         return np.ones_like(sigma), sigma
 
-    def prior_sampling(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """N(0, sigma_max^2 I), one call rng.standard_normal(shape)."""
-        return rng.standard_normal(shape) * self.sigma_max
-
-    def prior_logp(self, z: np.ndarray) -> np.ndarray:
-        """log N(z; 0, sigma_max^2 I)."""
-        return _gaussian_prior_logp(z, self.sigma_max)
+    @property
+    def prior_std(self) -> float:
+        """sigma_max: the prior is N(0, sigma_max^2 I)."""
+        return self.sigma_max
 
     def _sigma_pair(self, t: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """(sigma_i, sigma_{i-1}) of the SMLD levels at the index of t, with sigma_{-1} = 0."""
@@ -281,13 +283,10 @@ class _LinearBetaSDE(SDE):
         """f(x, t) = -beta(t) x / 2."""
         return -0.5 * batch_scalar(self.beta(t), x) * x
 
-    def prior_sampling(self, rng: np.random.Generator, shape: tuple[int, ...]) -> np.ndarray:
-        """N(0, I), one call rng.standard_normal(shape)."""
-        return rng.standard_normal(shape)
-
-    def prior_logp(self, z: np.ndarray) -> np.ndarray:
-        """log N(z; 0, I)."""
-        return _gaussian_prior_logp(z, 1.0)
+    @property
+    def prior_std(self) -> float:
+        """1: the prior is N(0, I)."""
+        return 1.0
 
     def langevin_alpha(self, t: np.ndarray) -> np.ndarray:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""

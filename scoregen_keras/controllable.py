@@ -30,8 +30,6 @@ import numpy as np
 from keras import ops
 
 from scoregen_keras import backend
-from scoregen_keras.classifier import log_posterior_grad_fn as classifier_grad_fn
-from scoregen_keras.latent import tempered_prior
 from scoregen_keras.samplers import (
     CORRECTOR_NFE,
     PREDICTOR_NFE,
@@ -43,6 +41,7 @@ from scoregen_keras.samplers import (
     tweedie_denoise,
 )
 from scoregen_keras.sde import SDE, batch_scalar, per_example, to_float
+from scoregen_keras.training.classifier import log_posterior_grad_fn as classifier_grad_fn
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
@@ -110,7 +109,7 @@ def pc_sample_with_replacement(
     observed = ops.broadcast_to(ops.convert_to_tensor(mask, "bool"), shape)
     source = NoiseSource(shape, seed, noise)
     if x_init is None:
-        x = tempered_prior(sde, source.draw_one(), temperature)
+        x = sde.prior_from_normal(source.draw_one(), temperature)
     else:
         x = to_float(x_init)
 

@@ -22,16 +22,16 @@ from keras import ops
 from scipy.integrate import solve_ivp
 
 from reference.utils import require_finite
-from scoregen_keras import backend, dopri
+from scoregen_keras import backend
+from scoregen_keras.choices import DIVERGENCES, ODE_SOLVERS, PROBES
+from scoregen_keras.sampling import dopri
 from scoregen_keras.sde import SDE, per_example, sum_over_dims, to_float
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
 UINT8_LEVELS = 256
-DIVERGENCES = ("exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
-METHODS = ("RK45", dopri.METHOD)  # solve_ivp on the host; the same solver compiled
+METHODS = ODE_SOLVERS  # solve_ivp on the host; the same solver compiled
 LOG_2 = math.log(2.0)
 SQRT_2 = math.sqrt(2.0)
 

@@ -22,6 +22,7 @@ import keras
 from keras import ops
 
 from scoregen_keras import backend
+from scoregen_keras.choices import WEIGHTINGS
 from scoregen_keras.sde import SDE, batch_scalar, per_example, sum_over_dims, to_float
 
 Tensor = Any
@@ -33,7 +34,6 @@ REDUCTIONS: dict[str, Callable[[int], float]] = {
     "sum": lambda n_dims: 0.5,
     "mean": lambda n_dims: 1.0 / n_dims,
 }
-WEIGHTINGS = ("std2", "likelihood")
 PROJECTIONS = ("gaussian", "rademacher")
 
 # net.conditioning -> the scalar passed to the network, from (t, std) of the perturbation kernel

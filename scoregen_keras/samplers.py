@@ -4,187 +4,42 @@ Every sampler takes a score function and returns ``(x, nfe)``: the final sample,
 ``(batch, *dims)``, and the number of score evaluations. Continuous-time samplers take
 ``score_fn(x, t)`` with ``t`` of shape ``(batch,)``; the NCSN samplers take ``score_fn(x, sigma)``.
 
-Randomness: where the reference takes ``rng`` a sampler takes ``seed`` (int, a
-``keras.random.SeedGenerator`` or None). Tests can instead hand in ``noise``: a callable
-``noise(shape) -> array`` (e.g. ``np.random.default_rng(0).standard_normal``) or an iterable of
-arrays, consumed in exactly the order the reference draws its normals, so both implementations
-can be run on the same draws. Every normal a sampler draws has the sample's shape.
-
-Compilation: the fixed-step samplers run their steps in chunks: one call of a function compiled
-with ``backend.jit`` runs up to ``MAX_CHUNK_STEPS`` steps in a ``keras.ops.fori_loop`` over a
-table of per-step coefficients computed on the host, with the chunk's normals drawn up front, so
-the per-step Python and dispatch cost is paid once per chunk. Chunks are padded to a fixed length
-(the loop runs only over the real steps), so a step is traced once per shape. Compiled chunks are
-reused across calls for the same (score_fn, sde, settings) except where compilation bakes in
-the weights the score reads (JAX) and ``variables`` was not given (see ``backend.jit``).
-``temperature`` scales the prior draw (``latent.tempered_prior``); ``progress`` shows a tqdm bar
-updated once per chunk.
+Randomness: where the reference takes ``rng`` a sampler takes ``seed``, or ``noise`` injected by
+a test and consumed in the order the reference draws its normals (`scoregen_keras.sampling.noise`).
+Compilation: the fixed-step samplers run several steps per compiled call
+(`scoregen_keras.sampling.chunks`); ``variables`` lists the weights the score reads, so that a
+compiled step sees their later values on JAX. ``temperature`` scales the prior draw
+(``SDE.prior_from_normal``); ``progress`` shows a tqdm bar updated once per chunk.
 """
 
 from __future__ import annotations
 
-import functools
 import math
-from collections import OrderedDict
-from collections.abc import Callable, Hashable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
-from scipy.integrate import solve_ivp
-from tqdm.auto import tqdm
 
-from reference.utils import require_finite
-from scoregen_keras import backend, dopri
-from scoregen_keras.latent import tempered_prior
+from scoregen_keras.choices import DPM_SCHEDULES
+from scoregen_keras.sampling.chunks import compiled, run_steps, without_grad
+from scoregen_keras.sampling.host import host_to_float
+from scoregen_keras.sampling.noise import Noise, NoiseSource, Seed
+from scoregen_keras.sampling.ode import HEUN_WEIGHT, integrate_ode
+from scoregen_keras.sampling.ode import probability_flow_drift as probability_flow_drift
 from scoregen_keras.sde import SDE, batch_scalar, per_example, sum_over_dims, to_float
 
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
-Seed = int | keras.random.SeedGenerator | None
-Noise = Callable[[tuple[int, ...]], Any] | Iterable[Any] | None
 StepFn = Callable[..., tuple[Tensor, Tensor]]
-
-HEUN_WEIGHT = 0.5  # trapezoidal rule: the Heun step averages the two slopes equally
 SQRT2_MINUS_1 = math.sqrt(2.0) - 1.0  # EDM's cap on the churn factor gamma_i
-COMPILED_CACHE_SIZE = 32  # compiled step functions kept for reuse across sampler calls
-# seeded normals are drawn in blocks of up to this many entries (16 MiB of float32), one random
-# call per block instead of one per step
-NOISE_BLOCK_ENTRIES = 2**22
-MAX_CHUNK_STEPS = 50  # sampler steps per compiled call (and per progress-bar update)
-
-
-# --------------------------------------------------------------------------- noise
-
-
-class NoiseSource:
-    """Standard normals of one shape, ``k`` per request: from a seed or from injected noise."""
-
-    def __init__(self, shape: Sequence[int], seed: Seed = None, noise: Noise = None) -> None:
-        """Draw with ``keras.random`` from ``seed``, or from ``noise`` (callable or iterable)."""
-        self.shape = tuple(int(n) for n in shape)
-        self._max_block = max(1, NOISE_BLOCK_ENTRIES // max(1, math.prod(self.shape)))
-        self._block: Tensor | None = None
-        self._block_size = self._position = 0
-        self._generator = None
-        self._callable: Callable[[tuple[int, ...]], Any] | None = None
-        self._iterator: Iterator[Any] | None = None
-        if noise is None:
-            seeded = isinstance(seed, keras.random.SeedGenerator)
-            self._generator = seed if seeded else keras.random.SeedGenerator(seed)
-        elif callable(noise):
-            self._callable = noise
-        else:
-            self._iterator = iter(noise)
-
-    def _injected(self) -> np.ndarray:
-        """The next injected normal, checked against the shape."""
-        if self._callable is not None:
-            value = self._callable(self.shape)
-        else:
-            try:
-                value = next(self._iterator)
-            except StopIteration:
-                raise ValueError("the injected noise ran out of draws") from None
-        value = np.asarray(value)
-        if value.shape != self.shape:
-            raise ValueError(f"injected noise has shape {value.shape}, expected {self.shape}")
-        return value
-
-    def _refill(self, k: int) -> None:
-        """Make k draws available: a new block, twice the last one (so short runs draw little)."""
-        if self._position + k <= self._block_size:
-            return
-        self._block_size = max(k, min(2 * self._block_size, self._max_block))
-        shape = (self._block_size, *self.shape)
-        self._block, self._position = keras.random.normal(shape, seed=self._generator), 0
-
-    def _seeded(self, k: int) -> Tensor:
-        """The next k seeded normals (k, *shape), cut from a block drawn at once."""
-        self._refill(k)
-        start, self._position = self._position, self._position + k
-        # a gather with tensor indices: eager slicing with Python ints compiles per index on JAX
-        return ops.take(self._block, _host_index(np.arange(start, self._position)), axis=0)
-
-    def draw(self, k: int) -> Tensor:
-        """k normals stacked on a new leading axis, shape (k, *shape) (k may be 0)."""
-        if self._generator is not None:
-            return self._seeded(k)
-        if k == 0:
-            return _host_to_float(np.zeros((0, *self.shape)))
-        return _host_to_float(np.stack([self._injected() for _ in range(k)]))
-
-    def draw_one(self) -> Tensor:
-        """One normal of the sample's shape."""
-        if self._generator is not None:
-            self._refill(1)
-            self._position += 1
-            return ops.take(self._block, _host_index(self._position - 1), axis=0)
-        return _host_to_float(self._injected())
-
-
-# --------------------------------------------------------------------------- shared machinery
-
-_COMPILED: OrderedDict[Hashable, Callable[..., Any]] = OrderedDict()
-
-
-def clear_compiled() -> None:
-    """Forget every compiled step function (e.g. after changing weights on JAX)."""
-    _COMPILED.clear()
-
-
-def _compiled(
-    key: Hashable,
-    build: Callable[[], Callable[..., Any]],
-    variables: Sequence[Any] | None,
-    build_example_args: Callable[[], Sequence[Tensor]] | None = None,
-) -> Callable[..., Any]:
-    """backend.jit(build()), reused across calls for the same key where that is safe.
-
-    ``build_example_args`` makes ``backend.jit``'s example_args, only when compiling; the key
-    must then fix their shapes and dtypes.
-    """
-    reusable = variables is not None or not backend.jit_bakes_variables()
-    key = (key, None if variables is None else tuple(id(v) for v in variables))
-    if reusable and key in _COMPILED:
-        _COMPILED.move_to_end(key)
-        return _COMPILED[key]
-    example_args = None if build_example_args is None else build_example_args()
-    fn = backend.jit(build(), variables=variables, example_args=example_args)
-    if reusable:
-        _COMPILED[key] = fn
-        while len(_COMPILED) > COMPILED_CACHE_SIZE:
-            _COMPILED.popitem(last=False)
-    return fn
-
-
-def _without_grad(sampler: Callable[..., Any]) -> Callable[..., Any]:
-    """Run a sampler with gradient recording off (PyTorch; elsewhere a no-op)."""
-
-    @functools.wraps(sampler)
-    def wrapped(*args: Any, **kwargs: Any) -> Any:
-        with backend.no_grad():
-            return sampler(*args, **kwargs)
-
-    return wrapped
-
-
-def _host_index(index: int | np.ndarray) -> Tensor:
-    """A host integer (array) as an int32 tensor."""
-    return backend.from_host(np.asarray(index, dtype=np.int32))
-
-
-def _host_to_float(array: Any) -> Tensor:
-    """A host array or scalar as a float tensor, cast on the host (a single transfer)."""
-    return backend.from_host(np.asarray(array, dtype=keras.config.floatx()))
 
 
 def _start(sde: SDE, source: NoiseSource, x_init: Any | None, temperature: float) -> Tensor:
     """x_init, or a prior draw scaled by temperature (one normal)."""
     if x_init is not None:
         return to_float(x_init)
-    return tempered_prior(sde, source.draw_one(), temperature)
+    return sde.prior_from_normal(source.draw_one(), temperature)
 
 
 def _norm_per_example(v: Tensor) -> Tensor:
@@ -192,83 +47,7 @@ def _norm_per_example(v: Tensor) -> Tensor:
     return ops.sqrt(sum_over_dims(ops.square(v)))
 
 
-def _chunk_length(draws_per_step: int, shape: Sequence[int]) -> int:
-    """Steps per compiled call: MAX_CHUNK_STEPS, fewer where the chunk's normals would be large."""
-    entries = max(1, draws_per_step * math.prod(shape))
-    return max(1, min(MAX_CHUNK_STEPS, NOISE_BLOCK_ENTRIES // entries))
-
-
-def _chunk_loop(step: Callable[..., Any]) -> Callable[..., Any]:
-    """chunk(state, rows, z, count): ``count`` steps state <- step(state, rows[i], z[i])."""
-
-    def chunk(state: Any, rows: Tensor, z: Tensor, count: Tensor) -> Any:
-        def body(i: Tensor, state: Any) -> Any:
-            return step(state, rows[i], z[i])
-
-        return ops.fori_loop(0, count, body, state)
-
-    return chunk
-
-
-def _chunk_noise(
-    source: NoiseSource | None, draws_per_step: int, noisy: np.ndarray, length: int
-) -> Tensor:
-    """Normals (length, draws_per_step, *shape) for one chunk, drawn in step order.
-
-    Steps where ``noisy`` is False draw nothing and get zeros, as do the padding rows. Without
-    draws (or source) the steps get an empty placeholder, shape (length, 0).
-    """
-    if source is None or draws_per_step == 0:
-        return ops.zeros((length, 0))
-    shape = (draws_per_step, *source.shape)
-    n_noisy = int(np.sum(noisy))
-    draws = ops.reshape(source.draw(n_noisy * draws_per_step), (n_noisy, *shape))
-    if n_noisy == length:
-        return draws
-    index = np.full(length, n_noisy)  # row n_noisy is the appended zeros
-    index[: len(noisy)] = np.where(noisy, np.cumsum(noisy) - 1, n_noisy)
-    padded = ops.concatenate([draws, ops.zeros((1, *shape), dtype=draws.dtype)], axis=0)
-    return ops.take(padded, _host_index(index), axis=0)
-
-
-def run_steps(
-    key: Hashable,
-    build_step: Callable[[], Callable[..., Any]],
-    variables: Sequence[Any] | None,
-    state: Any,
-    table: Any,
-    source: NoiseSource | None,
-    draws_per_step: int = 0,
-    noisy: np.ndarray | None = None,
-    progress: bool = False,
-    desc: str = "",
-) -> Any:
-    """Run ``step(state, row, z)`` over the rows of ``table``, several steps per compiled call.
-
-    ``table`` (n_steps, k) holds each step's coefficients (host float64, cast to floatx); ``z``
-    is the step's ``draws_per_step`` normals (shape (draws_per_step, *source.shape)), drawn in
-    step order, none and zeros at steps where ``noisy`` (default all True) is False.
-    """
-    table = np.asarray(table, dtype=np.float64)
-    table = table[:, None] if table.ndim == 1 else table
-    noisy = np.ones(len(table), bool) if noisy is None else np.asarray(noisy, bool)
-    length = _chunk_length(draws_per_step, () if source is None else source.shape)
-    chunk = _compiled((key, length), lambda: _chunk_loop(build_step()), variables)
-    bar = tqdm(total=len(table), desc=desc, disable=not progress, leave=False)
-    for start in range(0, len(table), length):
-        rows = table[start : start + length]
-        padded = np.concatenate([rows, np.repeat(rows[-1:], length - len(rows), axis=0)])
-        z = _chunk_noise(source, draws_per_step, noisy[start : start + length], length)
-        state = chunk(state, _host_to_float(padded), z, _host_index(len(rows)))
-        bar.update(len(rows))
-    bar.close()
-    return state
-
-
-# --------------------------------------------------------------------------- Langevin / NCSN
-
-
-@_without_grad
+@without_grad
 def langevin(
     score_fn: Callable[..., Tensor],
     x: Any,
@@ -303,7 +82,7 @@ def langevin(
     return x, n_steps
 
 
-@_without_grad
+@without_grad
 def annealed_langevin(
     score_fn: ScoreFn,
     sigmas: Any,
@@ -363,12 +142,7 @@ def tweedie_denoise(
 
         return tweedie
 
-    return _compiled(("tweedie", score_fn), build, variables)(x, _host_to_float(sigma))
-
-
-# --------------------------------------------------------------------------- predictors
-# A predictor step maps (score_fn, sde, x, t, z, dt) to (x, x_mean), x_mean the noise-free part;
-# z is the step's normal (the reference's rng draw). NFE per step: PREDICTOR_NFE.
+    return compiled(("tweedie", score_fn), build, variables)(x, host_to_float(sigma))
 
 
 def euler_maruyama(
@@ -402,11 +176,6 @@ def no_predictor(
 ) -> tuple[Tensor, Tensor]:
     """The identity predictor: no NFE, no draws."""
     return x, x
-
-
-# --------------------------------------------------------------------------- correctors
-# A corrector step maps (score_fn, sde, x, t, z, snr, n_steps) to (x, x_mean); z stacks the
-# n_steps normals, shape (n_steps, *x.shape). NFE per corrector step: CORRECTOR_NFE x n_steps.
 
 
 def langevin_corrector(
@@ -483,7 +252,7 @@ def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[StepFn, StepFn]:
     return PREDICTORS[predictor], CORRECTORS[corrector]
 
 
-@_without_grad
+@without_grad
 def pc_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -539,126 +308,7 @@ def pc_sample(
     return (x_mean if denoise else x), n_steps * n_draws
 
 
-# --------------------------------------------------------------------------- probability-flow ODE
-
-
-def probability_flow_drift(score_fn: ScoreFn, sde: SDE) -> Callable[[Tensor, Tensor], Tensor]:
-    """The drift f(x,t) - g(t)^2 s(x,t)/2 of the probability-flow ODE (Song et al. 2021, eq. 13)."""
-    reverse = sde.reverse(score_fn, probability_flow=True)
-    return lambda x, t: reverse.sde(x, per_example(t, x))[0]
-
-
-def _euler_update(drift: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """One Euler step x + h drift(x, t_cur); times = (t_cur, t_next, h)."""
-
-    def step(x: Tensor, times: Tensor, z: Tensor) -> Tensor:
-        t_cur, h = times[0], times[2]
-        return x + h * drift(x, t_cur)
-
-    return step
-
-
-def _heun_update(drift: Callable[..., Tensor]) -> Callable[..., Tensor]:
-    """One Heun step: Euler predictor, then the trapezoidal average of the two slopes."""
-
-    def step(x: Tensor, times: Tensor, z: Tensor) -> Tensor:
-        t_cur, t_next, h = times[0], times[1], times[2]
-        d_cur = drift(x, t_cur)
-        x_next = x + h * d_cur
-        d_next = drift(x_next, t_next)
-        return x + h * (HEUN_WEIGHT * d_cur + (1.0 - HEUN_WEIGHT) * d_next)
-
-    return step
-
-
-# fixed-step ODE method -> (update builder, NFE per step)
-FIXED_STEP_METHODS: dict[str, tuple[Callable[..., Callable[..., Tensor]], int]] = {
-    "euler": (_euler_update, 1),
-    "heun": (_heun_update, 2),
-}
-
-
-def _integrate_ode(
-    score_fn: ScoreFn,
-    sde: SDE,
-    x: Tensor,
-    t_start: float,
-    t_end: float,
-    method: str,
-    rtol: float,
-    atol: float,
-    n_steps: int,
-    progress: bool,
-    variables: Sequence[Any] | None,
-) -> tuple[Tensor, int]:
-    """Integrate the probability-flow ODE from t_start to t_end for the whole batch; (x, nfe)."""
-    drift = probability_flow_drift(score_fn, sde)
-    if method == dopri.METHOD:
-        key = ("ode", score_fn, sde, tuple(x.shape), t_start, t_end, rtol, atol)
-        return _integrate_dopri5(key, drift, x, t_start, t_end, rtol, atol, progress, variables)
-    if method in FIXED_STEP_METHODS:
-        make_update, nfe_per_step = FIXED_STEP_METHODS[method]
-        times = np.linspace(t_start, t_end, n_steps + 1)
-        table = np.stack([times[:-1], times[1:], np.diff(times)], axis=1)  # (t_cur, t_next, h)
-        key, build = ("ode", method, score_fn, sde), lambda: make_update(drift)
-        x = run_steps(key, build, variables, x, table, None, 0, None, progress, f"ode {method}")
-        return x, n_steps * nfe_per_step
-    shape = tuple(x.shape)
-
-    def packed_drift(packed: Tensor) -> Tensor:
-        """The drift at packed = (t, *x.ravel()): one host-to-device transfer per NFE."""
-        return drift(ops.reshape(packed[1:], shape), packed[0])
-
-    floatx = keras.config.floatx()
-    compiled_drift = _compiled(
-        ("ode drift", score_fn, sde, shape, floatx),
-        lambda: packed_drift,
-        variables,
-        lambda: [backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
-    )
-    bar = tqdm(desc=f"ode {method} (NFE)", disable=not progress, leave=False)
-    nfe = 0
-
-    def ode_func(t: float, y: np.ndarray) -> np.ndarray:
-        nonlocal nfe
-        nfe += 1
-        bar.update()
-        packed = np.concatenate([[t], y]).astype(floatx)
-        d = compiled_drift(backend.jit_argument(packed))
-        return require_finite(np.asarray(ops.convert_to_numpy(d), np.float64).ravel(), t)
-
-    y0 = np.asarray(ops.convert_to_numpy(x), dtype=np.float64).ravel()
-    solution = solve_ivp(ode_func, (t_start, t_end), y0, method=method, rtol=rtol, atol=atol)
-    bar.close()
-    if not solution.success:
-        raise RuntimeError(f"probability-flow ODE solve failed: {solution.message}")
-    return to_float(solution.y[:, -1].reshape(shape)), nfe
-
-
-def _integrate_dopri5(
-    key: Hashable,
-    drift: Callable[[Tensor, Tensor], Tensor],
-    x: Tensor,
-    t_start: float,
-    t_end: float,
-    rtol: float,
-    atol: float,
-    progress: bool,
-    variables: Sequence[Any] | None,
-) -> tuple[Tensor, int]:
-    """SciPy's RK45 compiled on the backend (``dopri``), its compiled parts cached by key."""
-    start = _compiled(
-        ("dopri5 start", key), lambda: dopri.start(drift, t_start, t_end, rtol, atol), variables
-    )
-    attempt_steps = _compiled(
-        ("dopri5 steps", key),
-        lambda: dopri.attempt_steps(drift, t_start, t_end, rtol, atol),
-        variables,
-    )
-    return dopri.solve(start, attempt_steps, x, t_start, t_end, progress, "ode dopri5")
-
-
-@_without_grad
+@without_grad
 def ode_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -685,12 +335,13 @@ def ode_sample(
     """
     eps = sde.eps if eps is None else eps
     x = _start(sde, NoiseSource(shape, seed, noise), z, temperature)
-    return _integrate_ode(
-        score_fn, sde, x, sde.T, eps, method, rtol, atol, n_steps, progress, variables
+    solver = {"method": method, "rtol": rtol, "atol": atol, "n_steps": n_steps}
+    return integrate_ode(
+        score_fn, sde, x, sde.T, eps, **solver, progress=progress, variables=variables
     )
 
 
-@_without_grad
+@without_grad
 def ode_encode(
     score_fn: ScoreFn,
     sde: SDE,
@@ -706,12 +357,10 @@ def ode_encode(
 ) -> tuple[Tensor, int]:
     """Encode data into the latent by integrating the probability-flow ODE from eps to T."""
     eps = sde.eps if eps is None else eps
-    return _integrate_ode(
-        score_fn, sde, to_float(x), eps, sde.T, method, rtol, atol, n_steps, progress, variables
+    solver = {"method": method, "rtol": rtol, "atol": atol, "n_steps": n_steps}
+    return integrate_ode(
+        score_fn, sde, to_float(x), eps, sde.T, **solver, progress=progress, variables=variables
     )
-
-
-# --------------------------------------------------------------------------- sigma parameterisation
 
 
 def tilde_denoiser(score_fn: ScoreFn, sde: SDE) -> Callable[[Tensor, Tensor], Tensor]:
@@ -771,7 +420,7 @@ def _edm_update(denoiser: Callable[..., Tensor], heun: bool) -> Callable[..., Te
     return step
 
 
-@_without_grad
+@without_grad
 def edm_heun_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -816,9 +465,6 @@ def edm_heun_sample(
     return x, 2 * n_steps - 1
 
 
-DPM_SCHEDULES = ("logsnr", "time", "karras")
-
-
 def dpm_solver_sigmas(
     sde: SDE,
     n_steps: int,
@@ -860,7 +506,7 @@ def _dpm_update(denoiser: Callable[..., Tensor]) -> Callable[..., tuple[Tensor, 
     return step
 
 
-@_without_grad
+@without_grad
 def dpm_solver_pp_sample(
     score_fn: ScoreFn,
     sde: SDE,
@@ -895,6 +541,6 @@ def dpm_solver_pp_sample(
     table = np.stack([sigma_cur, sigma_next / sigma_cur, -np.expm1(-h), c], axis=1)
     key, build = ("dpm++2m", score_fn, sde), lambda: _dpm_update(denoiser)
     x, _ = run_steps(key, build, variables, (x, x), table, None, 0, None, progress, "dpm++")
-    final = _compiled(("tilde denoiser", score_fn, sde), lambda: denoiser, variables)
-    x = final(x, per_example(_host_to_float(sigmas[-2]), x))  # first order to sigma = 0
+    final = compiled(("tilde denoiser", score_fn, sde), lambda: denoiser, variables)
+    x = final(x, per_example(host_to_float(sigmas[-2]), x))  # first order to sigma = 0
     return x, n_steps

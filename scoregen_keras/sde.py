@@ -117,13 +117,23 @@ class SDE:
         alpha, std = self.marginal_coefficients(per_example(t, x0))
         return batch_scalar(alpha, x0) * x0, std
 
-    def prior_sampling(self, seed: Any, shape: tuple[int, ...]) -> Tensor:
-        """Draw from the prior p_T (seed: int or keras.random.SeedGenerator)."""
+    @property
+    def prior_std(self) -> float:
+        """The standard deviation s of the Gaussian prior p_T = N(0, s^2 I)."""
         raise NotImplementedError
 
+    def prior_from_normal(self, z: Any, temperature: float = 1.0) -> Tensor:
+        """The prior draw temperature * s * z for standard normals z (temperature < 1 trades
+        diversity for fidelity)."""
+        return (temperature * self.prior_std) * to_float(z)
+
+    def prior_sampling(self, seed: Any, shape: tuple[int, ...]) -> Tensor:
+        """Draw from the prior p_T (seed: int or keras.random.SeedGenerator)."""
+        return self.prior_from_normal(keras.random.normal(shape, seed=seed))
+
     def prior_logp(self, z: Tensor) -> Tensor:
-        """log p_T(z) per example, shape (batch,)."""
-        raise NotImplementedError
+        """log N(z; 0, s^2 I) per example, shape (batch,)."""
+        return _gaussian_prior_logp(z, self.prior_std)
 
     # --- discretisation ----------------------------------------------------------------------
     def discrete_index(self, t: Tensor) -> Tensor:
@@ -244,13 +254,10 @@ class VESDE(SDE):
         sigma = self._sigma(t)
         return ops.ones_like(sigma), sigma
 
-    def prior_sampling(self, seed: Any, shape: tuple[int, ...]) -> Tensor:
-        """N(0, sigma_max^2 I)."""
-        return keras.random.normal(shape, seed=seed) * self.sigma_max
-
-    def prior_logp(self, z: Tensor) -> Tensor:
-        """log N(z; 0, sigma_max^2 I)."""
-        return _gaussian_prior_logp(z, self.sigma_max)
+    @property
+    def prior_std(self) -> float:
+        """sigma_max: the prior is N(0, sigma_max^2 I)."""
+        return self.sigma_max
 
     def _levels(self, t: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """(sigma_i, sigma_{i-1}, sigma_i^2 - sigma_{i-1}^2) at the index of t (sigma_{-1} = 0)."""
@@ -337,13 +344,10 @@ class _LinearBetaSDE(SDE):
         """f(x, t) = -beta(t) x / 2."""
         return -0.5 * batch_scalar(self.beta(t), x) * x
 
-    def prior_sampling(self, seed: Any, shape: tuple[int, ...]) -> Tensor:
-        """N(0, I)."""
-        return keras.random.normal(shape, seed=seed)
-
-    def prior_logp(self, z: Tensor) -> Tensor:
-        """log N(z; 0, I)."""
-        return _gaussian_prior_logp(z, 1.0)
+    @property
+    def prior_std(self) -> float:
+        """1: the prior is N(0, I)."""
+        return 1.0
 
     def langevin_alpha(self, t: Tensor) -> Tensor:
         """alpha = alphas[i] = 1 - beta_i at the discrete index of t."""

@@ -16,7 +16,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_wheel_ships_the_digits_weights_where_features_looks(tmp_path: Path) -> None:
     """pyproject's data-files put data/ under share/scoregen, features.INSTALLED_DATA."""
-    from scoregen_keras import features
+    from scoregen_keras.networks import features
 
     command = [sys.executable, "-m", "pip", "wheel", "-q", "--no-deps", "--no-build-isolation"]
     build = REPO_ROOT / "build"  # setuptools builds in the source tree: leave it as it was

@@ -16,8 +16,8 @@ import numpy as np
 import pytest
 
 from reference.datasets import separated4
-from scoregen_keras.checkpoint import save_checkpoint
-from scoregen_keras.classifier import NoiseConditionalClassifier
+from scoregen_keras.training.checkpoint import save_checkpoint
+from scoregen_keras.training.classifier import NoiseConditionalClassifier
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoregen_keras import run_tasks
+from scoregen_keras import runs as run_tasks
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 

@@ -9,9 +9,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from scoregen_keras import evaluate as evaluation
-from scoregen_keras import features, runs
+from scoregen_keras import runs
 from scoregen_keras.data import load_dataset
+from scoregen_keras.networks import features
+from scoregen_keras.runs import evaluate as evaluation
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import invoke, train_tiny
 
@@ -98,7 +99,7 @@ def _fake_image_run(
         return runs.Samples(x, scaler.inverse(x), nfe=1, seconds=0.0, sampler="pc")
 
     monkeypatch.setattr(runs, "load_run", lambda run_dir: run)
-    monkeypatch.setattr(runs, "draw_samples", draw)
+    monkeypatch.setattr(evaluation, "draw_samples", draw)
 
 
 def test_digits_images_use_the_digits_classifier(
@@ -127,13 +128,13 @@ def test_evaluate_samples_in_the_batches_it_is_given(
     """--batch-size reaches draw_samples (by default 1 000 at once); 0 is one clear error."""
     digits = load_dataset("digits").x
     _fake_image_run(monkeypatch, tmp_path / "run", "digits", digits.shape[1:], digits[::-1])
-    fake_draw, batch_sizes = runs.draw_samples, []
+    fake_draw, batch_sizes = evaluation.draw_samples, []
 
     def recording(model: Any, config: dict[str, Any], n: int, **options: Any) -> runs.Samples:
         batch_sizes.append(options["batch_size"])
         return fake_draw(model, config, n, **options)
 
-    monkeypatch.setattr(runs, "draw_samples", recording)
+    monkeypatch.setattr(evaluation, "draw_samples", recording)
     for extra in (("--batch-size", "16"), ()):
         result = invoke("evaluate", tmp_path / "run", "--n", "50", "--pairs", "1", *extra)
         assert result.exit_code == 0, result.output

@@ -50,7 +50,7 @@ def test_help_shows_defaults_and_an_example(command: str) -> None:
 def test_cli_threshold_matches_the_library() -> None:
     """The exact-divergence threshold in --help is the library's."""
     from cli.likelihood_cmd import EXACT_MAX_DIMS
-    from scoregen_keras import run_tasks
+    from scoregen_keras import runs as run_tasks
 
     assert EXACT_MAX_DIMS == run_tasks.EXACT_MAX_DIMS
 
@@ -119,7 +119,8 @@ def test_data_are_scaled_with_the_runs_scaler(toy_run: Path, tmp_path: Path) -> 
 
 def test_a_scaler_given_with_the_data_replaces_the_runs(toy_run: Path) -> None:
     """run_likelihood(scaler=): points doubled under scale 2 score log2(2) bits/dim more."""
-    from scoregen_keras import run_tasks, runs
+    from scoregen_keras import runs
+    from scoregen_keras import runs as run_tasks
     from scoregen_keras.data import Scaler
 
     run = runs.load_run(toy_run)
@@ -136,7 +137,7 @@ def test_a_scaler_given_with_the_data_replaces_the_runs(toy_run: Path) -> None:
 def test_images_keep_their_own_pixel_depth(tmp_path: Path, centered: bool) -> None:
     """8-bit images scored by a digits (0..16) run stay in 0..255, white onto the model's white;
     the run's own data get the run's scaler."""
-    from scoregen_keras import run_tasks
+    from scoregen_keras import runs as run_tasks
     from scoregen_keras.data import DIGITS_PIXEL_MAX, pixel_scaler
 
     config = {**DIGITS_CONFIG, "centered": centered}
@@ -156,7 +157,7 @@ def test_images_keep_their_own_pixel_depth(tmp_path: Path, centered: bool) -> No
 def test_points_are_scaled_with_the_runs_scaler(toy_run: Path) -> None:
     """Points of another toy set are in the run's units: the run's scaler (here scale 2, where
     the toy set's own is 1) maps them."""
-    from scoregen_keras import run_tasks
+    from scoregen_keras import runs as run_tasks
     from scoregen_keras.data import Scaler
 
     config = run_tasks.run_config(toy_run)

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from reference import sde as ref_sde
-from scoregen_keras import presets
+from scoregen_keras.training import presets
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import invoke, tiny_config_file, train_tiny
 

@@ -10,7 +10,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from scoregen_keras import plots, runs
+from scoregen_keras import runs
+from scoregen_keras.runs import plots
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import assert_png, invoke, train_tiny
 
@@ -186,7 +187,8 @@ def test_the_cli_offers_the_samplers_and_solvers_of_scoregen_keras() -> None:
     """The option lists and defaults written out in cli/ (Keras is imported later) match
     scoregen_keras."""
     from cli import options
-    from scoregen_keras import controllable, run_tasks, runs, samplers
+    from scoregen_keras import controllable, runs, samplers
+    from scoregen_keras import runs as run_tasks
 
     assert options.SAMPLERS == runs.SAMPLERS and options.ODE_SOLVERS == runs.ODE_SOLVERS
     assert options.DEFAULT_SNR == run_tasks.SNR_DEFAULT

@@ -159,7 +159,8 @@ def test_an_image_preview_draws_only_what_its_grid_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """Digits on the toy base config (2 000 preview points): the preview grid draws 100 images."""
-    from scoregen_keras import plots, runs
+    from scoregen_keras import runs
+    from scoregen_keras.runs import plots
 
     drawn = []
     draw_samples = runs.draw_samples
@@ -168,7 +169,7 @@ def test_an_image_preview_draws_only_what_its_grid_shows(
         drawn.append(n)
         return draw_samples(model, config, n, **options)
 
-    monkeypatch.setattr(runs, "draw_samples", counting)
+    monkeypatch.setattr(runs.train, "draw_samples", counting)  # the previews' draws
     changes = {"n_sample_preview": 2_000, "sampler_steps": 2, "batch_size": 8, "steps": 2}
     tiny_image_net = {"nf": 8, "num_res_blocks": 1, "attn_resolutions": [], "fir": False}
     image_run = {"dataset": "digits", "model": "ncsnpp/tiny", "model_config": tiny_image_net}
@@ -411,7 +412,23 @@ def test_the_jax_cache_default_yields_to_the_user_and_to_unusable_homes(
     assert os.environ == {"XDG_CACHE_HOME": str(tmp_path / "a-file")}
 
 
-@pytest.mark.parametrize("backend", BACKENDS)
+def _next_backend(backend: str) -> str:
+    """The backend after `backend` in BACKENDS, cyclically: where its run is sampled."""
+    return BACKENDS[(BACKENDS.index(backend) + 1) % len(BACKENDS)]
+
+
+@pytest.mark.parametrize(
+    "backend",
+    [
+        pytest.param(
+            backend,
+            # one pair in the fast suite; the other two (20 s each) in CI's slow run
+            marks=[pytest.mark.backends(backend, _next_backend(backend))]
+            + ([] if backend == BACKENDS[0] else [pytest.mark.slow]),
+        )
+        for backend in BACKENDS
+    ],
+)
 def test_train_on_each_backend_then_sample_on_another(tmp_path: Path, backend: str) -> None:
     """`train --backend X --steps 20` in a fresh process; the run samples on the next backend.
 
@@ -427,7 +444,7 @@ def test_train_on_each_backend_then_sample_on_another(tmp_path: Path, backend: s
     assert trained.returncode == 0, trained.stderr[-3000:]
     assert json.loads((out / "config.json").read_text())["backend"] == backend
     assert run_status(out)["status"] == "complete"
-    other = BACKENDS[(BACKENDS.index(backend) + 1) % len(BACKENDS)]
+    other = _next_backend(backend)
     target = tmp_path / "samples"
     sampled = scoregen_subprocess(
         "sample", out, "--backend", other, "--n", 32, "--sampler", "dpm-solver", "--steps", 5,

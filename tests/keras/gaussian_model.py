@@ -44,6 +44,5 @@ def gaussian_model(sde: Any = None, sigmas: np.ndarray | None = None) -> SimpleN
         sde=sde,
         sigmas=None if sigmas is None else ops.convert_to_tensor(sigmas, "float32"),
         score_fn=lambda use_ema=True: sigma_score if sde is None else time_score(sde),
-        ema_variables=[],
-        network=SimpleNamespace(non_trainable_variables=[]),
+        score_variables=lambda use_ema=True: [],
     )

@@ -15,9 +15,9 @@ import pytest
 from keras import ops
 
 from reference.datasets import mixture5
-from scoregen_keras.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
 from scoregen_keras.networks import get_network
-from scoregen_keras.score_model import ScoreModel
+from scoregen_keras.training.checkpoint import CheckpointError, load_checkpoint, save_checkpoint
+from scoregen_keras.training.score_model import ScoreModel
 
 BATCH = 32
 STEPS = 4  # steps per half of the resume test

@@ -25,7 +25,7 @@ def test_toy_set_is_seeded_and_two_dimensional():
 def test_a_scaler_maps_a_large_image_set_without_a_float64_copy(monkeypatch):
     """Slice by slice: the same float32 values as the float64 formula, at a fraction of its
     memory (the whole-array formula peaks at 3x its output, with a float64 temporary)."""
-    monkeypatch.setattr(data, "SCALER_SLICE_ENTRIES", 2**16)
+    monkeypatch.setattr(data.scalers, "SCALER_SLICE_ENTRIES", 2**16)
     pixels = np.random.default_rng(0).integers(0, 256, (300, 32, 32, 3), dtype=np.uint8)
     scaler = data.pixel_scaler(data.PIXEL_MAX_8BIT, centered=True)
     tracemalloc.start()
@@ -293,8 +293,8 @@ def test_unknown_digits_part_is_one_clear_error():
 
 def test_digits_preset_trains_on_the_train_split_and_records_it():
     """`scoregen train --preset digits` loads digits:train; config.json's data names the split."""
-    from scoregen_keras.presets import resolve_config
     from scoregen_keras.runs import data_info
+    from scoregen_keras.training.presets import resolve_config
 
     config = resolve_config("digits")
     assert config["dataset"] == "digits:train"

@@ -25,8 +25,10 @@ import pytest
 
 from reference.datasets import mixture5
 from reference.train import relative_score_error
-from scoregen_keras import distribute, presets, runs
-from scoregen_keras.evaluate import reference_sde
+from scoregen_keras import runs
+from scoregen_keras.runs.evaluate import reference_sde
+from scoregen_keras.training import distribution as distribute
+from scoregen_keras.training import presets
 
 BACKEND = keras.backend.backend()
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -291,7 +293,7 @@ def test_fit_keeps_the_step_order(tmp_path: Path) -> None:
     """The batch of step k is StepBatches' batch k (Keras' fit would shuffle a PyDataset)."""
     config = presets.resolve_config("toy", {**DP_CONFIG, "steps": 20, "log_every": 1})
     runs.train_run(config, tmp_path / "a", progress=False)
-    dataset = runs._load_training_data(config)
+    dataset = runs.training_data(config)
     model = runs.build_model(config, dataset.shape)  # the same initial weights and seed state
     batches = runs.StepBatches(dataset.x, config["batch_size"], 0, 1, config["seed"])
     first = float(keras.ops.convert_to_numpy(model.compute_loss(batches[0])))

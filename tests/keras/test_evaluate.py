@@ -11,7 +11,7 @@ from reference.datasets import mixture5
 from reference.distributions import GaussianMixture
 from scoregen_keras import sde as k_sde
 from scoregen_keras.data import load_dataset
-from scoregen_keras.evaluate import evaluate_samples, reference_sde
+from scoregen_keras.runs.evaluate import evaluate_samples, reference_sde
 
 N = 400
 PAIRS = 3

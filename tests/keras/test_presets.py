@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from reference import sde as ref_sde
-from scoregen_keras import presets
+from scoregen_keras.training import presets
 
 
 def test_an_sde_override_drops_the_presets_sde_config() -> None:

@@ -8,16 +8,15 @@ import pytest
 from keras import ops
 
 from reference import sde as reference_sde
-from scoregen_keras import plots
 from scoregen_keras import sde as keras_sde
-from scoregen_keras.checkpoint import load_checkpoint, save_checkpoint
-from scoregen_keras.classifier import (
+from scoregen_keras.runs import RunError, plots
+from scoregen_keras.runs.classifier import ALL_CLASSES, ClassGuide, class_guide, held_out_split
+from scoregen_keras.training.checkpoint import load_checkpoint, save_checkpoint
+from scoregen_keras.training.classifier import (
     NoiseConditionalClassifier,
     log_posterior_grad_fn,
     train_classifier,
 )
-from scoregen_keras.run_classifier import ALL_CLASSES, ClassGuide, class_guide, held_out_split
-from scoregen_keras.runs import RunError
 from tests.keras.conftest import assert_scaled_close, to_numpy
 
 NAMES = ("cat", "dog", "T-shirt/top")

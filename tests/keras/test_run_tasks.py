@@ -13,7 +13,8 @@ import pytest
 from keras import ops
 from PIL import Image
 
-from scoregen_keras import controllable, run_tasks
+from scoregen_keras import controllable
+from scoregen_keras import runs as run_tasks
 from scoregen_keras.sde import VESDE
 from tests.keras.gaussian_model import gaussian_model, sigma_score
 
@@ -37,7 +38,7 @@ CONFIG = {
 def _run(sde: VESDE | None, config: dict[str, Any] = CONFIG) -> SimpleNamespace:
     """What the tasks read of a loaded Run: an SDE run (score of t) or one of NCSN levels."""
     model = gaussian_model(sde, SIGMAS)
-    return SimpleNamespace(config=config, model=model, scaler=run_tasks._scaler(config))
+    return SimpleNamespace(config=config, model=model, scaler=run_tasks.config_scaler(config))
 
 
 def _image_and_mask() -> tuple[np.ndarray, np.ndarray]:

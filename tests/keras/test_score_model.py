@@ -13,8 +13,8 @@ from reference import train as ref_train
 from reference.datasets import mixture5
 from scoregen_keras import runs
 from scoregen_keras.networks import get_network
-from scoregen_keras.schedules import LinearWarmup, WarmupCosineDecay
-from scoregen_keras.score_model import ScoreModel
+from scoregen_keras.training.schedules import LinearWarmup, WarmupCosineDecay
+from scoregen_keras.training.score_model import ScoreModel
 
 BATCH = 64
 FAST_LR = 3e-3

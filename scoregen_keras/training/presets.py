@@ -10,6 +10,14 @@ import copy
 from typing import Any
 
 from reference.checks import FAST_SAMPLER_SIGMA_MAX
+from scoregen_keras.choices import (
+    DEFAULT_PRESET,
+    DISTRIBUTE_MODES,
+    LOSSES,
+    LR_DECAYS,
+    PRECISIONS,
+    SDES,
+)
 
 # Score SDE paper training set-up (Song et al. 2021, configs/default_cifar10_configs.py).
 SDE_PAPER_STEPS = 1_300_001
@@ -39,9 +47,6 @@ NCSNV2_SIGMA_MIN = 0.01
 DIGITS_STEPS = 2_000
 
 # Scaling out (scoregen_keras.distribute): how a step is spread over devices, and in what precision.
-DISTRIBUTE_MODES = ("none", "data-parallel")
-PRECISIONS = ("float32", "mixed_float16", "mixed_bfloat16")
-LR_DECAYS = ("none", "cosine")
 
 BASE: dict[str, Any] = {
     "dataset": "mixture5",
@@ -225,8 +230,6 @@ PRESETS: dict[str, dict[str, Any]] = {
     },
 }
 
-DEFAULT_PRESET = "toy"
-
 
 class ConfigError(ValueError):
     """A configuration value is unknown or out of range; the message is one sentence."""
@@ -261,12 +264,10 @@ def validate_config(config: dict[str, Any]) -> None:
             raise ConfigError(f"{key} must be a positive integer, got {config[key]!r}.")
     if not config["lr"] or config["lr"] <= 0:
         raise ConfigError(f"lr must be positive, got {config['lr']!r}.")
-    if config["sde"] not in ("ve", "vp", "subvp", "ncsn"):
-        raise ConfigError(f"unknown sde '{config['sde']}'; choose ve, vp, subvp or ncsn.")
-    if config["loss"] not in ("dsm", "ncsn", "ssm", "ssm_vr", "exact"):
-        raise ConfigError(
-            f"unknown loss '{config['loss']}'; choose dsm, ncsn, ssm, ssm_vr or exact."
-        )
+    if config["sde"] not in SDES:
+        raise ConfigError(f"unknown sde '{config['sde']}'; choose one of {', '.join(SDES)}.")
+    if config["loss"] not in LOSSES:
+        raise ConfigError(f"unknown loss '{config['loss']}'; choose one of {', '.join(LOSSES)}.")
     if config.get("lr_decay", "none") not in LR_DECAYS:
         raise ConfigError(
             f"unknown lr_decay '{config['lr_decay']}'; choose one of {', '.join(LR_DECAYS)}."

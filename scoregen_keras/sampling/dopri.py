@@ -29,13 +29,13 @@ from keras import ops
 from scipy.integrate import RK45
 from tqdm.auto import tqdm
 
+from scoregen_keras.choices import ODE_SOLVERS
 from scoregen_keras.sde import to_float
 
 Tensor = Any
 Drift = Callable[[Tensor, Tensor], Tensor]  # drift(y, t) with t a scalar tensor
 State = tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor]
-
-METHOD = "dopri5"  # the method name ode_sample, ode_encode and ode_likelihood take for it
+METHOD = ODE_SOLVERS[1]  # the method name ode_sample, ode_encode and ode_likelihood take for it
 RUNNING, FINISHED, FAILED = 0, 1, 2  # FAILED: the step fell below min_step, or is NaN
 # scipy.integrate._ivp.rk: the step-size controller's constants
 SAFETY = 0.9

@@ -19,25 +19,19 @@ import keras
 import numpy as np
 
 from scoregen_keras import backend, controllable, data
-from scoregen_keras.callbacks import ProgressBar
-from scoregen_keras.checkpoint import save_checkpoint
-from scoregen_keras.classifier import (
+from scoregen_keras.runs.build import training_data
+from scoregen_keras.runs.folder import RunError, one_line, write_json_atomic
+from scoregen_keras.runs.load import Run, load_saved_model
+from scoregen_keras.sde import SDE, VESDE, ScoreFn, batch_scalar, to_float
+from scoregen_keras.training.callbacks import ProgressBar
+from scoregen_keras.training.checkpoint import save_checkpoint
+from scoregen_keras.training.classifier import (
     NoiseConditionalClassifier,
     log_posterior_grad_fn,
     train_classifier,
 )
-from scoregen_keras.runs import (
-    Run,
-    RunError,
-    _load_training_data,
-    load_saved_model,
-    one_line,
-    write_json_atomic,
-)
-from scoregen_keras.sde import SDE, VESDE, ScoreFn, batch_scalar, to_float
 
 Tensor = Any
-
 HELD_OUT_FRACTION = 0.1
 ACCURACY_TIME_FRACTIONS = (0.0, 0.25, 0.5, 0.75, 1.0)
 """Where the held-out accuracy is measured: fractions of the way from the SDE's eps to T."""
@@ -103,7 +97,7 @@ def train_run_classifier(
     sde = guidance_sde(run)
     if steps <= 0 or batch_size <= 0:
         raise RunError("the classifier's steps and batch size must be positive.")
-    dataset = _load_training_data(run.config, progress)
+    dataset = training_data(run.config, progress)
     if dataset.labels is None:
         raise RunError(
             f"the data {dataset.name} have no classes; a classifier needs digits, mnist, "

@@ -22,14 +22,14 @@ from scoregen_keras import backend
 from scoregen_keras import sde as sde_lib
 from scoregen_keras.data import numbered_classes
 from scoregen_keras.networks.mlp import ACTIVATIONS, sinusoidal_embedding
-from scoregen_keras.score_model import TRAIN_EPS, resolve_sde
+from scoregen_keras.training.score_model import TRAIN_EPS, resolve_sde
 
 Tensor = Any
 LogPosteriorGradFn = Callable[[Tensor, Tensor, Tensor], Tensor]
 
 DEFAULT_HIDDEN = (128, 128)
 DEFAULT_N_FREQ = 8
-DEFAULT_LEARNING_RATE = 1e-3
+CLASSIFIER_LEARNING_RATE = 1e-3
 DEFAULT_STEPS = 2000
 DEFAULT_BATCH_SIZE = 256
 
@@ -172,7 +172,7 @@ def train_classifier(
     seed: int = 0,
     n_classes: int | None = None,
     hidden: Sequence[int] = DEFAULT_HIDDEN,
-    learning_rate: float = DEFAULT_LEARNING_RATE,
+    learning_rate: float = CLASSIFIER_LEARNING_RATE,
     train_eps: float = TRAIN_EPS,
     verbose: int = 0,
     class_names: Sequence[str] | None = None,

@@ -28,9 +28,13 @@ import numpy as np
 
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
-from scoregen_keras import features, metrics, runs
+from scoregen_keras import metrics
 from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
+from scoregen_keras.networks import features
+from scoregen_keras.runs.build import load_run_data
+from scoregen_keras.runs.load import Run
+from scoregen_keras.runs.sample import draw_samples
 from scoregen_keras.sde import SDE
 
 POINTS, IMAGES = "points", "images"
@@ -42,7 +46,6 @@ DEFAULT_NLL_POINTS = 200
 DIGITS_SHAPE = features.DIGITS_SHAPE
 EVAL_DATA_SEED_OFFSET = 1
 """Toy data for evaluation are drawn with the run's seed plus this: independent of training."""
-
 Entry = dict[str, float | int]
 Metric = Callable[[np.ndarray, np.ndarray], float]
 
@@ -262,7 +265,7 @@ def reference_sde(sde: SDE) -> reference_sde_lib.SDE:
     return result
 
 
-def model_log_prob_fn(run: runs.Run) -> Callable[[np.ndarray], np.ndarray] | None:
+def model_log_prob_fn(run: Run) -> Callable[[np.ndarray], np.ndarray] | None:
     """log p_model(x) in the data's original scale via the probability-flow ODE (exact divergence).
 
     None for runs without an SDE (discrete NCSN noise levels have no likelihood ODE).
@@ -282,7 +285,7 @@ def model_log_prob_fn(run: runs.Run) -> Callable[[np.ndarray], np.ndarray] | Non
 
 
 def evaluate_run(
-    run: runs.Run,
+    run: Run,
     n: int,
     sampler: str = "pc",
     seed: int = 0,
@@ -299,16 +302,14 @@ def evaluate_run(
     The data are the run's own data set, or ``against`` (any `load_dataset` name with the run's
     kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
     Toy sets are drawn afresh (2n points, seed = run seed + EVAL_DATA_SEED_OFFSET); other data
-    sets are loaded whole. ``batch_size`` caps the samples drawn at once (`runs.draw_samples`).
+    sets are loaded whole. ``batch_size`` caps the samples drawn at once (`draw_samples`).
     Returns the run's identity, the sampler's cost and the metrics.
     """
     config = run.config
     kind = config["data"]["kind"]
     name = config["dataset"] if against is None else against
-    dataset = runs.load_run_data(
-        name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET
-    )
-    drawn = runs.draw_samples(
+    dataset = load_run_data(name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET)
+    drawn = draw_samples(
         run.model,
         config,
         n,

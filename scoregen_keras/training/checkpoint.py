@@ -67,7 +67,7 @@ def load_checkpoint(
 ) -> keras.Model:
     """Load a checkpoint from `save_checkpoint` (or `model.save`), ready to resume training."""
     # registers ScoreModel, the networks and the schedules before deserialisation
-    from scoregen_keras import score_model  # noqa: F401
+    from scoregen_keras.training import score_model  # noqa: F401
 
     check_checkpoint(path)
     return keras.saving.load_model(

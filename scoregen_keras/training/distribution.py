@@ -31,7 +31,7 @@ import os
 from collections.abc import Iterator
 from typing import Any
 
-from scoregen_keras.presets import DISTRIBUTE_MODES, PRECISIONS
+from scoregen_keras.choices import DISTRIBUTE_MODES, PRECISIONS
 
 NONE, DATA_PARALLEL = DISTRIBUTE_MODES
 FLOAT32, MIXED_FLOAT16, MIXED_BFLOAT16 = PRECISIONS

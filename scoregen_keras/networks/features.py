@@ -43,7 +43,7 @@ FEATURE_BATCH = 128
 """Images per forward pass of a feature network."""
 
 DIGITS_WEIGHTS_NAME = "digits_classifier.weights.npz"
-DIGITS_WEIGHTS = Path(__file__).resolve().parents[1] / "data" / DIGITS_WEIGHTS_NAME
+DIGITS_WEIGHTS = Path(__file__).resolve().parents[2] / "data" / DIGITS_WEIGHTS_NAME
 """The shipped weights in a clone (or an editable install) of this repository."""
 INSTALLED_DATA = Path(sysconfig.get_path("data")) / "share" / "scoregen"
 """Where `pip install .` puts data/ (pyproject.toml's data-files)."""

@@ -37,8 +37,9 @@ from keras import ops
 import scoregen_keras.networks  # noqa: F401  (registers the networks for deserialisation)
 from scoregen_keras import backend, losses
 from scoregen_keras import sde as sde_lib
-from scoregen_keras.ema import EMA_RATE_VE, EMA_RATE_VP, ema_decay, ema_update
-from scoregen_keras.schedules import (
+from scoregen_keras.choices import NCSN_SDE
+from scoregen_keras.training.ema import EMA_RATE_VE, EMA_RATE_VP, ema_decay, ema_update
+from scoregen_keras.training.schedules import (
     DEFAULT_LEARNING_RATE,
     DEFAULT_WARMUP_STEPS,
     LinearWarmup,
@@ -48,7 +49,7 @@ from scoregen_keras.schedules import (
 Tensor = Any
 ScoreFn = Callable[[Tensor, Tensor], Tensor]
 
-NCSN = "ncsn"
+NCSN = NCSN_SDE
 # short names of the SDEs -> class names understood by sde.sde_from_config
 SDE_NAMES = {"ve": "VESDE", "vp": "VPSDE", "subvp": "SubVPSDE"}
 # EMA rates of the papers' configs, by noise process (SDE class name or "ncsn")
@@ -68,7 +69,6 @@ GLOBAL_CLIPNORM = 1.0
 # loss name -> noise processes it trains with
 SDE_LOSSES = ("dsm", "ssm", "ssm_vr", "exact")
 NCSN_LOSSES = ("ncsn", "ssm", "ssm_vr", "exact")
-LOSSES = ("dsm", "ncsn", "ssm", "ssm_vr", "exact")
 SCORE_MATCHING_VARIANTS = {"ssm": "sliced", "ssm_vr": "sliced_vr", "exact": "exact"}
 SEED_STATE_KEY = "seed_generator_state"
 
@@ -249,6 +249,12 @@ class ScoreModel(keras.Model):
     def score_fn(self, use_ema: bool = True) -> ScoreFn:
         """score_fn(x, t) (SDE) or score_fn(x, sigma) (NCSN); EMA weights by default."""
         return self._score_from(self._ema_network() if use_ema else self._live_network(False))
+
+    def score_variables(self, use_ema: bool = True) -> list[Any]:
+        """The variables `score_fn(use_ema)` reads, for a compiled sampler to take as arguments
+        (``backend.jit``'s ``variables``: on JAX it then sees their current values)."""
+        weights = self.ema_variables if use_ema else self.network.trainable_variables
+        return [*weights, *self.network.non_trainable_variables]
 
     def score(self, x: Tensor, t: Tensor, use_ema: bool = True) -> Tensor:
         """Score at x and t (SDE) or sigma (NCSN), scalar or (batch,); EMA weights by default."""

@@ -1,0 +1,91 @@
+"""Data sets for training and evaluation: loaders, scalers, image files.
+
+Every loader returns a `Dataset`: float32 examples in model space (batch-first) together with the
+`Scaler` that maps them back to the data's original scale.
+"""
+
+from scoregen_keras.data.dataset import (
+    DataError,
+    Dataset,
+    as_images,
+    check_finite,
+    class_labels,
+    numbered_classes,
+)
+from scoregen_keras.data.datasets import (
+    DIGIT_NAMES,
+    DIGITS_HELD_OUT,
+    DIGITS_HELD_OUT_FRACTION,
+    DIGITS_PIXEL_MAX,
+    DIGITS_SPLIT_SEED,
+    DIGITS_SPLITS,
+    DIGITS_TRAIN,
+    FLOAT_PIXEL_MAX,
+    KERAS_CLASS_NAMES,
+    KERAS_IMAGE_SETS,
+    KERAS_SPLITS,
+    KERAS_TEST,
+    KERAS_TRAIN,
+    TOY_DEFAULT_SIZE,
+    dataset_names,
+    digits_split,
+    digits_split_record,
+    held_out_split,
+    index_digest,
+    load_dataset,
+)
+from scoregen_keras.data.images import (
+    IMAGE_EXTENSIONS,
+    IMAGE_FORMATS,
+    SIXTEEN_BIT_STEPS_PER_LEVEL,
+    eight_bit_image,
+    image_folder,
+)
+from scoregen_keras.data.scalers import (
+    PIXEL_MAX_8BIT,
+    SCALER_SLICE_ENTRIES,
+    Scaler,
+    model_pixel_range,
+    original_pixel_range,
+    pixel_scaler,
+)
+
+__all__ = [
+    "DIGITS_HELD_OUT",
+    "DIGITS_HELD_OUT_FRACTION",
+    "DIGITS_PIXEL_MAX",
+    "DIGITS_SPLITS",
+    "DIGITS_SPLIT_SEED",
+    "DIGITS_TRAIN",
+    "DIGIT_NAMES",
+    "FLOAT_PIXEL_MAX",
+    "IMAGE_EXTENSIONS",
+    "IMAGE_FORMATS",
+    "KERAS_CLASS_NAMES",
+    "KERAS_IMAGE_SETS",
+    "KERAS_SPLITS",
+    "KERAS_TEST",
+    "KERAS_TRAIN",
+    "PIXEL_MAX_8BIT",
+    "SCALER_SLICE_ENTRIES",
+    "SIXTEEN_BIT_STEPS_PER_LEVEL",
+    "TOY_DEFAULT_SIZE",
+    "DataError",
+    "Dataset",
+    "Scaler",
+    "as_images",
+    "check_finite",
+    "class_labels",
+    "dataset_names",
+    "digits_split",
+    "digits_split_record",
+    "eight_bit_image",
+    "held_out_split",
+    "image_folder",
+    "index_digest",
+    "load_dataset",
+    "model_pixel_range",
+    "numbered_classes",
+    "original_pixel_range",
+    "pixel_scaler",
+]
