@@ -16,7 +16,7 @@ Same names, signatures and random draws as ``reference.controllable``; ``seed`` 
 ``keras.random.SeedGenerator``) replaces ``rng``, and ``noise`` (a callable ``noise(shape)`` such as
 a NumPy generator's ``standard_normal``, or an iterable) may inject the normals in the reference's
 order, as in ``scoregen_keras.samplers``, whose predictor and corrector steps are used here.
-The PC steps run compiled in chunks (``samplers.run_steps``), the noise drawn outside.
+The PC steps run compiled in chunks (``sampling.run_steps``), the noise drawn outside.
 """
 
 from __future__ import annotations
@@ -30,16 +30,8 @@ import numpy as np
 from keras import ops
 
 from scoregen_keras import backend
-from scoregen_keras.samplers import (
-    CORRECTOR_NFE,
-    PREDICTOR_NFE,
-    Noise,
-    NoiseSource,
-    pc_sample,
-    pc_steps,
-    run_steps,
-    tweedie_denoise,
-)
+from scoregen_keras.samplers import pc_sample, pc_steps, tweedie_denoise
+from scoregen_keras.sampling import Noise, NoiseSource, run_steps
 from scoregen_keras.sde import SDE, batch_scalar, per_example, to_float
 from scoregen_keras.training.classifier import log_posterior_grad_fn as classifier_grad_fn
 
@@ -100,9 +92,9 @@ def pc_sample_with_replacement(
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
-    predictor_fn, corrector_fn = pc_steps(predictor, corrector, sde)
-    n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
-    n_predictor = PREDICTOR_NFE[predictor]
+    predictor_step, corrector_step = pc_steps(predictor, corrector, sde)
+    n_corrector = corrector_step.nfe * n_corrector_steps  # the corrector's normals per step
+    n_predictor = predictor_step.nfe
     dt = -sde.T / n_steps
     y_obs = to_float(y_obs)
     shape = tuple(y_obs.shape)
@@ -113,46 +105,39 @@ def pc_sample_with_replacement(
     else:
         x = to_float(x_init)
 
-    def build() -> Callable[..., tuple[Tensor, ...]]:
-        def step(state: tuple[Tensor, ...], t: Tensor, z: Tensor) -> tuple[Tensor, ...]:
-            """Corrector, replacement, predictor, replacement at t; z stacks the step's normals."""
-            x, x_mean, y_obs, observed = state  # the observation rides along, not baked in
-            t = per_example(t[0], x)
+    def step(state: tuple[Tensor, ...], t: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        """Corrector, replacement, predictor, replacement at t; z stacks the step's normals."""
+        x, x_mean, y_obs, observed = state  # the observation rides along, not baked in
+        t = per_example(t[0], x)
 
-            def replace(x: Tensor, x_mean: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-                """Observed part := a draw of p_t(y_obs(t) | y_obs); the mean: its mean."""
-                obs_mean, std = sde.marginal_prob(y_obs, t)
-                obs_t = obs_mean + batch_scalar(std, y_obs) * z
-                return (
-                    couple(ops.where(observed, obs_t, decouple(x))),
-                    couple(ops.where(observed, obs_mean, decouple(x_mean))),
-                )
+        def replace(x: Tensor, x_mean: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+            """Observed part := a draw of p_t(y_obs(t) | y_obs); the mean: its mean."""
+            obs_mean, std = sde.marginal_prob(y_obs, t)
+            obs_t = obs_mean + batch_scalar(std, y_obs) * z
+            return (
+                couple(ops.where(observed, obs_t, decouple(x))),
+                couple(ops.where(observed, obs_mean, decouple(x_mean))),
+            )
 
-            x, x_mean = corrector_fn(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
-            x, x_mean = replace(x, x_mean, z[n_corrector])
-            z_predictor = z[n_corrector + 1] if n_predictor else None
-            x, x_mean = predictor_fn(score_fn, sde, x, t, z_predictor, dt)
-            return (*replace(x, x_mean, z[-1]), y_obs, observed)
-
-        return step
+        x, x_mean = corrector_step(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+        x, x_mean = replace(x, x_mean, z[n_corrector])
+        z_predictor = z[n_corrector + 1] if n_predictor else None
+        x, x_mean = predictor_step(score_fn, sde, x, t, z_predictor, dt)
+        return (*replace(x, x_mean, z[-1]), y_obs, observed)
 
     key = ("pc with replacement", score_fn, sde, predictor, corrector, float(snr), n_corrector)
-    key += (dt, decouple, couple)
-    n_draws = n_corrector + n_predictor + 2  # two replacement normals per step
     x = couple(ops.where(observed, y_obs, decouple(x)))
-    times = np.linspace(sde.T, eps, n_steps)
     with backend.no_grad():
         x, x_mean, _, _ = run_steps(
-            key,
-            build,
-            variables,
+            step,
             (x, x, y_obs, observed),
-            times,
-            source,
-            n_draws,
-            None,
-            progress,
-            "pc with replacement",
+            np.linspace(sde.T, eps, n_steps),
+            key=(*key, dt, decouple, couple),
+            noise=source,
+            draws_per_step=n_corrector + n_predictor + 2,  # two replacement normals per step
+            variables=variables,
+            progress=progress,
+            desc="pc with replacement",
         )
     x = x_mean if denoise else x
     return couple(ops.where(observed, y_obs, decouple(x))), n_steps * (n_corrector + n_predictor)
@@ -249,33 +234,28 @@ def annealed_langevin_with_replacement(
     source = NoiseSource(shape, seed, noise)
     x = sigmas[0] * temperature * source.draw_one()
 
-    def build() -> Callable[..., tuple[Tensor, ...]]:
-        def step(state: tuple[Tensor, ...], levels: Tensor, z: Tensor) -> tuple[Tensor, ...]:
-            """Replacement at level sigma, then one Langevin step of size alpha."""
-            x, y_obs, observed = state  # the observation rides along, not baked in
-            sigma, alpha = levels[0], levels[1]
-            x = couple(ops.where(observed, y_obs + sigma * z[0], decouple(x)))
-            score = score_fn(x, per_example(sigma, x))
-            x = x + 0.5 * alpha * score + ops.sqrt(alpha) * z[1]  # NCSN Algorithm 1, line 6
-            return x, y_obs, observed
-
-        return step
+    def step(state: tuple[Tensor, ...], levels: Tensor, z: Tensor) -> tuple[Tensor, ...]:
+        """Replacement at level sigma, then one Langevin step of size alpha."""
+        x, y_obs, observed = state  # the observation rides along, not baked in
+        sigma, alpha = levels[0], levels[1]
+        x = couple(ops.where(observed, y_obs + sigma * z[0], decouple(x)))
+        score = score_fn(x, per_example(sigma, x))
+        x = x + 0.5 * alpha * score + ops.sqrt(alpha) * z[1]  # NCSN Algorithm 1, line 6
+        return x, y_obs, observed
 
     alphas = step_lr * sigmas**2 / sigmas[-1] ** 2  # NCSN Algorithm 1, line 3
     table = np.repeat(np.stack([sigmas, alphas], axis=1), n_steps_each, axis=0)
-    key = ("annealed langevin with replacement", score_fn, decouple, couple)
     with backend.no_grad():
         x, _, _ = run_steps(
-            key,
-            build,
-            variables,
+            step,
             (x, y_obs, observed),
             table,
-            source,
-            2,  # a replacement normal and the Langevin step's normal
-            None,
-            progress,
-            "annealed ld with replacement",
+            key=("annealed langevin with replacement", score_fn, decouple, couple),
+            noise=source,
+            draws_per_step=2,  # a replacement normal and the Langevin step's normal
+            variables=variables,
+            progress=progress,
+            desc="annealed ld with replacement",
         )
         nfe = len(table)
         if denoise:

@@ -14,6 +14,7 @@ compiled step sees their later values on JAX. ``temperature`` scales the prior d
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -65,20 +66,25 @@ def langevin(
     Update (Song & Ermon 2019, eq. 4): x <- x + (eps/2) s(x) + sqrt(eps) z; one normal per step.
     """
     x = to_float(x)
-    source = NoiseSource(x.shape, seed, noise)
     conditioned = t is not None
 
-    def build() -> Callable[..., Tensor]:
-        def step(x: Tensor, t: Tensor, z: Tensor) -> Tensor:
-            score = score_fn(x, per_example(t, x)) if conditioned else score_fn(x)
-            return x + 0.5 * step_size * score + math.sqrt(step_size) * z[0]
+    def step(x: Tensor, t: Tensor, z: Tensor) -> Tensor:
+        score = score_fn(x, per_example(t, x)) if conditioned else score_fn(x)
+        return x + 0.5 * step_size * score + math.sqrt(step_size) * z[0]
 
-        return step
-
-    key = ("langevin", score_fn, conditioned, float(step_size))
     t_host = np.asarray(ops.convert_to_numpy(0.0 if t is None else t), dtype=np.float64)
     times = np.tile(np.broadcast_to(t_host, (x.shape[0],)), (n_steps, 1))  # (n_steps, batch)
-    x = run_steps(key, build, variables, x, times, source, 1, progress=progress, desc="langevin")
+    x = run_steps(
+        step,
+        x,
+        times,
+        key=("langevin", score_fn, conditioned, float(step_size)),
+        noise=NoiseSource(x.shape, seed, noise),
+        draws_per_step=1,
+        variables=variables,
+        progress=progress,
+        desc="langevin",
+    )
     return x, n_steps
 
 
@@ -111,18 +117,24 @@ def annealed_langevin(
     else:
         x = to_float(x_init)
 
-    def build_step() -> Callable[..., Tensor]:
-        def step(x: Tensor, coefficients: Tensor, z: Tensor) -> Tensor:
-            sigma, alpha = coefficients[0], coefficients[1]
-            score = score_fn(x, per_example(sigma, x))
-            return x + 0.5 * alpha * score + ops.sqrt(alpha) * z[0]  # NCSN Algorithm 1, line 6
-
-        return step
+    def step(x: Tensor, coefficients: Tensor, z: Tensor) -> Tensor:
+        sigma, alpha = coefficients[0], coefficients[1]
+        score = score_fn(x, per_example(sigma, x))
+        return x + 0.5 * alpha * score + ops.sqrt(alpha) * z[0]  # NCSN Algorithm 1, line 6
 
     alphas = step_lr * sigmas**2 / sigmas[-1] ** 2  # Algorithm 1, line 3
     table = np.repeat(np.stack([sigmas, alphas], axis=1), n_steps_each, axis=0)
-    key = ("annealed_langevin", score_fn)
-    x = run_steps(key, build_step, variables, x, table, source, 1, None, progress, "annealed ld")
+    x = run_steps(
+        step,
+        x,
+        table,
+        key=("annealed_langevin", score_fn),
+        noise=source,
+        draws_per_step=1,
+        variables=variables,
+        progress=progress,
+        desc="annealed ld",
+    )
     nfe = len(table)
     if denoise:
         x = tweedie_denoise(score_fn, x, sigmas[-1], variables)
@@ -136,13 +148,17 @@ def tweedie_denoise(
     """x + sigma^2 s(x, sigma): Tweedie's formula, the mean of the clean data given x at noise
     level sigma; one NFE, compiled (``variables`` as for the samplers)."""
 
-    def build() -> Callable[..., Tensor]:
-        def tweedie(x: Tensor, sigma: Tensor) -> Tensor:
-            return x + ops.square(sigma) * score_fn(x, per_example(sigma, x))
+    def tweedie(x: Tensor, sigma: Tensor) -> Tensor:
+        return x + ops.square(sigma) * score_fn(x, per_example(sigma, x))
 
-        return tweedie
+    denoise = compiled(tweedie, key=("tweedie", score_fn), variables=variables)
+    return denoise(x, host_to_float(sigma))
 
-    return compiled(("tweedie", score_fn), build, variables)(x, host_to_float(sigma))
+
+# --------------------------------------------------------------------------- predictor-corrector
+# A predictor step maps (score_fn, sde, x, t, z, dt) to (x, x_mean), x_mean the noise-free part and
+# z the step's normal (the reference's rng draw). A corrector step maps (score_fn, sde, x, t, z,
+# snr, n_steps) to (x, x_mean), z stacking its n_steps normals, shape (n_steps, *x.shape).
 
 
 def euler_maruyama(
@@ -223,22 +239,36 @@ def none(
     return x, x
 
 
-PREDICTORS: dict[str, StepFn] = {
-    "euler_maruyama": euler_maruyama,
-    "reverse_diffusion": reverse_diffusion,
-    "ancestral": ancestral,
-    "none": no_predictor,
+@dataclasses.dataclass(frozen=True)
+class PCStep:
+    """A predictor or corrector step and what it asks of the sampler that runs it."""
+
+    fn: StepFn
+    nfe: int
+    """Score evaluations of one (corrector) step, each followed by one normal."""
+    reads_discrete_chain: bool
+    """Whether it reads the SDE's N-level tables, which are checked on the host first."""
+
+    def __call__(self, *args: Any) -> tuple[Tensor, Tensor]:
+        """The step itself."""
+        return self.fn(*args)
+
+
+PREDICTORS = {
+    "reverse_diffusion": PCStep(reverse_diffusion, nfe=1, reads_discrete_chain=True),
+    "euler_maruyama": PCStep(euler_maruyama, nfe=1, reads_discrete_chain=False),
+    "ancestral": PCStep(ancestral, nfe=1, reads_discrete_chain=True),
+    "none": PCStep(no_predictor, nfe=0, reads_discrete_chain=False),
 }
-CORRECTORS: dict[str, StepFn] = {"langevin": langevin_corrector, "ald": ald, "none": none}
-# score evaluations (each followed by one normal) of a predictor step / of one corrector step
-PREDICTOR_NFE = {"euler_maruyama": 1, "reverse_diffusion": 1, "ancestral": 1, "none": 0}
-CORRECTOR_NFE = {"langevin": 1, "ald": 1, "none": 0}
-# steps that read the SDE's N-level tables: checked on the host before a chain is compiled
-READS_DISCRETE_CHAIN = {"reverse_diffusion", "ancestral", "langevin", "ald"}
+CORRECTORS = {
+    "langevin": PCStep(langevin_corrector, nfe=1, reads_discrete_chain=True),
+    "ald": PCStep(ald, nfe=1, reads_discrete_chain=True),
+    "none": PCStep(none, nfe=0, reads_discrete_chain=False),
+}
 
 
-def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[StepFn, StepFn]:
-    """The predictor and corrector step functions of these names, checked against the SDE.
+def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[PCStep, PCStep]:
+    """The predictor and corrector steps of these names, checked against the SDE.
 
     ValueError for unknown names, or when they read N-level tables the SDE cannot provide.
     """
@@ -247,9 +277,10 @@ def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[StepFn, StepFn]:
             f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
             f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
         )
-    if {predictor, corrector} & READS_DISCRETE_CHAIN:
+    steps = PREDICTORS[predictor], CORRECTORS[corrector]
+    if any(step.reads_discrete_chain for step in steps):
         sde.check_discrete_chain()
-    return PREDICTORS[predictor], CORRECTORS[corrector]
+    return steps
 
 
 @without_grad
@@ -283,27 +314,30 @@ def pc_sample(
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
-    predictor_fn, corrector_fn = pc_steps(predictor, corrector, sde)
-    n_corrector = CORRECTOR_NFE[corrector] * n_corrector_steps
-    n_predictor = PREDICTOR_NFE[predictor]
-    dt = -sde.T / n_steps
+    predictor_step, corrector_step = pc_steps(predictor, corrector, sde)
+    n_corrector = corrector_step.nfe * n_corrector_steps  # the corrector's normals per step
+    n_draws = n_corrector + predictor_step.nfe
     source = NoiseSource(shape, seed, noise)
     x = _start(sde, source, x_init, temperature)
+    dt = -sde.T / n_steps
 
-    def build() -> Callable[..., tuple[Tensor, Tensor]]:
-        def step(state: tuple[Tensor, Tensor], t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
-            x, t = state[0], per_example(t[0], state[0])
-            x, _ = corrector_fn(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
-            z_predictor = z[n_corrector] if n_predictor else None
-            return predictor_fn(score_fn, sde, x, t, z_predictor, dt)
+    def step(state: tuple[Tensor, Tensor], t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
+        """The corrector, then the predictor at t; z stacks their normals in that order."""
+        x, t = state[0], per_example(t[0], state[0])
+        x, _ = corrector_step(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+        z_predictor = z[n_corrector] if predictor_step.nfe else None
+        return predictor_step(score_fn, sde, x, t, z_predictor, dt)
 
-        return step
-
-    key = ("pc", score_fn, sde, predictor, corrector, float(snr), n_corrector, dt)
-    times = np.linspace(sde.T, eps, n_steps)
-    n_draws = n_corrector + n_predictor
     x, x_mean = run_steps(
-        key, build, variables, (x, x), times, source, n_draws, None, progress, "pc"
+        step,
+        (x, x),
+        np.linspace(sde.T, eps, n_steps),
+        key=("pc", score_fn, sde, predictor, corrector, float(snr), n_corrector, dt),
+        noise=source,
+        draws_per_step=n_draws,
+        variables=variables,
+        progress=progress,
+        desc="pc",
     )
     return (x_mean if denoise else x), n_steps * n_draws
 
@@ -457,11 +491,20 @@ def edm_heun_sample(
     gamma = np.where((s_tmin <= t_cur) & (t_cur <= s_tmax), gamma_max, 0.0)
     t_hat = t_cur + gamma * t_cur
     table = np.stack([s_noise * np.sqrt(t_hat**2 - t_cur**2), t_hat, t_next], axis=1)
+    # Heun steps, then the last one (to sigma = 0) by Euler
     for heun, rows in ((True, slice(0, n_steps - 1)), (False, slice(n_steps - 1, n_steps))):
-        key, build = ("edm", score_fn, sde, heun), lambda heun=heun: _edm_update(denoiser, heun)
         x = run_steps(
-            key, build, variables, x, table[rows], source, 1, gamma[rows] > 0.0, progress, "edm"
-        )  # Heun steps, then the last one (to sigma = 0) by Euler
+            _edm_update(denoiser, heun),
+            x,
+            table[rows],
+            key=("edm", score_fn, sde, heun),
+            noise=source,
+            draws_per_step=1,
+            noisy=gamma[rows] > 0.0,
+            variables=variables,
+            progress=progress,
+            desc="edm",
+        )
     return x, 2 * n_steps - 1
 
 
@@ -539,8 +582,15 @@ def dpm_solver_pp_sample(
     c = np.zeros_like(h)  # c = 1/(2r), r = h_prev / h; 0 at the first step (first order)
     c[1:] = h[1:] / (2.0 * h[:-1])
     table = np.stack([sigma_cur, sigma_next / sigma_cur, -np.expm1(-h), c], axis=1)
-    key, build = ("dpm++2m", score_fn, sde), lambda: _dpm_update(denoiser)
-    x, _ = run_steps(key, build, variables, (x, x), table, None, 0, None, progress, "dpm++")
-    final = compiled(("tilde denoiser", score_fn, sde), lambda: denoiser, variables)
+    x, _ = run_steps(
+        _dpm_update(denoiser),
+        (x, x),
+        table,
+        key=("dpm++2m", score_fn, sde),
+        variables=variables,
+        progress=progress,
+        desc="dpm++",
+    )
+    final = compiled(denoiser, key=("tilde denoiser", score_fn, sde), variables=variables)
     x = final(x, per_example(host_to_float(sigmas[-2]), x))  # first order to sigma = 0
     return x, n_steps

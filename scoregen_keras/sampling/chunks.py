@@ -43,28 +43,32 @@ def compiled_count() -> int:
 
 
 def compiled(
+    fn: Callable[..., Any],
+    *,
     key: Hashable,
-    build: Callable[[], Callable[..., Any]],
-    variables: Sequence[Any] | None,
-    build_example_args: Callable[[], Sequence[Tensor]] | None = None,
+    variables: Sequence[Any] | None = None,
+    example_args: Callable[[], Sequence[Tensor]] | None = None,
 ) -> Callable[..., Any]:
-    """backend.jit(build()), reused across calls for the same key where that is safe.
+    """backend.jit(fn), reused across calls for the same key where that is safe.
 
-    ``build_example_args`` makes ``backend.jit``'s example_args, only when compiling; the key
-    must then fix their shapes and dtypes.
+    The key must name everything ``fn`` closes over (score function, SDE, settings): on a hit
+    the compiled function of an earlier ``fn`` is returned. Reuse is unsafe where compilation
+    bakes in the weights the score reads (JAX) and ``variables`` does not list them.
+    ``example_args`` makes ``backend.jit``'s example_args, only when compiling; the key must then
+    fix their shapes and dtypes.
     """
     reusable = variables is not None or not backend.jit_bakes_variables()
     key = (key, None if variables is None else tuple(id(v) for v in variables))
     if reusable and key in _COMPILED:
         _COMPILED.move_to_end(key)
         return _COMPILED[key]
-    example_args = None if build_example_args is None else build_example_args()
-    fn = backend.jit(build(), variables=variables, example_args=example_args)
+    args = None if example_args is None else example_args()
+    jitted = backend.jit(fn, variables=variables, example_args=args)
     if reusable:
-        _COMPILED[key] = fn
+        _COMPILED[key] = jitted
         while len(_COMPILED) > COMPILED_CACHE_SIZE:
             _COMPILED.popitem(last=False)
-    return fn
+    return jitted
 
 
 def without_grad(sampler: Callable[..., Any]) -> Callable[..., Any]:
@@ -118,33 +122,35 @@ def _chunk_noise(
 
 
 def run_steps(
-    key: Hashable,
-    build_step: Callable[[], Callable[..., Any]],
-    variables: Sequence[Any] | None,
+    step: Callable[[Any, Tensor, Tensor], Any],
     state: Any,
     table: Any,
-    source: NoiseSource | None,
+    *,
+    key: Hashable,
+    noise: NoiseSource | None = None,
     draws_per_step: int = 0,
     noisy: np.ndarray | None = None,
+    variables: Sequence[Any] | None = None,
     progress: bool = False,
     desc: str = "",
 ) -> Any:
-    """Run ``step(state, row, z)`` over the rows of ``table``, several steps per compiled call.
+    """state <- step(state, row, z) for each row of ``table``, several steps per compiled call.
 
-    ``table`` (n_steps, k) holds each step's coefficients (host float64, cast to floatx); ``z``
-    is the step's ``draws_per_step`` normals (shape (draws_per_step, *source.shape)), drawn in
-    step order, none and zeros at steps where ``noisy`` (default all True) is False.
+    ``table`` (n_steps, k) holds each step's coefficients (host float64, cast to floatx). ``z``
+    stacks the step's ``draws_per_step`` normals from ``noise``, shape (draws_per_step, *shape),
+    drawn in step order; steps where ``noisy`` (default all True) is False draw none and get
+    zeros. ``key`` names what ``step`` closes over (see `compiled`).
     """
     table = np.asarray(table, dtype=np.float64)
     table = table[:, None] if table.ndim == 1 else table
     noisy = np.ones(len(table), bool) if noisy is None else np.asarray(noisy, bool)
-    length = _chunk_length(draws_per_step, () if source is None else source.shape)
-    chunk = compiled((key, length), lambda: _chunk_loop(build_step()), variables)
+    length = _chunk_length(draws_per_step, () if noise is None else noise.shape)
+    chunk = compiled(_chunk_loop(step), key=(key, length), variables=variables)
     bar = tqdm(total=len(table), desc=desc, disable=not progress, leave=False)
     for start in range(0, len(table), length):
         rows = table[start : start + length]
         padded = np.concatenate([rows, np.repeat(rows[-1:], length - len(rows), axis=0)])
-        z = _chunk_noise(source, draws_per_step, noisy[start : start + length], length)
+        z = _chunk_noise(noise, draws_per_step, noisy[start : start + length], length)
         state = chunk(state, host_to_float(padded), z, host_index(len(rows)))
         bar.update(len(rows))
     bar.close()

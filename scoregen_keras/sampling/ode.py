@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Hashable, Sequence
 from typing import Any
@@ -56,10 +57,17 @@ def _heun_update(drift: Callable[..., Tensor]) -> Callable[..., Tensor]:
     return step
 
 
-# fixed-step ODE method -> (update builder, NFE per step)
-FIXED_STEP_METHODS: dict[str, tuple[Callable[..., Callable[..., Tensor]], int]] = {
-    "euler": (_euler_update, 1),
-    "heun": (_heun_update, 2),
+@dataclasses.dataclass(frozen=True)
+class FixedStepMethod:
+    """A fixed-step ODE method: its step for a drift, and the drift evaluations per step."""
+
+    make_update: Callable[[Callable[..., Tensor]], Callable[..., Tensor]]
+    nfe_per_step: int
+
+
+FIXED_STEP_METHODS = {
+    "euler": FixedStepMethod(_euler_update, nfe_per_step=1),
+    "heun": FixedStepMethod(_heun_update, nfe_per_step=2),
 }
 
 
@@ -87,12 +95,19 @@ def integrate_ode(
         key = ("ode", score_fn, sde, tuple(x.shape), t_start, t_end, rtol, atol)
         return _integrate_dopri5(key, drift, x, t_start, t_end, rtol, atol, progress, variables)
     if method in FIXED_STEP_METHODS:
-        make_update, nfe_per_step = FIXED_STEP_METHODS[method]
+        fixed = FIXED_STEP_METHODS[method]
         times = np.linspace(t_start, t_end, n_steps + 1)
         table = np.stack([times[:-1], times[1:], np.diff(times)], axis=1)  # (t_cur, t_next, h)
-        key, build = ("ode", method, score_fn, sde), lambda: make_update(drift)
-        x = run_steps(key, build, variables, x, table, None, 0, None, progress, f"ode {method}")
-        return x, n_steps * nfe_per_step
+        x = run_steps(
+            fixed.make_update(drift),
+            x,
+            table,
+            key=("ode", method, score_fn, sde),
+            variables=variables,
+            progress=progress,
+            desc=f"ode {method}",
+        )
+        return x, n_steps * fixed.nfe_per_step
     shape = tuple(x.shape)
 
     def packed_drift(packed: Tensor) -> Tensor:
@@ -101,10 +116,10 @@ def integrate_ode(
 
     floatx = keras.config.floatx()
     compiled_drift = compiled(
-        ("ode drift", score_fn, sde, shape, floatx),
-        lambda: packed_drift,
-        variables,
-        lambda: [backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
+        packed_drift,
+        key=("ode drift", score_fn, sde, shape, floatx),
+        variables=variables,
+        example_args=lambda: [backend.jit_argument(np.zeros(1 + math.prod(shape), floatx))],
     )
     bar = tqdm(desc=f"ode {method} (NFE)", disable=not progress, leave=False)
     nfe = 0
@@ -138,11 +153,13 @@ def _integrate_dopri5(
 ) -> tuple[Tensor, int]:
     """SciPy's RK45 compiled on the backend (``dopri``), its compiled parts cached by key."""
     start = compiled(
-        ("dopri5 start", key), lambda: dopri.start(drift, t_start, t_end, rtol, atol), variables
+        dopri.start(drift, t_start, t_end, rtol, atol),
+        key=("dopri5 start", key),
+        variables=variables,
     )
     attempt_steps = compiled(
-        ("dopri5 steps", key),
-        lambda: dopri.attempt_steps(drift, t_start, t_end, rtol, atol),
-        variables,
+        dopri.attempt_steps(drift, t_start, t_end, rtol, atol),
+        key=("dopri5 steps", key),
+        variables=variables,
     )
     return dopri.solve(start, attempt_steps, x, t_start, t_end, progress, "ode dopri5")
