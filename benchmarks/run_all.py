@@ -1,15 +1,16 @@
-"""Rerun every benchmark and regenerate the README's results section from their JSON files.
+"""Rerun every benchmark and regenerate benchmarks/RESULTS.md from their JSON files.
 
 Each script of SCRIPTS found in benchmarks/ runs as a subprocess (its own Python, so each can set
 KERAS_BACKEND before Keras starts), one after the other; a script that fails or misses a target
-is recorded with its exit status and the others still run. Then the section of README.md between
-the markers <!-- results:start --> and <!-- results:end --> is rewritten from the JSON files in
-benchmarks/results/: markdown tables, links to the PNG plots, the machine and the budgets.
+is recorded with its exit status and the others still run. Then the section of
+benchmarks/RESULTS.md between the markers <!-- results:start --> and <!-- results:end --> is
+rewritten from the JSON files in benchmarks/results/: markdown tables, links to the PNG plots, the
+machine and the budgets. The README links that file.
 
     python benchmarks/run_all.py                 # full budgets (an hour or more on 2 CPU cores)
     python benchmarks/run_all.py --quick         # smoke budgets, into benchmarks/results/quick/
     python benchmarks/run_all.py --only quality_toy quality_digits
-    python benchmarks/run_all.py --render-only   # only rewrite the README from existing JSON
+    python benchmarks/run_all.py --render-only   # only rewrite RESULTS.md from existing JSON
 """
 
 from __future__ import annotations
@@ -32,9 +33,9 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
 from benchmarks.layout import QUICK_RESULTS, RESULTS  # noqa: E402
 
 BENCHMARKS = ROOT / "benchmarks"
-README = ROOT / "README.md"
+REPORT = BENCHMARKS / "RESULTS.md"
 RUN_LOG = RESULTS / "run_all.json"
-QUICK_REPORT = QUICK_RESULTS / "RESULTS.md"  # --quick's report: the README is left alone
+QUICK_REPORT = QUICK_RESULTS / "RESULTS.md"  # --quick's report: RESULTS.md is left alone
 OUTPUT_FLAG = "--output"  # every script takes --output PATH.json (its PNGs go beside it)
 START, END = "<!-- results:start -->", "<!-- results:end -->"
 
@@ -107,19 +108,19 @@ def md_table(headers: list[str], rows: list[Row]) -> str:
     return "\n".join(lines)
 
 
-IMAGE_PREFIX = "benchmarks/results/"  # image links as seen from README.md at the root
+IMAGE_PREFIX = "benchmarks/results/"  # image links as seen from the repository's root
 
 
 def image(path: Path, alt: str) -> str:
-    """A markdown image link as seen from the README (benchmarks/results/NAME), '' if missing."""
+    """A markdown image link as seen from the root (benchmarks/results/NAME), '' if missing."""
     if not path.exists():
         return ""
     return f"![{alt}]({IMAGE_PREFIX}{path.name})"
 
 
-def relink(section: str, results: Path, readme: Path) -> str:
-    """The section's image links made relative to `readme` for PNGs in `results`."""
-    prefix = Path(os.path.relpath(results.resolve(), readme.resolve().parent)).as_posix()
+def relink(section: str, results: Path, report: Path) -> str:
+    """The section's image links made relative to `report` for PNGs in `results`."""
+    prefix = Path(os.path.relpath(results.resolve(), report.resolve().parent)).as_posix()
     prefix = "" if prefix == "." else f"{prefix}/"
     return section.replace(f"]({IMAGE_PREFIX}", f"]({prefix}")
 
@@ -533,9 +534,9 @@ def render_results(
     return "\n".join(lines) + "\n"
 
 
-def update_readme(readme: Path, section: str) -> None:
+def update_report(report: Path, section: str) -> None:
     """Replace the text between the results markers (appending the markers when absent)."""
-    text = readme.read_text(encoding="utf-8") if readme.exists() else ""
+    text = report.read_text(encoding="utf-8") if report.exists() else ""
     block = f"{START}\n{section}{END}"
     if START in text and END in text and text.index(START) < text.index(END):
         head, rest = text.split(START, 1)
@@ -543,11 +544,11 @@ def update_readme(readme: Path, section: str) -> None:
         text = head + block + tail
     else:
         text = text.rstrip("\n") + ("\n\n" if text else "") + block + "\n"
-    readme.write_text(text, encoding="utf-8")
+    report.write_text(text, encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Rerun the benchmarks (unless --render-only), then regenerate the README section."""
+    """Rerun the benchmarks (unless --render-only), then regenerate the results section."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--quick", action="store_true", help=f"smoke budgets: results and report in {QUICK_RESULTS}"
@@ -555,10 +556,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", nargs="+", default=None, choices=list(SCRIPTS))
     parser.add_argument("--skip", nargs="+", default=[], choices=list(SCRIPTS))
     parser.add_argument("--render-only", action="store_true", help="rerun nothing")
-    parser.add_argument("--readme", type=Path, default=None, help=f"default {README.name}")
+    parser.add_argument(
+        "--report", type=Path, default=None, help=f"default {REPORT.relative_to(ROOT)}"
+    )
     args = parser.parse_args(argv)
     results = QUICK_RESULTS if args.quick else RESULTS
-    readme = args.readme or (QUICK_REPORT if args.quick else README)
+    report = args.report or (QUICK_REPORT if args.quick else REPORT)
     run_log = results / RUN_LOG.name
     results.mkdir(parents=True, exist_ok=True)
     log: dict[str, dict[str, Any]] = {}
@@ -572,8 +575,8 @@ def main(argv: list[str] | None = None) -> int:
         run_log.write_text(
             json.dumps({"quick": args.quick, "scripts": log}, indent=2) + "\n", encoding="utf-8"
         )
-    update_readme(readme, relink(render_results(results, log, args.quick), results, readme))
-    print(f"rewrote the results section of {readme}")
+    update_report(report, relink(render_results(results, log, args.quick), results, report))
+    print(f"rewrote the results section of {report}")
     failed = [n for n, e in ran.items() if not e.get("skipped") and e.get("returncode")]
     if failed:
         print(f"scripts that failed or missed a target: {', '.join(failed)}")

@@ -1,4 +1,4 @@
-"""The README results section of benchmarks/run_all.py, rendered from small fake JSON files."""
+"""The results report of benchmarks/run_all.py (RESULTS.md), rendered from small fake JSON files."""
 
 from __future__ import annotations
 
@@ -152,7 +152,7 @@ def test_render_tables_from_json(run_all: ModuleType, results: Path) -> None:
     assert "Smoke budgets" in run_all.render_results(results, quick=True)
 
 
-def test_quick_reports_stay_out_of_the_readme(
+def test_quick_reports_stay_out_of_the_report(
     run_all: ModuleType, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """--quick runs every script with an --output under results/quick, where the report goes."""
@@ -165,13 +165,14 @@ def test_quick_reports_stay_out_of_the_readme(
     run_all.run_scripts(list(run_all.SCRIPTS), quick=True)
     for name, argv in zip(run_all.SCRIPTS, commands, strict=True):
         assert argv[-2:] == ["--output", str(run_all.QUICK_RESULTS / f"{name}.json")]
-    root_readme = run_all.README
+    report = run_all.REPORT
     quick = run_all.QUICK_RESULTS
     section = "![toy samples](benchmarks/results/quality_toy.png)"
-    assert run_all.relink(section, run_all.RESULTS, root_readme) == section
-    assert run_all.relink(section, quick, root_readme) == (
-        "![toy samples](benchmarks/results/quick/quality_toy.png)"
+    assert (
+        run_all.relink(section, run_all.RESULTS, report)
+        == "![toy samples](results/quality_toy.png)"
     )
+    assert run_all.relink(section, quick, report) == "![toy samples](results/quick/quality_toy.png)"
     assert run_all.relink(section, quick, run_all.QUICK_REPORT) == "![toy samples](quality_toy.png)"
     assert run_all.QUICK_REPORT.parent == quick and quick.parent == run_all.RESULTS
 
@@ -291,17 +292,17 @@ def test_unknown_layout_falls_back_to_a_generic_table(run_all: ModuleType, resul
     assert "| net | n |\n| --- | --- |\n| x | 3 |" in run_all.render_results(results)
 
 
-def test_update_readme_replaces_only_the_marked_section(
+def test_update_report_replaces_only_the_marked_section(
     run_all: ModuleType, tmp_path: Path
 ) -> None:
-    """Text outside the markers is kept; a README without markers gets them appended."""
+    """Text outside the markers is kept; a report without markers gets them appended."""
     readme = tmp_path / "README.md"
     readme.write_text(f"intro\n{run_all.START}\nold figures\n{run_all.END}\noutro\n")
-    run_all.update_readme(readme, "new figures\n")
+    run_all.update_report(readme, "new figures\n")
     assert readme.read_text() == f"intro\n{run_all.START}\nnew figures\n{run_all.END}\noutro\n"
     bare = tmp_path / "BARE.md"
     bare.write_text("intro\n")
-    run_all.update_readme(bare, "figures\n")
+    run_all.update_report(bare, "figures\n")
     assert bare.read_text() == f"intro\n\n{run_all.START}\nfigures\n{run_all.END}\n"
 
 
@@ -317,7 +318,7 @@ def test_rerunning_some_scripts_keeps_the_log_of_the_others(
     monkeypatch.setattr(run_all, "RESULTS", results)
     monkeypatch.setattr(run_all, "run_scripts", lambda names, quick: dict.fromkeys(names, new))
     readme = results / "README.md"
-    assert run_all.main(["--only", "param_counts", "--readme", str(readme)]) == 0
+    assert run_all.main(["--only", "param_counts", "--report", str(readme)]) == 0
     log = json.loads((results / "run_all.json").read_text())["scripts"]
     assert log == {"quality_toy": old, "param_counts": new}
     text = readme.read_text()
