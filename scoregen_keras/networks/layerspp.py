@@ -229,8 +229,11 @@ class FIRConv2D(keras.layers.Layer):
         factor = RESAMPLE_FACTOR
         fir = setup_kernel(self.fir_kernel)
         if self.up:
-            # transposed conv (H -> 2H + k - 2), then FIR filter back to 2H
-            x = ops.conv_transpose(x, self.kernel, strides=factor, padding="valid")
+            # transposed conv (H -> 2H + k - 2), then FIR filter back to 2H. score_sde flips the
+            # kernel spatially first (w[::-1, ::-1]): the fused op is then "zero-insert, then
+            # cross-correlate with w", as the plain and the down-sampling convolutions use w
+            kernel = ops.flip(self.kernel, axis=(0, 1))
+            x = ops.conv_transpose(x, kernel, strides=factor, padding="valid")
             p = (fir.shape[0] - factor) - (self.kernel_size - 1)
             x = upfirdn2d(x, fir * factor**2, pad=((p + 1) // 2 + factor - 1, p // 2 + 1))
         elif self.down:
