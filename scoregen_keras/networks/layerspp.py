@@ -26,6 +26,7 @@ GROUPNORM_CHANNELS_PER_GROUP = 4  # groups = min(channels // 4, 32), as in score
 SKIP_RESCALE = 1.0 / math.sqrt(2.0)  # (x + h) / sqrt(2) keeps the variance of a residual sum
 MAX_POSITIONS = 10000  # base of the sinusoidal timestep embedding (Transformer / DDPM)
 ZERO_INIT_SCALE = 1e-10  # score_sde replaces init_scale=0 by this tiny scale
+NIN_INIT_SCALE = 0.1  # score_sde's layers.NIN(..., init_scale=0.1); its 1x1 convolutions use 1.0
 DEFAULT_DROPOUT = 0.1
 
 
@@ -51,9 +52,16 @@ def conv3x3(filters: int, init_scale: float = 1.0, name: str | None = None) -> k
     )
 
 
-def nin(units: int, init_scale: float = 1.0, name: str | None = None) -> keras.layers.Dense:
-    """Network-in-network: a 1x1 convolution written as a Dense on the channel axis."""
+def nin(
+    units: int, init_scale: float = NIN_INIT_SCALE, name: str | None = None
+) -> keras.layers.Dense:
+    """Network-in-network (score_sde's NIN): a Dense on the channel axis, init scale 0.1."""
     return keras.layers.Dense(units, kernel_initializer=default_init(init_scale), name=name)
+
+
+def conv1x1(units: int, name: str | None = None) -> keras.layers.Dense:
+    """score_sde's ddpm_conv1x1: a 1x1 convolution (as a Dense), DDPM initialiser at scale 1."""
+    return keras.layers.Dense(units, kernel_initializer=default_init(), name=name)
 
 
 def dense(units: int, name: str | None = None) -> keras.layers.Dense:
@@ -360,7 +368,7 @@ class Combine(keras.layers.Layer):
             raise ValueError(f"Combine method {method!r} not recognised (cat, sum).")
         self.out_ch = out_ch
         self.method = method
-        self.Conv_0 = nin(out_ch, name="Conv_0")
+        self.Conv_0 = conv1x1(out_ch, name="Conv_0")
 
     def call(self, x: keras.KerasTensor, y: keras.KerasTensor) -> keras.KerasTensor:
         """Conv1x1(x) concatenated with (cat) or added to (sum) y."""
@@ -513,7 +521,7 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
         self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
         self.Dropout_0 = keras.layers.Dropout(dropout, name="Dropout_0")
         self.Conv_1 = conv3x3(out_ch, init_scale=init_scale, name="Conv_1")
-        self.Conv_2 = nin(out_ch, name="Conv_2") if (in_ch != out_ch or up or down) else None
+        self.Conv_2 = conv1x1(out_ch, name="Conv_2") if (in_ch != out_ch or up or down) else None
 
     def _resample(self, x: keras.KerasTensor) -> keras.KerasTensor:
         """Apply this block's up/down-sampling (identity when neither)."""

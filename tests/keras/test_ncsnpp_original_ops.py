@@ -117,3 +117,45 @@ def test_fused_fir_conv_matches_original(conv_case, up: bool) -> None:
     expected = np.transpose(expected, (0, 2, 3, 1))
     assert got.shape == expected.shape
     np.testing.assert_allclose(got, expected, rtol=RTOL, atol=RTOL * np.abs(expected).max())
+
+
+# ----------------------------------------------------------------------------- initialisation
+
+NIN_SCALE = 0.1  # layers.NIN(in_dim, num_units, init_scale=0.1)
+CONV1X1_SCALE = 1.0  # layers.ddpm_conv1x1(..., init_scale=1.)
+INIT_CHANNELS = 64  # 4096 kernel entries: the sample variance is within ~1.4% (1 sd) of its mean
+VARIANCE_SLACK = 0.15
+
+
+def _assert_variance_scaling(kernel, scale: float) -> None:
+    """Kernel drawn as score_sde's default_init(scale): U(±sqrt(3 scale / fan_avg)), fan_avg the
+    mean of in and out (1x1 kernels)."""
+    w = _np(kernel)
+    fan_avg = (w.shape[0] + w.shape[1]) / 2
+    variance = scale / fan_avg
+    assert np.abs(w).max() <= np.sqrt(3 * variance)
+    assert abs(w.var() / variance - 1) < VARIANCE_SLACK
+
+
+def test_nin_layers_initialise_as_the_original() -> None:
+    """NIN (attention q, k, v and the DDPM shortcut) at scale 0.1; the 1x1 convolutions
+    (BigGAN shortcut, input-pyramid combiner) at 1.0; the attention output at init_scale."""
+    c = INIT_CHANNELS
+    keras.utils.set_random_seed(0)
+    attn = layerspp.AttnBlockpp(c, init_scale=0.5)
+    attn(np.zeros((1, 4, 4, c), "float32"))
+    for layer in (attn.NIN_0, attn.NIN_1, attn.NIN_2):
+        _assert_variance_scaling(layer.kernel, NIN_SCALE)
+    _assert_variance_scaling(attn.NIN_3.kernel, 0.5)
+
+    ddpm = layerspp.ResnetBlockDDPMpp(c, c * 2)
+    ddpm(np.zeros((1, 4, 4, c), "float32"), np.zeros((1, 8), "float32"))
+    _assert_variance_scaling(ddpm.shortcut.kernel, NIN_SCALE)
+
+    biggan = layerspp.ResnetBlockBigGANpp(c, c * 2)
+    biggan(np.zeros((1, 4, 4, c), "float32"), np.zeros((1, 8), "float32"))
+    _assert_variance_scaling(biggan.Conv_2.kernel, CONV1X1_SCALE)
+
+    combine = layerspp.Combine(c)
+    combine(np.zeros((1, 4, 4, c), "float32"), np.zeros((1, 4, 4, c), "float32"))
+    _assert_variance_scaling(combine.Conv_0.kernel, CONV1X1_SCALE)
