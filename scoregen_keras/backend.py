@@ -670,3 +670,33 @@ def logs_for_multi_worker(logs: dict[str, Any]) -> dict[str, Any]:
     if not _TF_MULTI_WORKER:
         return logs
     return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+
+
+# --- published PyTorch weight files -----------------------------------------------------------
+
+TORCH_INSTALL_HINT = (
+    "pip install torch (CPU wheels: --index-url https://download.pytorch.org/whl/cpu)"
+)
+
+
+def read_torch_weights(path: Any) -> dict[str, Any]:
+    """A torch-saved dict of tensors as {key: NumPy array}, read with weights_only=True.
+
+    ``weights_only`` refuses a pickle that would run code; without torch installed, or for a file
+    that is no such dict, ValueError with one sentence.
+    """
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(f"reading {path} needs PyTorch: {TORCH_INSTALL_HINT}.") from None
+    try:
+        loaded = torch.load(str(path), map_location="cpu", weights_only=True)
+    except Exception as error:  # torch raises UnpicklingError, RuntimeError, OSError, ...
+        first_line = str(error).strip().splitlines()[0] if str(error).strip() else type(error)
+        raise ValueError(f"{path} is not a weights-only PyTorch file ({first_line}).") from None
+    if not isinstance(loaded, dict):
+        raise ValueError(f"{path} holds a {type(loaded).__name__}, not a dict of tensors.")
+    return {
+        key: value.detach().cpu().numpy() if torch.is_tensor(value) else value
+        for key, value in loaded.items()
+    }

@@ -39,9 +39,12 @@ def default_init(scale: float = 1.0) -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_avg", distribution="uniform")
 
 
-def group_norm(channels: int, name: str | None = None) -> keras.layers.GroupNormalization:
-    """GroupNorm with min(channels // 4, 32) groups and eps 1e-6, as in score_sde."""
-    groups = max(1, min(channels // GROUPNORM_CHANNELS_PER_GROUP, GROUPNORM_MAX_GROUPS))
+def group_norm(
+    channels: int, name: str | None = None, groups: int | None = None
+) -> keras.layers.GroupNormalization:
+    """GroupNorm with eps 1e-6 and `groups` groups, default min(channels // 4, 32) (score_sde)."""
+    if groups is None:
+        groups = max(1, min(channels // GROUPNORM_CHANNELS_PER_GROUP, GROUPNORM_MAX_GROUPS))
     return keras.layers.GroupNormalization(groups=groups, epsilon=GROUPNORM_EPS, name=name)
 
 
@@ -385,13 +388,19 @@ class AttnBlockpp(keras.layers.Layer):
     """Self-attention over the H*W positions (DDPM), residual with optional 1/sqrt(2) rescale."""
 
     def __init__(
-        self, channels: int, skip_rescale: bool = False, init_scale: float = 0.0, **kwargs
+        self,
+        channels: int,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        groups: int | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.channels = channels
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(channels, name="GroupNorm_0")
+        self.groups = groups  # GroupNorm groups; None = min(channels // 4, 32)
+        self.GroupNorm_0 = group_norm(channels, name="GroupNorm_0", groups=groups)
         self.NIN_0 = nin(channels, name="NIN_0")
         self.NIN_1 = nin(channels, name="NIN_1")
         self.NIN_2 = nin(channels, name="NIN_2")
@@ -417,6 +426,7 @@ class AttnBlockpp(keras.layers.Layer):
             "channels": self.channels,
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "groups": self.groups,
         }
 
 
@@ -433,6 +443,7 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
         dropout: float = DEFAULT_DROPOUT,
         skip_rescale: bool = False,
         init_scale: float = 0.0,
+        in_groups: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -444,7 +455,8 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
         self.dropout = dropout
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.in_groups = in_groups  # groups of GroupNorm_0; None = min(in_ch // 4, 32)
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0", groups=in_groups)
         self.Conv_0 = conv3x3(out_ch, name="Conv_0")
         self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
         self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
@@ -480,6 +492,7 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
             "dropout": self.dropout,
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "in_groups": self.in_groups,
         }
 
 
@@ -499,6 +512,7 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
         fir_kernel: Sequence[float] = FIR_KERNEL,
         skip_rescale: bool = True,
         init_scale: float = 0.0,
+        in_groups: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -515,7 +529,8 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
         self.fir_kernel = tuple(fir_kernel)
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.in_groups = in_groups  # groups of GroupNorm_0; None = min(in_ch // 4, 32)
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0", groups=in_groups)
         self.Conv_0 = conv3x3(out_ch, name="Conv_0")
         self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
         self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
@@ -560,4 +575,5 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
             "fir_kernel": list(self.fir_kernel),
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "in_groups": self.in_groups,
         }
