@@ -301,6 +301,8 @@ class NCSNpp(keras.Model):
         x = keras.KerasTensor(tuple(input_shape))
         cond = keras.KerasTensor((input_shape[0],))
         self.compute_output_spec(x, cond)  # runs `call` symbolically: sub-layers build
+        if self.fourier_proj is not None and not self.fourier_proj.built:
+            self.fourier_proj.build(cond.shape)  # unconditional: unused, but score_sde keeps W
         self.built = True
 
     def _pad(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, tuple[int, int, int, int]]:
