@@ -46,6 +46,7 @@ TEMB_MULT = 4  # width of the time/noise embedding MLP: 4 * nf
 PROGRESSIVE = ("none", "output_skip", "residual")
 PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 RESBLOCK_TYPES = ("ddpm", "biggan")
+PROGRESSIVE_COMBINE = ("sum", "cat")
 EMBEDDING_TYPES = ("fourier", "positional")
 # GroupNorm group counts: score_sde's min(C // 4, 32) everywhere, or as diffusers' UNet2DModel
 # computes them for its skip blocks (the published google/ncsnpp-* models): see _attn_groups and
@@ -95,7 +96,7 @@ class NCSNpp(keras.Model):
             (progressive_input, PROGRESSIVE_INPUT, "progressive_input"),
             (resblock_type, RESBLOCK_TYPES, "resblock_type"),
             (embedding_type, EMBEDDING_TYPES, "embedding_type"),
-            (progressive_combine, ("sum", "cat"), "progressive_combine"),
+            (progressive_combine, PROGRESSIVE_COMBINE, "progressive_combine"),
             (groupnorm_rule, GROUPNORM_RULES, "groupnorm_rule"),
         ):
             if value not in allowed:

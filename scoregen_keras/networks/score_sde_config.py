@@ -30,7 +30,15 @@ from typing import Any
 
 import numpy as np
 
-from scoregen_keras.networks.ncsnpp import DDPM_TIME_SCALE, NETWORKS, NCSNpp
+from scoregen_keras.networks.ncsnpp import (
+    DDPM_TIME_SCALE,
+    NETWORKS,
+    PROGRESSIVE,
+    PROGRESSIVE_COMBINE,
+    PROGRESSIVE_INPUT,
+    RESBLOCK_TYPES,
+    NCSNpp,
+)
 from scoregen_keras.networks.score_sde_weights import (
     ImportRefusedError,
     assign_state_dict,
@@ -76,6 +84,12 @@ NETWORK_FIELDS = (
     "embedding_type",
 )
 LIST_FIELDS = ("ch_mult", "attn_resolutions", "fir_kernel")
+CHOICES = {  # model fields with named values, as NCSNpp accepts them
+    "progressive": PROGRESSIVE,
+    "progressive_input": PROGRESSIVE_INPUT,
+    "resblock_type": RESBLOCK_TYPES,
+    "progressive_combine": PROGRESSIVE_COMBINE,
+}
 
 
 @dataclass(frozen=True)
@@ -244,10 +258,11 @@ def translate_score_sde_config(config: Mapping[str, Any], source: str = "") -> I
         f"model.nonlinearity={nonlinearity!r} is not 'swish', the one scoregen's NCSN++ has.",
     )
     network_config = _network_config(data, model)
-    try:
-        NETWORKS[NETWORK_OF_SDE[sde_name]](**network_config)  # the network's own checks
-    except ValueError as error:
-        raise ImportRefusedError(f"the model section does not make a network: {error}") from None
+    for key, allowed in CHOICES.items():
+        _require(
+            str(network_config[key]).lower() in allowed,
+            f"model.{key}={network_config[key]!r} is not one of {', '.join(allowed)}.",
+        )
     reduce_mean = bool(training.get("reduce_mean", False))
     likelihood = bool(training.get("likelihood_weighting", False))
     return ImportSpec(

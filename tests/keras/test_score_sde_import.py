@@ -185,6 +185,7 @@ def test_diffusers_network_output_matches_diffusers(diffusers_case) -> None:
     assert _relative_l2(score, io["y_f64"]) <= RTOL
 
 
+@pytest.mark.slow
 def test_diffusers_group_counts_matter(diffusers_case) -> None:
     """The same weights with score_sde's group counts give another function (fixed 32 groups in
     the skip blocks' attention, min(in + skip // 4, 32) in AttnSkipUpBlock2D's resnets)."""
@@ -417,19 +418,28 @@ def test_builtin_parameter_counts_match_the_published_figures(name: str) -> None
 
 
 def _tiny(**model) -> dict:
-    """The VE fixture's configuration (16x16, nf 16) with model fields overridden."""
+    """The VE fixture's configuration cut to 8x8, two levels, with model fields overridden."""
     config = _fixture_config("ncsnpp_ve_c3")
-    return {**config, "model": {**config["model"], **model}}
+    small = {"ch_mult": [1, 2], "attn_resolutions": [4], **model}
+    return {
+        **config,
+        "data": {**config["data"], "image_size": 8},
+        "model": {**config["model"], **small},
+    }
 
 
 TINY_VARIANTS = {  # every progressive / progressive_input / resblock / FIR / combine value
     "output_skip+input_skip": _tiny(progressive="output_skip", progressive_input="input_skip"),
     "residual+none": _tiny(progressive="residual", progressive_input="none"),
     "ddpm+fir": _tiny(resblock_type="ddpm", progressive="residual"),
-    "ddpm-no-fir+cat": _tiny(
-        resblock_type="ddpm", fir=False, progressive_input="input_skip", progressive_combine="cat"
+    "ddpm-no-fir-no-conv+cat": _tiny(
+        resblock_type="ddpm",
+        fir=False,
+        resamp_with_conv=False,
+        conditional=False,
+        progressive_input="input_skip",
+        progressive_combine="cat",
     ),
-    "ddpm-no-conv": _tiny(resblock_type="ddpm", resamp_with_conv=False, conditional=False),
 }
 
 
