@@ -10,6 +10,10 @@ reference: "squared_norm" = sum(r**2) (default of DSM / NCSN), "sum" = 0.5 sum(r
 
 The network -> score map (EDM-style preconditioning, shared with the reference) is
 ``score(x, t) = net(c_in x, cond) / std`` with ``c_in = 1 / sqrt(alpha^2 + std^2)``.
+``precondition(..., preconditioning="score_sde")`` is instead score_sde's own map, for networks
+trained by that code: ``score = net(x, cond) / std`` for VE (NCSN++ with scale_by_sigma: the
+network outputs std times the score) and ``score = -net(x, cond) / std`` for VP and sub-VP (the
+network outputs the noise z of x = alpha x0 + std z).
 """
 
 from __future__ import annotations
@@ -35,6 +39,9 @@ REDUCTIONS: dict[str, Callable[[int], float]] = {
     "mean": lambda n_dims: 1.0 / n_dims,
 }
 PROJECTIONS = ("gaussian", "rademacher")
+PRECONDITIONINGS = ("edm", "score_sde")
+# score_sde's sign of the network output in the score, by SDE (models/utils.py get_score_fn)
+SCORE_SDE_OUTPUT_SIGN = {"VESDE": 1.0, "VPSDE": -1.0, "SubVPSDE": -1.0}
 
 # net.conditioning -> the scalar passed to the network, from (t, std) of the perturbation kernel
 CONDITION_VALUE: dict[str, Callable[[Tensor, Tensor], Tensor]] = {
@@ -54,22 +61,34 @@ def _preconditioned(net: Any, x: Tensor, alpha: Tensor, std: Tensor, cond: Tenso
     return net(c_in * x, cond) / batch_scalar(std, x)
 
 
-def precondition(net: Any, sde: SDE) -> ScoreFn:
+def precondition(net: Any, sde: SDE, preconditioning: str = "edm") -> ScoreFn:
     """score_fn(x, t) of a network trained on an SDE, (alpha, std) = sde.marginal_coefficients(t).
 
-    The network is conditioned on t or on std according to ``net.conditioning``.
+    The network is conditioned on t or on std according to ``net.conditioning``;
+    ``preconditioning`` is "edm" (net(c_in x, cond) / std) or "score_sde" (+-net(x, cond) / std).
     """
     if net.conditioning not in CONDITION_VALUE:
         raise ValueError(
             f"precondition needs conditioning in {sorted(CONDITION_VALUE)}, got "
             f"{net.conditioning!r}; use sigma_conditional_score for sigma-index networks"
         )
+    if preconditioning not in PRECONDITIONINGS:
+        raise ValueError(
+            f"preconditioning must be one of {PRECONDITIONINGS}, got {preconditioning!r}"
+        )
     to_cond = CONDITION_VALUE[net.conditioning]
+    sign = SCORE_SDE_OUTPUT_SIGN.get(type(sde).__name__) if preconditioning == "score_sde" else None
+    if preconditioning == "score_sde" and sign is None:
+        raise ValueError(
+            f"score_sde's preconditioning is defined for {sorted(SCORE_SDE_OUTPUT_SIGN)}"
+        )
 
     def score_fn(x: Tensor, t: Tensor) -> Tensor:
         x = to_float(x)  # a host array times a PyTorch tensor would go through NumPy
         t = per_example(t, x)
         alpha, std = sde.marginal_coefficients(t)
+        if sign is not None:
+            return sign * net(x, to_cond(t, std)) / batch_scalar(std, x)
         return _preconditioned(net, x, alpha, std, to_cond(t, std))
 
     return score_fn

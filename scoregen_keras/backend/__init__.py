@@ -32,11 +32,17 @@ from scoregen_keras.backend.distribution import (
     scale_loss_for_replicas,
     split_host_cpu,
 )
+from scoregen_keras.backend.torch_files import (
+    TORCH_INSTALL_HINT,
+    read_torch_file,
+    read_torch_weights,
+)
 from scoregen_keras.backend.train_step import StateUpdateFn, train_step_then_update
 
 __all__ = [
     "JAX_HOST_ENV",
     "TF_CONFIG_ENV",
+    "TORCH_INSTALL_HINT",
     "XLA_CPU_COUNT_FLAG",
     "Replicas",
     "StateUpdateFn",
@@ -57,6 +63,8 @@ __all__ = [
     "multi_worker",
     "name",
     "no_grad",
+    "read_torch_file",
+    "read_torch_weights",
     "replica_position",
     "requested_hosts",
     "scale_loss_for_replicas",

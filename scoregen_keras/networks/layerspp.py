@@ -26,6 +26,7 @@ GROUPNORM_CHANNELS_PER_GROUP = 4  # groups = min(channels // 4, 32), as in score
 SKIP_RESCALE = 1.0 / math.sqrt(2.0)  # (x + h) / sqrt(2) keeps the variance of a residual sum
 MAX_POSITIONS = 10000  # base of the sinusoidal timestep embedding (Transformer / DDPM)
 ZERO_INIT_SCALE = 1e-10  # score_sde replaces init_scale=0 by this tiny scale
+NIN_INIT_SCALE = 0.1  # score_sde's layers.NIN(..., init_scale=0.1); its 1x1 convolutions use 1.0
 DEFAULT_DROPOUT = 0.1
 
 
@@ -38,9 +39,12 @@ def default_init(scale: float = 1.0) -> keras.initializers.Initializer:
     return keras.initializers.VarianceScaling(scale=scale, mode="fan_avg", distribution="uniform")
 
 
-def group_norm(channels: int, name: str | None = None) -> keras.layers.GroupNormalization:
-    """GroupNorm with min(channels // 4, 32) groups and eps 1e-6, as in score_sde."""
-    groups = max(1, min(channels // GROUPNORM_CHANNELS_PER_GROUP, GROUPNORM_MAX_GROUPS))
+def group_norm(
+    channels: int, name: str | None = None, groups: int | None = None
+) -> keras.layers.GroupNormalization:
+    """GroupNorm with eps 1e-6 and `groups` groups, default min(channels // 4, 32) (score_sde)."""
+    if groups is None:
+        groups = max(1, min(channels // GROUPNORM_CHANNELS_PER_GROUP, GROUPNORM_MAX_GROUPS))
     return keras.layers.GroupNormalization(groups=groups, epsilon=GROUPNORM_EPS, name=name)
 
 
@@ -51,9 +55,16 @@ def conv3x3(filters: int, init_scale: float = 1.0, name: str | None = None) -> k
     )
 
 
-def nin(units: int, init_scale: float = 1.0, name: str | None = None) -> keras.layers.Dense:
-    """Network-in-network: a 1x1 convolution written as a Dense on the channel axis."""
+def nin(
+    units: int, init_scale: float = NIN_INIT_SCALE, name: str | None = None
+) -> keras.layers.Dense:
+    """Network-in-network (score_sde's NIN): a Dense on the channel axis, init scale 0.1."""
     return keras.layers.Dense(units, kernel_initializer=default_init(init_scale), name=name)
+
+
+def conv1x1(units: int, name: str | None = None) -> keras.layers.Dense:
+    """score_sde's ddpm_conv1x1: a 1x1 convolution (as a Dense), DDPM initialiser at scale 1."""
+    return keras.layers.Dense(units, kernel_initializer=default_init(), name=name)
 
 
 def dense(units: int, name: str | None = None) -> keras.layers.Dense:
@@ -229,8 +240,11 @@ class FIRConv2D(keras.layers.Layer):
         factor = RESAMPLE_FACTOR
         fir = setup_kernel(self.fir_kernel)
         if self.up:
-            # transposed conv (H -> 2H + k - 2), then FIR filter back to 2H
-            x = ops.conv_transpose(x, self.kernel, strides=factor, padding="valid")
+            # transposed conv (H -> 2H + k - 2), then FIR filter back to 2H. score_sde flips the
+            # kernel spatially first (w[::-1, ::-1]): the fused op is then "zero-insert, then
+            # cross-correlate with w", as the plain and the down-sampling convolutions use w
+            kernel = ops.flip(self.kernel, axis=(0, 1))
+            x = ops.conv_transpose(x, kernel, strides=factor, padding="valid")
             p = (fir.shape[0] - factor) - (self.kernel_size - 1)
             x = upfirdn2d(x, fir * factor**2, pad=((p + 1) // 2 + factor - 1, p // 2 + 1))
         elif self.down:
@@ -357,7 +371,7 @@ class Combine(keras.layers.Layer):
             raise ValueError(f"Combine method {method!r} not recognised (cat, sum).")
         self.out_ch = out_ch
         self.method = method
-        self.Conv_0 = nin(out_ch, name="Conv_0")
+        self.Conv_0 = conv1x1(out_ch, name="Conv_0")
 
     def call(self, x: keras.KerasTensor, y: keras.KerasTensor) -> keras.KerasTensor:
         """Conv1x1(x) concatenated with (cat) or added to (sum) y."""
@@ -374,13 +388,19 @@ class AttnBlockpp(keras.layers.Layer):
     """Self-attention over the H*W positions (DDPM), residual with optional 1/sqrt(2) rescale."""
 
     def __init__(
-        self, channels: int, skip_rescale: bool = False, init_scale: float = 0.0, **kwargs
+        self,
+        channels: int,
+        skip_rescale: bool = False,
+        init_scale: float = 0.0,
+        groups: int | None = None,
+        **kwargs,
     ) -> None:
         super().__init__(**kwargs)
         self.channels = channels
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(channels, name="GroupNorm_0")
+        self.groups = groups  # GroupNorm groups; None = min(channels // 4, 32)
+        self.GroupNorm_0 = group_norm(channels, name="GroupNorm_0", groups=groups)
         self.NIN_0 = nin(channels, name="NIN_0")
         self.NIN_1 = nin(channels, name="NIN_1")
         self.NIN_2 = nin(channels, name="NIN_2")
@@ -406,6 +426,7 @@ class AttnBlockpp(keras.layers.Layer):
             "channels": self.channels,
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "groups": self.groups,
         }
 
 
@@ -422,6 +443,7 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
         dropout: float = DEFAULT_DROPOUT,
         skip_rescale: bool = False,
         init_scale: float = 0.0,
+        in_groups: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -433,7 +455,8 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
         self.dropout = dropout
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.in_groups = in_groups  # groups of GroupNorm_0; None = min(in_ch // 4, 32)
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0", groups=in_groups)
         self.Conv_0 = conv3x3(out_ch, name="Conv_0")
         self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
         self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
@@ -469,6 +492,7 @@ class ResnetBlockDDPMpp(keras.layers.Layer):
             "dropout": self.dropout,
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "in_groups": self.in_groups,
         }
 
 
@@ -488,6 +512,7 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
         fir_kernel: Sequence[float] = FIR_KERNEL,
         skip_rescale: bool = True,
         init_scale: float = 0.0,
+        in_groups: int | None = None,
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -504,13 +529,14 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
         self.fir_kernel = tuple(fir_kernel)
         self.skip_rescale = skip_rescale
         self.init_scale = init_scale
-        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0")
+        self.in_groups = in_groups  # groups of GroupNorm_0; None = min(in_ch // 4, 32)
+        self.GroupNorm_0 = group_norm(in_ch, name="GroupNorm_0", groups=in_groups)
         self.Conv_0 = conv3x3(out_ch, name="Conv_0")
         self.Dense_0 = dense(out_ch, name="Dense_0") if use_temb else None
         self.GroupNorm_1 = group_norm(out_ch, name="GroupNorm_1")
         self.Dropout_0 = keras.layers.Dropout(dropout, name="Dropout_0")
         self.Conv_1 = conv3x3(out_ch, init_scale=init_scale, name="Conv_1")
-        self.Conv_2 = nin(out_ch, name="Conv_2") if (in_ch != out_ch or up or down) else None
+        self.Conv_2 = conv1x1(out_ch, name="Conv_2") if (in_ch != out_ch or up or down) else None
 
     def _resample(self, x: keras.KerasTensor) -> keras.KerasTensor:
         """Apply this block's up/down-sampling (identity when neither)."""
@@ -549,4 +575,5 @@ class ResnetBlockBigGANpp(keras.layers.Layer):
             "fir_kernel": list(self.fir_kernel),
             "skip_rescale": self.skip_rescale,
             "init_scale": self.init_scale,
+            "in_groups": self.in_groups,
         }

@@ -46,7 +46,13 @@ TEMB_MULT = 4  # width of the time/noise embedding MLP: 4 * nf
 PROGRESSIVE = ("none", "output_skip", "residual")
 PROGRESSIVE_INPUT = ("none", "input_skip", "residual")
 RESBLOCK_TYPES = ("ddpm", "biggan")
+PROGRESSIVE_COMBINE = ("sum", "cat")
 EMBEDDING_TYPES = ("fourier", "positional")
+# GroupNorm group counts: score_sde's min(C // 4, 32) everywhere, or as diffusers' UNet2DModel
+# computes them for its skip blocks (the published google/ncsnpp-* models): see _attn_groups and
+# _up_block_groups
+GROUPNORM_RULES = ("score_sde", "diffusers")
+DIFFUSERS_ATTENTION_GROUPS = 32  # norm_num_groups=32 in the attention of Attn*Skip*Block2D
 
 
 @keras.saving.register_keras_serializable(package=PACKAGE)
@@ -77,6 +83,8 @@ class NCSNpp(keras.Model):
         embedding_type: str = "fourier",
         fourier_scale: float = FOURIER_SCALE,
         time_scale: float = DDPM_TIME_SCALE,
+        center_input: bool = False,
+        groupnorm_rule: str = "score_sde",
         **kwargs,
     ) -> None:
         super().__init__(**kwargs)
@@ -88,7 +96,8 @@ class NCSNpp(keras.Model):
             (progressive_input, PROGRESSIVE_INPUT, "progressive_input"),
             (resblock_type, RESBLOCK_TYPES, "resblock_type"),
             (embedding_type, EMBEDDING_TYPES, "embedding_type"),
-            (progressive_combine, ("sum", "cat"), "progressive_combine"),
+            (progressive_combine, PROGRESSIVE_COMBINE, "progressive_combine"),
+            (groupnorm_rule, GROUPNORM_RULES, "groupnorm_rule"),
         ):
             if value not in allowed:
                 raise ValueError(f"{what}={value!r} not in {allowed}.")
@@ -112,6 +121,10 @@ class NCSNpp(keras.Model):
         self.embedding_type = embedding_type
         self.fourier_scale = float(fourier_scale)
         self.time_scale = float(time_scale)
+        # data in [0, 1]: the network maps x -> 2x - 1 itself (score_sde with data.centered=False,
+        # diffusers' center_input_sample)
+        self.center_input = bool(center_input)
+        self.groupnorm_rule = groupnorm_rule
 
         self.num_resolutions = len(self.ch_mult)
         multiple = RESAMPLE_FACTOR ** (self.num_resolutions - 1)
@@ -123,7 +136,9 @@ class NCSNpp(keras.Model):
 
     # ------------------------------------------------------------------ construction
 
-    def _resblock(self, in_ch: int, out_ch: int | None = None, **kw) -> keras.layers.Layer:
+    def _resblock(
+        self, in_ch: int, out_ch: int | None = None, in_groups: int | None = None, **kw
+    ) -> keras.layers.Layer:
         """A residual block of the configured type."""
         common = dict(
             in_ch=in_ch,
@@ -132,14 +147,36 @@ class NCSNpp(keras.Model):
             dropout=self.dropout,
             skip_rescale=self.skip_rescale,
             init_scale=self.init_scale,
+            in_groups=in_groups,
         )
         if self.resblock_type == "ddpm":
             return ResnetBlockDDPMpp(**common)
         return ResnetBlockBigGANpp(fir=self.fir, fir_kernel=self.fir_kernel, **common, **kw)
 
-    def _attn(self, channels: int) -> AttnBlockpp:
-        """A self-attention block."""
-        return AttnBlockpp(channels, skip_rescale=self.skip_rescale, init_scale=self.init_scale)
+    def _attn(self, channels: int, middle: bool = False) -> AttnBlockpp:
+        """A self-attention block (`middle`: the bottleneck's)."""
+        return AttnBlockpp(
+            channels,
+            skip_rescale=self.skip_rescale,
+            init_scale=self.init_scale,
+            groups=self._attn_groups(middle),
+        )
+
+    def _attn_groups(self, middle: bool) -> int | None:
+        """GroupNorm groups of an attention block; None = min(C // 4, 32)."""
+        if self.groupnorm_rule == "diffusers" and not middle:
+            return DIFFUSERS_ATTENTION_GROUPS
+        return None
+
+    def _up_block_groups(self, in_ch: int, skip_ch: int, attention: bool) -> int | None:
+        """GroupNorm_0 groups of an up-path block on concat(h, skip); None = min(C // 4, 32).
+
+        diffusers' AttnSkipUpBlock2D writes min(in + skip // 4, 32): the precedence as written.
+        """
+        if self.groupnorm_rule == "diffusers" and attention:
+            quarter_skip = skip_ch // layerspp.GROUPNORM_CHANNELS_PER_GROUP
+            return min(in_ch + quarter_skip, DIFFUSERS_ATTENTION_GROUPS)
+        return None
 
     def _build_layers(self) -> None:
         """Create every sub-layer, grouped by role; `call` consumes each list in order."""
@@ -198,18 +235,25 @@ class NCSNpp(keras.Model):
             hs_c.append(in_ch)
 
         in_ch = hs_c[-1]
-        self.mid_blocks = [self._resblock(in_ch), self._attn(in_ch), self._resblock(in_ch)]
+        self.mid_blocks = [
+            self._resblock(in_ch),
+            self._attn(in_ch, middle=True),
+            self._resblock(in_ch),
+        ]
 
         self.up_blocks: list[keras.layers.Layer] = []  # res blocks per level
         self.up_attn: list[keras.layers.Layer] = []  # attention per level (where configured)
         self.up_samplers: list[keras.layers.Layer] = []  # one per level but the first
         self.pyramid_up: list[keras.layers.Layer] = []  # output pyramid layers
         for i_level in reversed(range(self.num_resolutions)):
+            attention = self.all_resolutions[i_level] in self.attn_resolutions
             for _ in range(self.num_res_blocks + 1):
                 out_ch = nf * self.ch_mult[i_level]
-                self.up_blocks.append(self._resblock(in_ch + hs_c.pop(), out_ch))
+                skip_ch = hs_c.pop()
+                groups = self._up_block_groups(in_ch, skip_ch, attention)
+                self.up_blocks.append(self._resblock(in_ch + skip_ch, out_ch, in_groups=groups))
                 in_ch = out_ch
-            if self.all_resolutions[i_level] in self.attn_resolutions:
+            if attention:
                 self.up_attn.append(self._attn(in_ch))
             if self.progressive == "output_skip":
                 if i_level != self.num_resolutions - 1:
@@ -258,6 +302,8 @@ class NCSNpp(keras.Model):
         x = keras.KerasTensor(tuple(input_shape))
         cond = keras.KerasTensor((input_shape[0],))
         self.compute_output_spec(x, cond)  # runs `call` symbolically: sub-layers build
+        if self.fourier_proj is not None and not self.fourier_proj.built:
+            self.fourier_proj.build(cond.shape)  # unconditional: unused, but score_sde keeps W
         self.built = True
 
     def _pad(self, x: keras.KerasTensor) -> tuple[keras.KerasTensor, tuple[int, int, int, int]]:
@@ -280,6 +326,8 @@ class NCSNpp(keras.Model):
             temb = self._embed(cond)
             temb = self.temb_dense[1](ops.silu(self.temb_dense[0](temb)))
 
+        if self.center_input:
+            x = 2.0 * x - 1.0
         x, (top, bottom, left, right) = self._pad(x)
 
         down_blocks, down_samplers = iter(self.down_blocks), iter(self.down_samplers)
@@ -385,6 +433,8 @@ class NCSNpp(keras.Model):
             "embedding_type": self.embedding_type,
             "fourier_scale": self.fourier_scale,
             "time_scale": self.time_scale,
+            "center_input": self.center_input,
+            "groupnorm_rule": self.groupnorm_rule,
         }
 
     @classmethod

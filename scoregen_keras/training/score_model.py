@@ -118,6 +118,7 @@ class ScoreModel(keras.Model):
         projection: str = "gaussian",
         train_eps: float = TRAIN_EPS,
         input_shape: Sequence[int | None] | None = None,
+        preconditioning: str = "edm",
         **kwargs: Any,
     ) -> None:
         """Set up the model; it is built at once when the network is (or input_shape is given).
@@ -128,6 +129,8 @@ class ScoreModel(keras.Model):
             "ssm_vr", "exact". weighting ("std2" | "likelihood") and reduce ("sum" | "mean" |
             "squared_norm"; None = the loss function's default) apply to "dsm" / "ncsn".
         ema_rate: None = 0.999 for VE / NCSN, 0.9999 for VP / sub-VP.
+        preconditioning: the network -> score map, "edm" (net(c_in x, cond) / std) or
+            "score_sde" (the map of score_sde's trained networks; ``losses.precondition``).
         """
         super().__init__(**kwargs)
         self.network = network
@@ -156,6 +159,13 @@ class ScoreModel(keras.Model):
         if projection not in losses.PROJECTIONS:
             raise ValueError(f"projection must be one of {losses.PROJECTIONS}, got {projection!r}")
         self.weighting, self.reduce, self.projection = weighting, reduce, projection
+        if preconditioning not in losses.PRECONDITIONINGS:
+            raise ValueError(
+                f"preconditioning must be one of {losses.PRECONDITIONINGS}, got {preconditioning!r}"
+            )
+        if preconditioning != "edm" and self.sde is None:
+            raise ValueError('preconditioning="score_sde" needs an SDE, not sde="ncsn"')
+        self.preconditioning = preconditioning
         self.ema_rate = float(DEFAULT_EMA_RATES[self.noise_kind] if ema_rate is None else ema_rate)
         self.seed = int(seed)
         self.train_eps = float(train_eps)
@@ -223,7 +233,7 @@ class ScoreModel(keras.Model):
         """Preconditioned score function of a network call: (x, t) for SDEs, (x, sigma) for NCSN."""
         if self.sde is None:
             return losses.sigma_conditional_score(net, self.sigmas)
-        return losses.precondition(net, self.sde)
+        return losses.precondition(net, self.sde, self.preconditioning)
 
     def _live_network(self, training: bool) -> _NetworkCall:
         """The network with its current (training) weights."""
@@ -476,6 +486,7 @@ class ScoreModel(keras.Model):
             "seed": self.seed,
             "projection": self.projection,
             "train_eps": self.train_eps,
+            "preconditioning": self.preconditioning,
         }
 
     @classmethod
