@@ -12,6 +12,9 @@ import contextlib
 import dataclasses
 import json
 import os
+import pickle
+import re
+import warnings
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any
 
@@ -670,3 +673,62 @@ def logs_for_multi_worker(logs: dict[str, Any]) -> dict[str, Any]:
     if not _TF_MULTI_WORKER:
         return logs
     return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+
+
+# =================================================================================================
+# Torch files (section owned by the FID helper; appended, the code above is not theirs). A .pth
+# state_dict (pytorch-fid's published Inception weights) is read through torch itself under any
+# Keras backend, with torch.load's weights_only unpickler, which refuses a pickle that would
+# import or run code.
+# =================================================================================================
+
+TORCH_LOAD_ERRORS = (pickle.UnpicklingError, RuntimeError, EOFError, OSError, ValueError)
+"""What torch.load raises for a refused pickle, a corrupt archive, an empty or unreadable file."""
+TORCH_CAUSE_MARK = "WeightsUnpickler error:"
+"""What precedes the cause (the offending global or opcode) in torch's refusal."""
+TORCH_PROTOCOL_WARNING = "Detected pickle protocol"
+
+
+def _first_sentence(text: str) -> str:
+    """Text up to its first full stop or line break."""
+    return re.split(r"\.\s|\n", text.strip() + "\n", maxsplit=1)[0].rstrip(".")
+
+
+def _torch_load_failure(error: BaseException) -> str:
+    """What torch.load's (long, multi-line) message says, as one clause."""
+    text = str(error)
+    if isinstance(error, pickle.UnpicklingError):  # the weights_only unpickler said no
+        cause = _first_sentence(text.split(TORCH_CAUSE_MARK, 1)[-1])
+        return f"torch.load(weights_only=True) refused it, as no plain pickle of tensors ({cause})"
+    return f"torch.load could not read it ({_first_sentence(text) or type(error).__name__})"
+
+
+def read_torch_tensors(path: str | os.PathLike[str]) -> dict[str, np.ndarray]:
+    """The {name: array} of a file torch.save wrote from a dict of tensors (a state_dict).
+
+    Read with ``torch.load(weights_only=True, map_location="cpu")``, so nothing in the file runs.
+    Raises ModuleNotFoundError without torch, and ValueError (one clause, "torch.load could not
+    read it (...)", "... refused it ...", "it holds a list, ...") for a file torch refuses or
+    cannot read, or that holds anything but str -> tensor.
+    """
+    import torch
+
+    try:
+        with warnings.catch_warnings():  # a pickle protocol other than torch.save's is refused
+            warnings.filterwarnings("ignore", TORCH_PROTOCOL_WARNING, UserWarning)
+            loaded = torch.load(os.fspath(path), weights_only=True, map_location="cpu")
+    except TORCH_LOAD_ERRORS as error:
+        raise ValueError(_torch_load_failure(error)) from error
+    if not isinstance(loaded, dict):
+        raise ValueError(f"it holds a {type(loaded).__name__}, not a dict of tensors")
+    arrays = {}
+    for key, value in loaded.items():
+        if not (isinstance(key, str) and isinstance(value, torch.Tensor)):
+            raise ValueError(f"entry {key!r} is a {type(value).__name__}, not a named tensor")
+        try:
+            arrays[key] = value.detach().cpu().numpy()
+        except TypeError as error:  # dtypes NumPy lacks (bfloat16)
+            raise ValueError(
+                f"entry {key!r} has dtype {value.dtype}, which NumPy cannot hold"
+            ) from error
+    return arrays
