@@ -14,6 +14,7 @@ from collections.abc import Callable
 
 import numpy as np
 import scipy.linalg
+import scipy.linalg.blas
 import scipy.spatial.distance
 
 CHUNK_ELEMENTS = 2**22
@@ -254,6 +255,8 @@ class FeatureMoments:
     Float64 sums of the rows and of their outer products, Σ xᵢ and Σ xᵢxᵢᵀ, so memory is
     O(d²) whatever the number of rows; rows are shifted by the first batch's mean before they are
     summed, which keeps C = (Σ xxᵀ − n x̄x̄ᵀ) / (n − 1) free of cancellation when the mean is large.
+    Σ xxᵀ is BLAS's symmetric rank-k update (upper triangle, in place): a batch of 50 rows of 2048
+    costs one pass over the d² sums instead of three (product, temporary, sum).
     """
 
     def __init__(self, dim: int) -> None:
@@ -262,7 +265,7 @@ class FeatureMoments:
         self.dim, self.count = int(dim), 0
         self._shift: np.ndarray | None = None
         self._sum = np.zeros(self.dim)
-        self._outer = np.zeros((self.dim, self.dim))
+        self._outer_upper = np.zeros((self.dim, self.dim), order="F")  # dsyrk updates it in place
 
     def update(self, features: np.ndarray) -> None:
         """Add a batch of rows (b, dim)."""
@@ -276,7 +279,9 @@ class FeatureMoments:
         x = x - self._shift
         self.count += len(x)
         self._sum += x.sum(axis=0)
-        self._outer += x.T @ x
+        self._outer_upper = scipy.linalg.blas.dsyrk(
+            1.0, x, beta=1.0, c=self._outer_upper, trans=1, overwrite_c=True
+        )
 
     def mean(self) -> np.ndarray:
         """x̄ (dim,)."""
@@ -288,8 +293,9 @@ class FeatureMoments:
         """C = Σ (xᵢ − x̄)(xᵢ − x̄)ᵀ / (n − 1) (dim, dim), as np.cov(x, rowvar=False)."""
         if self.count < 2:
             raise ValueError(f"a covariance needs at least 2 feature rows, got {self.count}")
+        outer = np.triu(self._outer_upper) + np.triu(self._outer_upper, 1).T
         centred_sum = self._sum / self.count
-        return (self._outer - self.count * np.outer(centred_sum, centred_sum)) / (self.count - 1)
+        return (outer - self.count * np.outer(centred_sum, centred_sum)) / (self.count - 1)
 
 
 def polynomial_mmd(x: np.ndarray, y: np.ndarray) -> float:

@@ -7,6 +7,8 @@ and for a rank-deficient pair (40 and 30 samples in 64 dimensions).
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 import pytest
 import scipy.linalg
@@ -125,7 +127,7 @@ def test_feature_moments_match_numpy_over_uneven_batches(offset):
     features = offset + rng.standard_normal((300, 12)) @ rng.standard_normal((12, 12))
     moments = FeatureMoments(12)
     bounds = [0, 1, 8, 8, 72, 75, 190, 300]
-    for start, stop in zip(bounds[:-1], bounds[1:], strict=True):
+    for start, stop in itertools.pairwise(bounds):
         moments.update(features[start:stop])
     assert moments.count == 300
     expected_cov = np.cov(features, rowvar=False)
