@@ -43,7 +43,6 @@ BN_EPS = 1e-3
 FLOAT32 = "float32"
 POOL_SIZE = 3
 STEM_POOL_STRIDE = 2
-OUTPUTS = ("pool3", "logits")
 INPUT_TRANSFORM = "input_transform"
 """Name of the layer that resizes and rescales the images (the fixtures' block 'input')."""
 
@@ -502,8 +501,10 @@ def fid_input(images: np.ndarray) -> np.ndarray:
 
 
 __all__ = [
+    "ARCHITECTURE",
     "BLOCKS",
     "FID_SIZE",
+    "INPUT_TRANSFORM",
     "LOGITS",
     "POOL3_FEATURES",
     "BasicConv2d",
@@ -515,7 +516,10 @@ __all__ = [
     "build_fid_inception",
     "error_cause",
     "fid_input",
+    "is_unused_buffer",
     "load_torch_state_dict",
     "state_dict_mismatch",
+    "torch_bilinear_taps",
     "torch_parameters",
+    "torch_shape",
 ]
