@@ -4,6 +4,8 @@ Every distance takes two sample sets x (n, *dims) and y (m, *dims) (flattened to
 (m, d); a 1-D array is read as n scalars) and returns a Python float. Sample-set distances are
 noisy: report them beside `noise_floor`, the same figure between independent draws of the true
 data. Pairwise computations are chunked so memory stays bounded for large n.
+`frechet_distance(..., method="sqrtm")` is pytorch-fid's formula (the standard FID), and
+`FeatureMoments` accumulates the mean and covariance it takes in one streaming pass.
 """
 
 from __future__ import annotations
@@ -11,6 +13,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import numpy as np
+import scipy.linalg
+import scipy.linalg.blas
 import scipy.spatial.distance
 
 CHUNK_ELEMENTS = 2**22
@@ -24,6 +28,12 @@ KID_SUBSET_SIZE = 1000
 """KID defaults of Bińkowski et al. (2018) and common FID/KID tools: 100 subsets of 1 000."""
 KID_DEGREE = 3
 """Degree of KID's polynomial kernel k(a, b) = (aᵀb / d + 1)³."""
+
+FID_SQRTM_EPS = 1e-6
+"""pytorch-fid's diagonal offset ε for a product of covariances whose sqrtm is not finite."""
+SQRTM_IMAGINARY_ATOL = 1e-3
+"""pytorch-fid's bound on the imaginary part of sqrtm(C₁C₂)'s diagonal (round-off above it is
+an error)."""
 
 Metric = Callable[[np.ndarray, np.ndarray], float]
 Sampler = Callable[[np.random.Generator, int], np.ndarray]
@@ -166,21 +176,64 @@ def _psd_sqrt(c: np.ndarray) -> np.ndarray:
     return (u * np.sqrt(_psd_eigenvalues_above_rank_tolerance(w))) @ u.T
 
 
-def frechet_distance(mu1: np.ndarray, cov1: np.ndarray, mu2: np.ndarray, cov2: np.ndarray) -> float:
+def _trace_sqrt_eigh(cov1: np.ndarray, cov2: np.ndarray, eps: float) -> float:
+    """tr (C₁C₂)^½ as Σ √λ of the symmetric C₁^½ C₂ C₁^½ (same eigenvalues); eps is unused."""
+    root1 = _psd_sqrt(cov1)
+    inner = root1 @ cov2 @ root1
+    eigenvalues = np.linalg.eigvalsh(0.5 * (inner + inner.T))
+    return float(np.sum(np.sqrt(_psd_eigenvalues_above_rank_tolerance(eigenvalues))))
+
+
+def _trace_sqrt_sqrtm(cov1: np.ndarray, cov2: np.ndarray, eps: float) -> float:
+    """tr sqrtm(C₁C₂) as pytorch-fid's calculate_frechet_distance takes it.
+
+    ``scipy.linalg.sqrtm`` of the product; if that is not finite, of (C₁ + εI)(C₂ + εI) instead;
+    a complex result keeps its real part unless an imaginary part on its diagonal exceeds
+    SQRTM_IMAGINARY_ATOL (then ValueError).
+    """
+    covmean = scipy.linalg.sqrtm(cov1 @ cov2)
+    if not np.all(np.isfinite(covmean)):
+        offset = np.eye(len(cov1)) * eps
+        covmean = scipy.linalg.sqrtm((cov1 + offset) @ (cov2 + offset))
+    if np.iscomplexobj(covmean):
+        if not np.allclose(np.diagonal(covmean).imag, 0.0, atol=SQRTM_IMAGINARY_ATOL):
+            imaginary = np.max(np.abs(np.diagonal(covmean).imag))
+            raise ValueError(
+                f"sqrtm(C1 C2) has an imaginary component of {imaginary:.3g} on its diagonal: "
+                "a covariance is not positive semi-definite"
+            )
+        covmean = covmean.real
+    return float(np.trace(covmean))
+
+
+FRECHET_TRACE_SQRT = {"eigh": _trace_sqrt_eigh, "sqrtm": _trace_sqrt_sqrtm}
+"""How `frechet_distance` takes tr (C₁C₂)^½: by eigenvalues, or by sqrtm as pytorch-fid does."""
+
+
+def frechet_distance(
+    mu1: np.ndarray,
+    cov1: np.ndarray,
+    mu2: np.ndarray,
+    cov2: np.ndarray,
+    *,
+    method: str = "eigh",
+    eps: float = FID_SQRTM_EPS,
+) -> float:
     """Fréchet (2-Wasserstein²) distance of two Gaussians: ‖μ₁−μ₂‖² + tr(C₁ + C₂ − 2(C₁C₂)^½).
 
-    tr (C₁C₂)^½ is computed as Σ √λ of the symmetric C₁^½ C₂ C₁^½ (same eigenvalues), which stays
-    real and exact for the singular covariances of few samples in many feature dimensions, where
-    FID code's ``sqrtm(C₁C₂)`` warns, needs a diagonal offset and returns complex round-off.
+    method="eigh": tr (C₁C₂)^½ as Σ √λ of the symmetric C₁^½ C₂ C₁^½ (same eigenvalues), which
+    stays real and exact for the singular covariances of few samples in many feature dimensions.
+    method="sqrtm": pytorch-fid's ``calculate_frechet_distance`` (the standard FID), whose
+    ``sqrtm(C₁C₂)`` retries with C + eps·I when not finite and drops an imaginary round-off; the
+    two agree to ~1e-7 relative on full-rank covariances. Everything in float64.
     """
+    if method not in FRECHET_TRACE_SQRT:
+        raise ValueError(f"method must be one of {sorted(FRECHET_TRACE_SQRT)}, got {method!r}")
     mu1, mu2 = np.atleast_1d(mu1).astype(np.float64), np.atleast_1d(mu2).astype(np.float64)
     cov1, cov2 = np.atleast_2d(cov1).astype(np.float64), np.atleast_2d(cov2).astype(np.float64)
     if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != mu1.shape * 2:
         raise ValueError("means must have shape (d,) and covariances (d, d), equal for both")
-    root1 = _psd_sqrt(cov1)
-    inner = root1 @ cov2 @ root1
-    eigenvalues = np.linalg.eigvalsh(0.5 * (inner + inner.T))
-    trace_covmean = np.sum(np.sqrt(_psd_eigenvalues_above_rank_tolerance(eigenvalues)))
+    trace_covmean = FRECHET_TRACE_SQRT[method](cov1, cov2, eps)
     diff = mu1 - mu2
     return float(diff @ diff + np.trace(cov1) + np.trace(cov2) - 2.0 * trace_covmean)
 
@@ -194,6 +247,55 @@ def frechet_distance_from_samples(x: np.ndarray, y: np.ndarray) -> float:
         y2.mean(axis=0),
         np.cov(y2, rowvar=False).reshape(y2.shape[1], -1),
     )
+
+
+class FeatureMoments:
+    """Mean and covariance (ddof 1, as ``np.cov``) of feature rows seen in batches, in one pass.
+
+    Float64 sums of the rows and of their outer products, Σ xᵢ and Σ xᵢxᵢᵀ, so memory is
+    O(d²) whatever the number of rows; rows are shifted by the first batch's mean before they are
+    summed, which keeps C = (Σ xxᵀ − n x̄x̄ᵀ) / (n − 1) free of cancellation when the mean is large.
+    Σ xxᵀ is BLAS's symmetric rank-k update (upper triangle, in place): a batch of 50 rows of 2048
+    costs one pass over the d² sums instead of three (product, temporary, sum).
+    """
+
+    def __init__(self, dim: int) -> None:
+        if dim < 1:
+            raise ValueError(f"dim must be positive, got {dim}")
+        self.dim, self.count = int(dim), 0
+        self._shift: np.ndarray | None = None
+        self._sum = np.zeros(self.dim)
+        self._outer_upper = np.zeros((self.dim, self.dim), order="F")  # dsyrk updates it in place
+
+    def update(self, features: np.ndarray) -> None:
+        """Add a batch of rows (b, dim)."""
+        x = np.asarray(features, dtype=np.float64)
+        if x.ndim != 2 or x.shape[1] != self.dim:
+            raise ValueError(f"features must have shape (b, {self.dim}), got {x.shape}")
+        if len(x) == 0:
+            return
+        if self._shift is None:
+            self._shift = x.mean(axis=0)
+        x = x - self._shift
+        self.count += len(x)
+        self._sum += x.sum(axis=0)
+        self._outer_upper = scipy.linalg.blas.dsyrk(
+            1.0, x, beta=1.0, c=self._outer_upper, trans=1, overwrite_c=True
+        )
+
+    def mean(self) -> np.ndarray:
+        """x̄ (dim,)."""
+        if self.count < 1:
+            raise ValueError("no features were added")
+        return self._shift + self._sum / self.count
+
+    def covariance(self) -> np.ndarray:
+        """C = Σ (xᵢ − x̄)(xᵢ − x̄)ᵀ / (n − 1) (dim, dim), as np.cov(x, rowvar=False)."""
+        if self.count < 2:
+            raise ValueError(f"a covariance needs at least 2 feature rows, got {self.count}")
+        outer = np.triu(self._outer_upper) + np.triu(self._outer_upper, 1).T
+        centred_sum = self._sum / self.count
+        return (outer - self.count * np.outer(centred_sum, centred_sum)) / (self.count - 1)
 
 
 def polynomial_mmd(x: np.ndarray, y: np.ndarray) -> float:

@@ -34,6 +34,9 @@ MEDIAN_MAX_POINTS = reference_metrics.MEDIAN_MAX_POINTS
 KID_SUBSETS = reference_metrics.KID_SUBSETS
 KID_SUBSET_SIZE = reference_metrics.KID_SUBSET_SIZE
 KID_DEGREE = reference_metrics.KID_DEGREE
+FID_SQRTM_EPS = reference_metrics.FID_SQRTM_EPS
+FeatureMoments = reference_metrics.FeatureMoments
+"""Streaming float64 mean and covariance of feature rows: host NumPy, the reference's class."""
 DEFAULT_PROJECTIONS = 200
 
 
@@ -196,14 +199,23 @@ def energy_distance(x: Any, y: Any) -> float:
     return max(2.0 * exy - exx - eyy, 0.0)
 
 
-def frechet_distance(mu1: Any, cov1: Any, mu2: Any, cov2: Any) -> float:
+def frechet_distance(
+    mu1: Any,
+    cov1: Any,
+    mu2: Any,
+    cov2: Any,
+    *,
+    method: str = "eigh",
+    eps: float = FID_SQRTM_EPS,
+) -> float:
     """Fréchet distance of two Gaussians, ‖μ₁−μ₂‖² + tr(C₁ + C₂ − 2(C₁C₂)^½), on the host.
 
     The moments (tensors or arrays) go to NumPy float64 and `reference.metrics.frechet_distance`
-    takes tr (C₁C₂)^½ by eigendecompositions (same round-off handling).
+    takes tr (C₁C₂)^½: by eigendecompositions (method="eigh"), or by pytorch-fid's sqrtm with its
+    ε retry and imaginary-part check (method="sqrtm", the standard FID).
     """
     moments = [np.asarray(ops.convert_to_numpy(v), np.float64) for v in (mu1, cov1, mu2, cov2)]
-    return reference_metrics.frechet_distance(*moments)
+    return reference_metrics.frechet_distance(*moments, method=method, eps=eps)
 
 
 def _moments(x: Tensor) -> tuple[np.ndarray, np.ndarray]:

@@ -35,7 +35,7 @@ from scoregen_keras.backend.distribution import (
 from scoregen_keras.backend.torch_files import (
     TORCH_INSTALL_HINT,
     read_torch_file,
-    read_torch_weights,
+    read_torch_tensors,
 )
 from scoregen_keras.backend.train_step import StateUpdateFn, train_step_then_update
 
@@ -64,7 +64,7 @@ __all__ = [
     "name",
     "no_grad",
     "read_torch_file",
-    "read_torch_weights",
+    "read_torch_tensors",
     "replica_position",
     "requested_hosts",
     "scale_loss_for_replicas",

@@ -1,8 +1,12 @@
-"""Score networks and a registry of named configurations.
+"""Score networks and a registry of named configurations; the standard FID's feature network.
 
-Every network is called as ``net(x, cond, training=False)``, returns the raw output of x's shape
-and has an attribute ``conditioning`` in {"t", "sigma", "sigma_index", "none"}.
+Every score network is called as ``net(x, cond, training=False)``, returns the raw output of x's
+shape and has an attribute ``conditioning`` in {"t", "sigma", "sigma_index", "none"}.
 To register a network, import its class here and add one line per named config to CONFIGS.
+
+The FID Inception network (`fid_inception`, its weights files `fid_weights`, the statistics of
+its features `fid_statistics`) is a feature network, not a score network: it is built by
+`load_fid_inception` (or `build_fid_inception`, weights to load), not through CONFIGS.
 """
 
 from __future__ import annotations
@@ -11,6 +15,19 @@ from typing import Any
 
 import keras
 
+from scoregen_keras.networks.fid_inception import FIDError, build_fid_inception
+from scoregen_keras.networks.fid_statistics import (
+    FIDStatistics,
+    feature_statistics,
+    frechet_inception_distance,
+    load_fid_statistics,
+    save_fid_statistics,
+)
+from scoregen_keras.networks.fid_weights import (
+    convert_fid_weights,
+    find_fid_weights,
+    load_fid_inception,
+)
 from scoregen_keras.networks.mlp import MLPScoreNet
 from scoregen_keras.networks.ncsn import NCSN, NCSNv2
 from scoregen_keras.networks.ncsnpp import CONFIGS as NCSNPP_CONFIGS
@@ -53,4 +70,22 @@ def get_network(name: str, **config: Any) -> keras.Model:
     return cls(**{"dtype": FLOAT32, **defaults, **config})
 
 
-__all__ = ["CONFIGS", "NCSN", "DDPMpp", "MLPScoreNet", "NCSNpp", "NCSNv2", "get_network"]
+__all__ = [
+    "CONFIGS",
+    "NCSN",
+    "DDPMpp",
+    "FIDError",
+    "FIDStatistics",
+    "MLPScoreNet",
+    "NCSNpp",
+    "NCSNv2",
+    "build_fid_inception",
+    "convert_fid_weights",
+    "feature_statistics",
+    "find_fid_weights",
+    "frechet_inception_distance",
+    "get_network",
+    "load_fid_inception",
+    "load_fid_statistics",
+    "save_fid_statistics",
+]

@@ -305,9 +305,13 @@ def read_unet_weights(unet_dir: Path) -> dict[str, np.ndarray]:
             ) from None
     if bin_file.exists():
         try:
-            return backend.read_torch_weights(bin_file)
+            return backend.read_torch_tensors(bin_file)
+        except ModuleNotFoundError:
+            raise ImportRefusedError(
+                f"reading {bin_file} needs PyTorch: {backend.TORCH_INSTALL_HINT}."
+            ) from None
         except ValueError as error:
-            raise ImportRefusedError(str(error)) from None
+            raise ImportRefusedError(f"{bin_file} is not a plain state_dict: {error}.") from None
     raise ImportRefusedError(f"{unet_dir} holds no {' or '.join(WEIGHT_FILES)}.")
 
 

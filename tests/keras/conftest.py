@@ -52,3 +52,34 @@ def float64_floatx():
     keras.config.set_floatx("float64")
     yield
     keras.config.set_floatx(previous)
+
+
+# ------------------------------------------------------------------ FID Inception (issue 26)
+
+
+@pytest.fixture(scope="session")
+def fid_fixture() -> dict[str, Any]:
+    """shared/fixtures/fid_inception: {"arrays": the random-weights archive, "json", "blocks",
+    "state_dict": its 566 state_dict entries under the published keys}."""
+    import json
+
+    from tests.shared_fixtures import shared_fixture
+
+    folder = shared_fixture("fid_inception")
+    meta = json.loads((folder / "fid_inception_random.json").read_text())
+    with np.load(folder / "fid_inception_random.npz") as data:
+        arrays = {key: data[key] for key in data.files}
+    with np.load(folder / "fid_inception_blocks.npz") as data:
+        blocks = {key: data[key] for key in data.files}
+    state_dict = {key: arrays[key] for key, _, _ in meta["keys"]}
+    return {"arrays": arrays, "json": meta, "blocks": blocks, "state_dict": state_dict}
+
+
+@pytest.fixture(scope="session")
+def fid_network(fid_fixture: dict[str, Any]) -> keras.Model:
+    """The FID Inception network with the fixture's random weights, built once per session."""
+    from scoregen_keras.networks import fid_inception
+
+    network = fid_inception.build_fid_inception()
+    fid_inception.load_torch_state_dict(network, fid_fixture["state_dict"])
+    return network
