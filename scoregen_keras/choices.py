@@ -45,6 +45,11 @@ PRESETS = (
 )
 DEFAULT_PRESET = PRESETS[0]
 
+# import of published models (`scoregen import score-sde --weights`): the EMA weights, as the
+# paper samples with, or the raw training weights
+IMPORT_WEIGHTS = ("ema", "model")
+DEFAULT_IMPORT_WEIGHTS = IMPORT_WEIGHTS[0]
+
 # networks: a family name, or family/configuration (scoregen_keras.networks.CONFIGS)
 NETWORKS = (
     "mlp",

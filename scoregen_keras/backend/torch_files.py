@@ -12,6 +12,7 @@ import os
 import pickle
 import re
 import warnings
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -54,15 +55,21 @@ def _to_numpy(value: Any, torch: Any, where: str) -> Any:
     return value
 
 
-def read_torch_file(path: str | os.PathLike[str]) -> Any:
+def read_torch_file(path: str | os.PathLike[str], mmap: bool = False) -> Any:
     """What a torch-saved file holds (a checkpoint's nested dicts and lists), its tensors as NumPy
-    arrays; read with ``torch.load(weights_only=True, map_location="cpu")``."""
+    arrays; read with ``torch.load(weights_only=True, map_location="cpu")``.
+
+    ``mmap``: map the file's tensors rather than read them (torch.save's zip format; a legacy file
+    is read whole), so that only the tensors a caller touches take memory: a training checkpoint
+    holds the weights, their EMA and the optimizer's moments, four times the weights in all.
+    """
     import torch
 
+    mapped = mmap and zipfile.is_zipfile(path)
     try:
         with warnings.catch_warnings():  # a pickle protocol other than torch.save's is refused
             warnings.filterwarnings("ignore", TORCH_PROTOCOL_WARNING, UserWarning)
-            loaded = torch.load(os.fspath(path), weights_only=True, map_location="cpu")
+            loaded = torch.load(os.fspath(path), weights_only=True, map_location="cpu", mmap=mapped)
     except TORCH_LOAD_ERRORS as error:
         raise ValueError(_load_failure(error)) from error
     return _to_numpy(loaded, torch, "the file")

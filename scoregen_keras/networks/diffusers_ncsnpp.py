@@ -290,10 +290,19 @@ def _read_json(path: Path) -> dict[str, Any]:
     return value
 
 
+def unet_weights_file(unet_dir: Path) -> Path:
+    """The UNet's weight file: diffusion_pytorch_model.safetensors, else the .bin (refused when
+    there is neither)."""
+    for name in WEIGHT_FILES:
+        if (unet_dir / name).exists():
+            return unet_dir / name
+    raise ImportRefusedError(f"{unet_dir} holds no {' or '.join(WEIGHT_FILES)}.")
+
+
 def read_unet_weights(unet_dir: Path) -> dict[str, np.ndarray]:
     """The UNet's state_dict from diffusion_pytorch_model.safetensors (or .bin, through torch)."""
     safetensors_file, bin_file = (unet_dir / name for name in WEIGHT_FILES)
-    if safetensors_file.exists():
+    if unet_weights_file(unet_dir) == safetensors_file:
         from safetensors import SafetensorError
         from safetensors.numpy import load_file
 
@@ -303,22 +312,21 @@ def read_unet_weights(unet_dir: Path) -> dict[str, np.ndarray]:
             raise ImportRefusedError(
                 f"{safetensors_file} is not a safetensors file ({error})."
             ) from None
-    if bin_file.exists():
-        try:
-            return backend.read_torch_tensors(bin_file)
-        except ModuleNotFoundError:
-            raise ImportRefusedError(
-                f"reading {bin_file} needs PyTorch: {backend.TORCH_INSTALL_HINT}."
-            ) from None
-        except ValueError as error:
-            raise ImportRefusedError(f"{bin_file} is not a plain state_dict: {error}.") from None
-    raise ImportRefusedError(f"{unet_dir} holds no {' or '.join(WEIGHT_FILES)}.")
+    try:
+        return backend.read_torch_tensors(bin_file)
+    except ModuleNotFoundError:
+        raise ImportRefusedError(
+            f"reading {bin_file} needs PyTorch: {backend.TORCH_INSTALL_HINT}."
+        ) from None
+    except ValueError as error:
+        raise ImportRefusedError(f"{bin_file} is not a plain state_dict: {error}.") from None
 
 
 def read_diffusers_folder(path: str | Path) -> tuple[ImportSpec, dict[str, np.ndarray]]:
     """(ImportSpec, UNet state_dict) of a ScoreSdeVePipeline folder or of its unet/ folder alone.
 
-    Without a scheduler (a unet/ folder alone) the spec's ``sde`` and ``sampler`` are empty.
+    Without a scheduler (a unet/ folder alone) the spec's ``sde`` and ``sampler`` are empty; its
+    ``source`` is the weight file read.
     """
     path = Path(path)
     index_file = path / MODEL_INDEX
@@ -336,13 +344,14 @@ def read_diffusers_folder(path: str | Path) -> tuple[ImportSpec, dict[str, np.nd
     else:
         unet_dir = path
     network_config = translate_unet_config(_read_json(unet_dir / UNET_CONFIG))
+    weights_file = unet_weights_file(unet_dir)
     spec = ImportSpec(
         network="ncsnpp",
         network_config=network_config,
         sde=sde,
         data_centered=not network_config["center_input"],
         sampler=sampler,
-        source=str(path),
+        source=str(weights_file),
     )
     return spec, read_unet_weights(unet_dir)
 
@@ -360,4 +369,5 @@ __all__ = [
     "read_unet_weights",
     "translate_scheduler_config",
     "translate_unet_config",
+    "unet_weights_file",
 ]

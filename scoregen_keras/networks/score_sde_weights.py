@@ -225,10 +225,11 @@ def _more(keys: list[str]) -> str:
     return f" (and {len(keys) - 1} more)" if len(keys) > 1 else ""
 
 
-def check_state_dict(
+def check_shapes(
     targets: Mapping[str, Target], state_dict: Mapping[str, Any], what: str = "checkpoint"
 ) -> None:
-    """Raise ImportRefusedError unless the state_dict holds exactly the targets' keys and shapes."""
+    """Raise ImportRefusedError unless the state_dict holds exactly the targets' keys and shapes
+    (its values are not read: a memory-mapped checkpoint stays on disk)."""
     missing = [key for key in targets if key not in state_dict]
     if missing:
         raise ImportRefusedError(
@@ -248,7 +249,16 @@ def check_state_dict(
                 f"{key!r} has shape {shape} in the {what}, but the configuration needs "
                 f"{target.source_shape}."
             )
-        if not np.all(np.isfinite(np.asarray(state_dict[key], dtype=np.float64))):
+
+
+def check_state_dict(
+    targets: Mapping[str, Target], state_dict: Mapping[str, Any], what: str = "checkpoint"
+) -> None:
+    """Raise ImportRefusedError unless the state_dict holds exactly the targets' keys and shapes
+    and only finite values."""
+    check_shapes(targets, state_dict, what)
+    for key in targets:
+        if not np.all(np.isfinite(np.asarray(state_dict[key]))):
             raise ImportRefusedError(f"{key!r} in the {what} holds NaN or infinite values.")
 
 
@@ -273,6 +283,7 @@ __all__ = [
     "Layout",
     "Target",
     "assign_state_dict",
+    "check_shapes",
     "check_state_dict",
     "score_sde_leaves",
     "score_sde_modules",

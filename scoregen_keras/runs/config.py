@@ -18,6 +18,8 @@ IMAGE_RANK = 3
 """Axes of one image example: (H, W, C)."""
 MAX_REFERENCE_POINTS = 2_000
 """Training points drawn beside 2-D samples in scatter plots."""
+PC_SETTINGS = ("predictor", "corrector", "snr", "n_corrector_steps", "denoise")
+"""pc_sample's options a run may fix in its sampler_config (an imported model: the original's)."""
 
 
 def given_options(**options: Any) -> dict[str, Any]:
@@ -34,6 +36,22 @@ def ald_options(
         n_steps_each=steps if steps is not None else config.get("ald_steps_each"),
         step_lr=step_lr if step_lr is not None else config.get("ald_step_lr"),
     )
+
+
+def pc_settings(config: dict[str, Any]) -> dict[str, Any]:
+    """The run's own predictor-corrector settings, for the options a command is not given: an
+    imported model's are the original's (e.g. VP: Euler-Maruyama without a corrector)."""
+    stored = config.get("sampler_config") or {}
+    return {key: stored[key] for key in PC_SETTINGS if key in stored}
+
+
+def run_dataset(config: dict[str, Any], given: str | None, task: str) -> str:
+    """The data set a command reads: the given one, else the run's own (RunError when the run
+    names none, as an imported model of a data set scoregen does not load)."""
+    name = given or config.get("dataset")
+    if not name:
+        raise RunError(f"this run names no data set scoregen loads; pass the data for {task}.")
+    return str(name)
 
 
 def default_sampler(config: dict[str, Any]) -> str:

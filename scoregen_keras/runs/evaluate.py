@@ -33,6 +33,7 @@ from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.networks import features
 from scoregen_keras.runs.build import load_run_data
+from scoregen_keras.runs.config import run_dataset
 from scoregen_keras.runs.load import Run
 from scoregen_keras.runs.sample import draw_samples
 from scoregen_keras.sde import SDE
@@ -307,7 +308,7 @@ def evaluate_run(
     """
     config = run.config
     kind = config["data"]["kind"]
-    name = config["dataset"] if against is None else against
+    name = run_dataset(config, against, "evaluate (--against)")
     dataset = load_run_data(name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET)
     drawn = draw_samples(
         run.model,

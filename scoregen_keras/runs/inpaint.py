@@ -18,7 +18,7 @@ import numpy as np
 
 from scoregen_keras import controllable
 from scoregen_keras.runs import plots
-from scoregen_keras.runs.config import ald_options, require_images, value_range
+from scoregen_keras.runs.config import ald_options, pc_settings, require_images, value_range
 from scoregen_keras.runs.folder import RunError, one_line, output_stem, save_npz_atomic
 from scoregen_keras.runs.load import Run
 
@@ -49,7 +49,7 @@ def _sample_with_replacement(
     mask: np.ndarray,
     seed: int,
     steps: int | None,
-    snr: float,
+    snr: float | None,
     step_lr: float | None,
     progress: bool,
     decouple: controllable.LinearMap = controllable.identity,
@@ -58,7 +58,8 @@ def _sample_with_replacement(
     """Sample with ``decouple(x)[mask]`` kept on ``y_obs``: PC with replacement for an SDE run
     (``steps`` None: the SDE's N; ``step_lr`` unused), annealed Langevin with replacement for a
     run of NCSN noise levels (``steps`` per level and ``step_lr`` as `runs.ald_options`; ``snr``
-    unused)."""
+    unused; None: the run's own, `pc_settings`, else SNR_DEFAULT)."""
+    snr = pc_settings(run.config).get("snr", SNR_DEFAULT) if snr is None else snr
     if any(size is not None and size <= 0 for size in (steps, step_lr)) or snr < 0:
         raise RunError(
             "the number of steps and the step size must be positive and the snr not negative."
@@ -106,7 +107,7 @@ def inpaint_image(
     n: int = 1,
     seed: int = 0,
     steps: int | None = None,
-    snr: float = SNR_DEFAULT,
+    snr: float | None = None,
     progress: bool = False,
     step_lr: float | None = None,
 ) -> Controlled:
@@ -136,7 +137,7 @@ def colorize_image(
     n: int = 1,
     seed: int = 0,
     steps: int | None = None,
-    snr: float = SNR_DEFAULT,
+    snr: float | None = None,
     progress: bool = False,
     step_lr: float | None = None,
 ) -> Controlled:

@@ -21,7 +21,7 @@ from scoregen_keras.data import DataError, Scaler
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
 from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
 from scoregen_keras.runs.build import load_run_data
-from scoregen_keras.runs.config import config_scaler
+from scoregen_keras.runs.config import config_scaler, run_dataset
 from scoregen_keras.runs.folder import RunError, one_line, output_stem, save_npz_atomic
 from scoregen_keras.runs.load import Run, run_sde
 
@@ -112,7 +112,7 @@ def evaluation_data(config: dict[str, Any], spec: str | None, n: int, seed: int)
     run on digits' 0..16): their scaler maps white onto the white of the run's model space, as
     every image set shares one model pixel scale, so they are dequantised in their own levels.
     """
-    spec = spec or str(config["dataset"])
+    spec = run_dataset(config, spec, "the likelihood (--data)")
     try:
         dataset = load_run_data(spec, config, n, seed)
     except DataError as error:

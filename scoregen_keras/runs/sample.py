@@ -20,7 +20,13 @@ from scoregen_keras import samplers
 from scoregen_keras.choices import ODE_SOLVERS, SAMPLERS
 from scoregen_keras.data import Scaler
 from scoregen_keras.runs import plots
-from scoregen_keras.runs.config import ald_options, given_options, reference_points, value_range
+from scoregen_keras.runs.config import (
+    ald_options,
+    given_options,
+    pc_settings,
+    reference_points,
+    value_range,
+)
 from scoregen_keras.runs.folder import (
     DEFAULT_FOLDER_MODE,
     RunError,
@@ -87,7 +93,9 @@ def draw_samples(
     """Draw n samples with the EMA weights; `steps` is per noise level for 'ald'.
 
     'ald' takes `steps` and its step size `step_lr` from the run's config unless given
-    (`ald_options`); the other samplers ignore `step_lr`.
+    (`ald_options`); the other samplers ignore `step_lr`. 'pc' takes the predictor, corrector,
+    snr, corrector steps and denoising not given from the run's own settings (`pc_settings`: an
+    imported model's are the original's), else pc_sample's defaults.
 
     'ode' runs fixed-step Heun with `steps`, else the adaptive `ode_solver` (RK45 or dopri5).
     ``batch_size`` caps the samples drawn at once (None: all n). The batches are equal (the last
@@ -178,7 +186,7 @@ def _batch_sampler(
                 score_fn, model.sigmas, shape, seed, **common, **ald_options(config, steps, step_lr)
             )
         if sampler == "pc":
-            options = given_options(
+            options = pc_settings(config) | given_options(
                 predictor=predictor, corrector=corrector, snr=snr, n_steps=steps
             )
             try:

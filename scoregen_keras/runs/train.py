@@ -218,6 +218,11 @@ def _truncate_metrics(path: Path, step: int) -> float:
 def _resume_config(paths: RunPaths, overrides: dict[str, Any]) -> dict[str, Any]:
     """The stored config with the resumable overrides applied; others must agree with it."""
     config = read_json(paths.config, "run configuration")
+    if "imported_from" in config:
+        raise RunError(
+            f"{paths.root} holds an imported model, not a scoregen training run, so it cannot be "
+            "resumed; train a new run with another --out."
+        )
     for key, value in overrides.items():
         if value is None or key in ("backend", "preset"):
             continue
