@@ -1,0 +1,95 @@
+"""What a run's config.json says, read without loading the model: shapes, kinds, scales, defaults.
+
+Commands check their input against these before a checkpoint is loaded, so a wrong file fails at
+once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from scoregen_keras.choices import ALD_SAMPLER, NCSN_SDE, PC_SAMPLER
+from scoregen_keras.data import DataError, Scaler, load_dataset
+from scoregen_keras.runs.folder import RunError
+
+IMAGE_RANK = 3
+"""Axes of one image example: (H, W, C)."""
+MAX_REFERENCE_POINTS = 2_000
+"""Training points drawn beside 2-D samples in scatter plots."""
+
+
+def given_options(**options: Any) -> dict[str, Any]:
+    """The given sampler options, leaving out those not set (None) so defaults apply."""
+    return {key: value for key, value in options.items() if value is not None}
+
+
+def ald_options(
+    config: dict[str, Any], steps: int | None = None, step_lr: float | None = None
+) -> dict[str, Any]:
+    """Keywords of annealed Langevin on a run of NCSN noise levels: the given steps per level and
+    step size, else the run's ``ald_steps_each`` / ``ald_step_lr``, else the sampler's defaults."""
+    return given_options(
+        n_steps_each=steps if steps is not None else config.get("ald_steps_each"),
+        step_lr=step_lr if step_lr is not None else config.get("ald_step_lr"),
+    )
+
+
+def default_sampler(config: dict[str, Any]) -> str:
+    """The sampler a command uses unless told: annealed Langevin for a run of NCSN noise levels
+    (the only one it has), predictor-corrector otherwise."""
+    return ALD_SAMPLER if config.get("sde") == NCSN_SDE else PC_SAMPLER
+
+
+def value_range(config: dict[str, Any]) -> tuple[float, float]:
+    """What PNG black and white stand for in model space: an image run's pixel black and white
+    (runs before 2026-12-01: its training data's min and max), a point run's data range."""
+    low, high = config["data"]["value_range"]
+    return float(low), float(high)
+
+
+def reference_points(config: dict[str, Any]) -> np.ndarray | None:
+    """Training points for the left panel of a 2-D scatter (None for images or missing data)."""
+    if config["data"]["kind"] != "points":
+        return None
+    try:
+        dataset = load_dataset(
+            config["dataset"], n=MAX_REFERENCE_POINTS, seed=int(config["seed"]), centered=False
+        )
+    except DataError:
+        return None
+    return dataset.x[:MAX_REFERENCE_POINTS]
+
+
+def data_shape(config: dict[str, Any]) -> tuple[int, ...]:
+    """Shape of one example of the run's data."""
+    return tuple(int(d) for d in config["data"]["shape"])
+
+
+def require_sde(config: dict[str, Any], task: str) -> None:
+    """Raise RunError unless the run has a continuous SDE (not discrete NCSN levels)."""
+    if config.get("sde") == NCSN_SDE:
+        raise RunError(
+            f"{task} needs a run trained with an SDE (--sde ve, vp or subvp); this run uses "
+            "discrete NCSN noise levels."
+        )
+
+
+def require_images(config: dict[str, Any], task: str, channels: int | None = None) -> None:
+    """Raise RunError unless the run models images (with `channels` channels when given)."""
+    shape = data_shape(config)
+    if config["data"].get("kind") != "images" or len(shape) != IMAGE_RANK:
+        raise RunError(
+            f"{task} needs a run trained on images; this run's examples have shape {shape}."
+        )
+    if channels is not None and shape[-1] != channels:
+        raise RunError(
+            f"{task} needs a model of {channels}-channel images; this run's images have "
+            f"{shape[-1]} channel{'s' if shape[-1] != 1 else ''}."
+        )
+
+
+def config_scaler(config: dict[str, Any]) -> Scaler:
+    """The run's scaler (original scale -> model space)."""
+    return Scaler.from_config(config["data"]["scaler"])
