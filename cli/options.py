@@ -1,9 +1,9 @@
 """Options shared by the commands, each defined once, and the checks Click does not make.
 
 Every `click.Choice` offers a tuple of `scoregen_keras.choices` (keras-free), so an option lists
-exactly the names the library accepts. Defaults that the library sets and --help must show
-before keras is imported are restated here; tests/cli/test_sample_cli.py checks them against
-the library.
+exactly the names the library accepts (tests/test_choices.py checks every option). Defaults that
+the library sets and --help must show before keras is imported are restated here;
+tests/cli/test_sample_cli.py checks them against the library.
 """
 
 from __future__ import annotations
@@ -40,7 +40,8 @@ def compose(*decorators: Decorator) -> Decorator:
 def choice_option(
     *flags: str, names: tuple[str, ...], default: str | None, help: str, **settings: Any
 ) -> Decorator:
-    """An option whose values are `names`, a tuple of scoregen_keras.choices; its default shows."""
+    """An option whose values are `names`: a tuple of scoregen_keras.choices or, under `scoregen
+    reference`, the names of a registry of `reference`; its default shows in --help."""
     settings.setdefault("show_default", default is not None)
     return click.option(*flags, type=click.Choice(names), default=default, help=help, **settings)
 

@@ -19,7 +19,7 @@ import click
 import numpy as np
 from tqdm import tqdm
 
-from cli.options import choice_option, json_option, out_option
+from cli.options import Decorator, choice_option, json_option, out_option, seed_option
 from reference import samplers
 from reference.checks import sample_checks
 from reference.datasets import EXACT_MIXTURES, TOY_SETS
@@ -57,19 +57,16 @@ def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -
 
 def positive_option(
     flag: str, default: float | None, help: str | None, *names: str, **settings: Any
-) -> Any:
+) -> Decorator:
     """An option that must be positive; its type is its default's (int without one)."""
     settings.setdefault("type", int if default is None else type(default))
     settings.setdefault("show_default", default is not None)
     return click.option(flag, *names, default=default, callback=_positive, help=help, **settings)
 
 
-def registry_option(flag: str, registry: Any, default: str, help: str, *names: str) -> Any:
+def registry_option(flag: str, registry: Any, default: str, help: str, *names: str) -> Decorator:
     """An option whose values are the names of a registry of `reference`."""
     return choice_option(flag, *names, names=tuple(registry), default=default, help=help)
-
-
-seed_option = click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
 
 
 def _writable_dir(directory: Path, param_hint: str) -> Path:
@@ -262,7 +259,7 @@ def reference() -> None:
     "ald: Langevin steps per noise level.",
 )
 @positive_option("--n", 2000, "Number of samples.", "n_samples")
-@seed_option
+@seed_option("Random seed.")
 @out_option(
     "Output path prefix: writes PREFIX.npz (key 'x') and PREFIX.png.",
     show_default="runs/reference-<dist>-<sampler>",
@@ -387,7 +384,7 @@ def _train_lines(record: dict[str, Any], paths: dict[str, Path]) -> Iterator[str
 )
 @positive_option("--batch-size", 256, "Examples per Adam step.")
 @positive_option("--lr", 1e-3, "Adam lr.")
-@seed_option
+@seed_option("Random seed.")
 @positive_option("--time-budget", 60.0, "Training wall-clock budget in seconds.")
 @positive_option("--sample-steps", 500, "PC sampler steps after training.")
 @positive_option("--n-samples", 2000, "Number of samples drawn after training.")
