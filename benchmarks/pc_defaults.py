@@ -8,9 +8,9 @@ and checks first that with the defaults it gives ``reference.samplers.pc_sample`
 
 Factors, each against the default (reverse diffusion + Langevin corrector, snr 0.16, step from
 the batch-averaged norm ratio, N = 1000, final denoising, VE sigma_max = 20 as the `toy` preset):
-the corrector (none, ALD), its snr, the norm ratio's averaging (per example, groups of 16, the
-batch), the final denoising, N, the SDE (VE sigma_max 10 / 50, VP), two corrector steps; and for
-scale, the probability-flow ODE (RK45) and independent true samples (the Monte-Carlo floor).
+the corrector (none, ALD), its snr, the norm ratio's averaging (per example, groups of 20 and
+250, the batch), the final denoising, N, the SDE (VE sigma_max 10 / 50, VP), two corrector steps;
+and for scale, the probability-flow ODE (RK45) and independent true samples (the Monte-Carlo floor).
 
 Figures per row (``reference.checks`` plus one): the mean exact log-density of the samples minus
 that of 200 000 true points, with its standard error; for rows whose normals are drawn in the same
@@ -51,7 +51,7 @@ from reference.distributions import GaussianMixture  # noqa: E402
 from reference.sde import VESDE, VPSDE  # noqa: E402
 
 JSON_NAME = "pc_defaults.json"
-N_SAMPLES, QUICK_SAMPLES = 20_000, 1_024  # multiples of the 16 of "groups of 16"
+N_SAMPLES, QUICK_SAMPLES = 20_000, 1_000  # multiples of the group sizes below (20, 250)
 QUICK_STEP_FRACTION = 0.1  # --quick runs every chain with a tenth of its steps
 SELF_CHECK_SAMPLES, SELF_CHECK_STEPS = 200, 50
 TOY_SIGMA_MAX = 20.0  # the `toy` preset's VE sigma_max
@@ -94,7 +94,8 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("snr", "0.11", {"snr": 0.11}),
     ("snr", "0.24", {"snr": 0.24}),
     ("norm ratio", "per example", {"group": 1}),
-    ("norm ratio", "groups of 16", {"group": 16}),
+    ("norm ratio", "groups of 20", {"group": 20}),
+    ("norm ratio", "groups of 250", {"group": 250}),
     ("denoise", "off (last step's noise kept)", {"denoise": False}),
     ("steps", "N = 250", {"n_steps": 250}),
     ("steps", "N = 500", {"n_steps": 500}),

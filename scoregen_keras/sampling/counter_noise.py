@@ -147,7 +147,7 @@ def _pair_words(words: Words, n_pairs: int) -> tuple[np.ndarray, np.ndarray]:
     """The (radius, angle) words of the first n_pairs Box–Muller pairs in element order."""
     radius = np.stack([words[0], words[2]], axis=-1)
     angle = np.stack([words[1], words[3]], axis=-1)
-    flat = (*radius.shape[:-2], -1)
+    flat = (*radius.shape[:-2], 2 * radius.shape[-2])
     return radius.reshape(flat)[..., :n_pairs], angle.reshape(flat)[..., :n_pairs]
 
 
