@@ -27,6 +27,7 @@ benchmarks/results/pc_defaults.json (--quick: few samples and steps, to results/
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import os
 import sys
@@ -56,6 +57,10 @@ QUICK_STEP_FRACTION = 0.1  # --quick runs every chain with a tenth of its steps
 SELF_CHECK_SAMPLES, SELF_CHECK_STEPS = 200, 50
 TOY_SIGMA_MAX = 20.0  # the `toy` preset's VE sigma_max
 RING_RADIUS, RING_STD, RING_COMPONENTS = 2.0, 0.1, 8
+ANISO_STD_RANGE, ANISO_OFFSET = (0.1, 0.5), 1.5
+DIMENSIONS = (2, 8, 32, 128)
+MIN_SAMPLES = 250  # a row in d dimensions draws max(MIN_SAMPLES, n 2 / d) samples
+MIN_TRUE_POINTS = 20_000  # and compares them with max(MIN_TRUE_POINTS, 200 000 x 2 / d) true ones
 
 
 def ring8() -> GaussianMixture:
@@ -66,7 +71,21 @@ def ring8() -> GaussianMixture:
     return GaussianMixture(np.full(RING_COMPONENTS, 1.0 / RING_COMPONENTS), means, covs)
 
 
-MIXTURES = {"mixture5": mixture5, "separated4": separated4, "ring8": ring8}
+def anisotropic(dim: int) -> GaussianMixture:
+    """Two equal Gaussians at -1.5 e_1 and +1.5 e_1 in ``dim`` dimensions, diagonal covariance
+    with standard deviations geometric from 0.1 to 0.5 (mixture5's range) over the axes."""
+    stds = np.geomspace(ANISO_STD_RANGE[0], ANISO_STD_RANGE[1], dim)
+    means = np.zeros((2, dim))
+    means[:, 0] = (-ANISO_OFFSET, ANISO_OFFSET)
+    return GaussianMixture(np.full(2, 0.5), means, np.stack([np.diag(stds**2)] * 2))
+
+
+MIXTURES: dict[str, Callable[[], GaussianMixture]] = {
+    "mixture5": mixture5,
+    "separated4": separated4,
+    "ring8": ring8,
+    **{f"aniso{dim}": functools.partial(anisotropic, dim) for dim in DIMENSIONS},
+}
 
 DEFAULT = {
     "mixture": "mixture5",
@@ -116,7 +135,19 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ("ODE RK45", {"sampler": "ode"}),
         )
     ),
+    *(
+        (f"dimension {dim}", setting, {"mixture": f"aniso{dim}", **changes})
+        for dim in DIMENSIONS
+        for setting, changes in (
+            (DEFAULT_SETTING, {}),
+            ("snr 0.05", {"snr": 0.05}),
+            ("no corrector", {"corrector": "none"}),
+            ("per-example norms", {"group": 1}),
+            ("ODE RK45", {"sampler": "ode"}),
+        )
+    ),
 )
+FACTORS = tuple(dict.fromkeys(factor for factor, _, _ in ROWS))
 
 
 # --------------------------------------------------------------------------- the chain
@@ -208,8 +239,18 @@ def self_check() -> float:
 def spread(x: np.ndarray, mixture: GaussianMixture) -> np.ndarray:
     """Per point: the squared Mahalanobis distance to its most probable component."""
     labels = np.argmax(mixture.posterior(x), axis=1)
-    diff = x - mixture.means[labels]
-    return np.einsum("bi,bij,bj->b", diff, np.linalg.inv(mixture.covs)[labels], diff)
+    distances = np.empty(len(x))
+    for k, precision in enumerate(np.linalg.inv(mixture.covs)):
+        mine = labels == k
+        diff = x[mine] - mixture.means[k]
+        distances[mine] = np.einsum("bi,ij,bj->b", diff, precision, diff)
+    return distances
+
+
+def row_samples(n: int, dim: int, least: int = MIN_SAMPLES) -> int:
+    """Points of a row in ``dim`` dimensions: n 2 / dim (as many coordinates as n 2-D points),
+    at least ``least``."""
+    return n if dim == 2 else max(least, n * 2 // dim)
 
 
 def draw(settings: dict[str, Any], n: int, seed: int, step_fraction: float) -> tuple[Any, ...]:
@@ -239,26 +280,34 @@ def measure(
     """One row's figures, and the exact log-density of each of its samples (for pairing)."""
     settings = {**DEFAULT, **changes}
     mixture = MIXTURES[settings["mixture"]]()
+    n = row_samples(n, mixture.dim)
     start = time.perf_counter()
     x, nfe, layout = draw(settings, n, seed, step_fraction)
     seconds = time.perf_counter() - start
-    # the same true sets for every row: the checks' rng is seeded alike
-    result = checks.sample_checks(x, mixture, np.random.default_rng(seed + 1))
-    true_points = mixture.sample(np.random.default_rng(seed + 2), checks.N_TRUE_LOGP)
+    # the same true sets for every row of a mixture: the checks' rng is seeded alike
+    n_true = row_samples(checks.N_TRUE_LOGP, mixture.dim, MIN_TRUE_POINTS)
+    result = checks.sample_checks(x, mixture, np.random.default_rng(seed + 1), n_true)
+    true_points = mixture.sample(np.random.default_rng(seed + 2), n_true)
     log_p, true_log_p = mixture.log_prob(x), mixture.log_prob(true_points)
     standard_error = np.hypot(
         np.std(log_p, ddof=1) / np.sqrt(n), np.std(true_log_p, ddof=1) / np.sqrt(len(true_log_p))
     )
+    spreads, true_spread = spread(x, mixture), np.mean(spread(true_points, mixture))
     row = {
         "factor": factor,
         "setting": setting,
         "settings": settings,
+        "dim": mixture.dim,
+        "n": n,
+        "n_true": n_true,
+        "seed": seed,
         "layout": layout,
         "nfe": int(nfe),
         "seconds": seconds,
         "logp_gap": float(result["logp_gap"]),
         "logp_gap_se": float(standard_error),
-        "spread_ratio": float(np.mean(spread(x, mixture)) / np.mean(spread(true_points, mixture))),
+        "spread_ratio": float(np.mean(spreads) / true_spread),
+        "spread_ratio_se": float(np.std(spreads, ddof=1) / np.sqrt(n) / true_spread),
         "occupancy_tv": float(result["occupancy_tv"]),
         "sw1_ratio": float(result["sw1_ratio"]),
     }
@@ -290,7 +339,9 @@ def print_row(row: dict[str, Any]) -> None:
     print(
         f"{row['factor']:<18} {row['setting']:<34} {row['nfe']:>5} "
         f"{row['logp_gap']:>+8.4f} ± {row['logp_gap_se']:.4f} {paired:>17} "
-        f"{row['spread_ratio']:>7.3f} {row['occupancy_tv']:>7.4f} {row['sw1_ratio']:>7.2f} "
+        f"{row['dim']:>4} {row['n']:>6} "
+        f"{row['spread_ratio']:>6.3f} ± {row['spread_ratio_se']:.3f} "
+        f"{row['occupancy_tv']:>7.4f} {row['sw1_ratio']:>7.2f} "
         f"{row['seconds']:>7.1f}",
         flush=True,
     )
@@ -298,44 +349,82 @@ def print_row(row: dict[str, Any]) -> None:
 
 HEADER = (
     f"{'factor':<18} {'setting':<34} {'NFE':>5} {'logp gap ± se':>17} {'paired vs dflt':>17} "
-    f"{'spread':>7} {'occ TV':>7} {'SW1/fl':>7} {'seconds':>7}"
+    f"{'dim':>4} {'n':>6} {'spread ± se':>14} {'occ TV':>7} {'SW1/fl':>7} {'seconds':>7}"
 )
 
 
+def selected_rows(factors: list[str]) -> list[tuple[str, str, dict[str, Any]]]:
+    """The rows of these factors, and the default row of every mixture they use (for pairing)."""
+    chosen = [row for row in ROWS if row[0] in factors]
+    mixtures = {({**DEFAULT, **changes})["mixture"] for _, _, changes in chosen}
+    defaults = [
+        row
+        for row in ROWS
+        if row[1] == DEFAULT_SETTING and ({**DEFAULT, **row[2]})["mixture"] in mixtures
+    ]
+    return [row for row in ROWS if row in chosen or row in defaults]
+
+
 def main(argv: list[str] | None = None) -> None:
-    """Run every row, print the table, write the JSON."""
+    """Run the chosen rows, print the table, write the JSON (keeping rows not rerun)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n", type=int, default=None, help=f"samples a row ({N_SAMPLES})")
+    parser.add_argument("--n", type=int, default=None, help=f"2-D samples a row ({N_SAMPLES})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="few samples, a tenth of the steps")
+    parser.add_argument(
+        "--factors", nargs="+", choices=FACTORS, default=list(FACTORS), help="rows to (re)run"
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     n = args.n or (QUICK_SAMPLES if args.quick else N_SAMPLES)
     step_fraction = QUICK_STEP_FRACTION if args.quick else 1.0
-    info = machine()
+    output = args.output or default_output(JSON_NAME, args.quick)
     check = self_check()
     print(f"pc_run vs reference pc_sample ({SELF_CHECK_STEPS} steps): max |diff| {check:.1e}")
     if check > 0.0:
         raise SystemExit("pc_run does not reproduce reference pc_sample; the table would mislead")
-    print(f"n = {n} samples a row, seed {args.seed}; exact mixture scores")
+    print(f"n = {n} 2-D samples a row (n 2 / d in d dimensions), seed {args.seed}; exact scores")
     print(HEADER)
     print("-" * len(HEADER))
     rows, log_ps = [], []
-    for factor, setting, changes in ROWS:
+    for factor, setting, changes in selected_rows(args.factors):
         row, log_p = measure(factor, setting, changes, n, args.seed, step_fraction)
         rows.append(row)
         log_ps.append(log_p)
         print_row(row)
+        write_report(output, merged_rows(output, rows), args, n, step_fraction, check)
     pair_with_default(rows, log_ps)
-    print("\npaired differences to each mixture's default (same normals):")
-    for row in rows:
-        if "paired_diff" in row and row["setting"] != DEFAULT_SETTING:
-            print_row(row)
-    output = args.output or default_output(JSON_NAME, args.quick)
+    merged = merged_rows(output, rows)
+    print("\nall rows, with the paired differences to each mixture's default (same normals):")
+    print(HEADER)
+    for row in merged:
+        print_row(row)
+    write_report(output, merged, args, n, step_fraction, check)
+    print(f"wrote {output}")
+
+
+def merged_rows(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """These rows and those of ``output`` not rerun, in the order of ROWS."""
+    previous = json.loads(output.read_text())["rows"] if output.exists() else []
+    new = {(row["factor"], row["setting"]) for row in rows}
+    kept = [row for row in previous if (row["factor"], row["setting"]) not in new]
+    order = {(factor, setting): i for i, (factor, setting, _) in enumerate(ROWS)}
+    return sorted(kept + rows, key=lambda row: order.get((row["factor"], row["setting"]), 0))
+
+
+def write_report(
+    output: Path,
+    rows: list[dict[str, Any]],
+    args: argparse.Namespace,
+    n: int,
+    step_fraction: float,
+    check: float,
+) -> None:
+    """Write the JSON through a temporary file (after every row, so a long run keeps its rows)."""
     output.parent.mkdir(parents=True, exist_ok=True)
     report = {
         "benchmark": "pc_defaults",
-        "machine": info,
+        "machine": machine(),
         "n": n,
         "seed": args.seed,
         "quick": args.quick,
@@ -348,7 +437,6 @@ def main(argv: list[str] | None = None) -> None:
     temporary = output.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(report, indent=2) + "\n")
     temporary.replace(output)
-    print(f"wrote {output}")
 
 
 if __name__ == "__main__":
