@@ -1,9 +1,10 @@
 """Cost of per-sample counter-based noise against the backend's own normals (issue 25, item 1).
 
 For each backend (one subprocess each) and each shape -- toy (10 000, 2), images (64, 32, 32, 3)
-and (128, 32, 32, 3) -- the normals that a predictor-corrector sampler asks for in one compiled
-chunk (2 draws a step, as many steps as ``samplers`` puts in a chunk at that shape) are drawn by
-each candidate, in rounds (every candidate once per round, the median over rounds kept):
+and (128, 32, 32, 3), and the two of the sampler-overhead benchmark -- the normals that a
+predictor-corrector sampler asks for in one compiled chunk (2 draws a step, as many steps as
+``samplers`` puts in a chunk at that shape) are drawn by each candidate, in rounds (every
+candidate once per round, the median over rounds kept):
 
 * ``keras.random``: ``keras.random.normal`` of the whole request from a seed generator, as
   ``samplers.NoiseSource`` draws it (the baseline; backend-specific, batch-dependent);
@@ -45,6 +46,8 @@ JSON_NAME = "noise_cost.json"
 BACKENDS = ("tensorflow", "jax", "torch")
 SHAPES = {"toy 10000x2": (10_000, 2), "image 64x32x32x3": (64, 32, 32, 3)}
 SHAPES["image 128x32x32x3"] = (128, 32, 32, 3)
+# the shapes of benchmarks/sampler_overhead.py (toy MLP batch 1024, ncsnpp/tiny batch 64)
+SHAPES.update({"overhead 1024x2": (1024, 2), "overhead 64x8x8x1": (64, 8, 8, 1)})
 PC_DRAWS_PER_STEP = 2  # reverse diffusion + one Langevin corrector step
 ROUNDS, QUICK_ROUNDS = 9, 3
 BASELINE = "keras.random"
