@@ -143,6 +143,7 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             ("snr 0.05", {"snr": 0.05}),
             ("no corrector", {"corrector": "none"}),
             ("per-example norms", {"group": 1}),
+            ("ALD, snr 0.16", {"corrector": "ald"}),
             ("ODE RK45", {"sampler": "ode"}),
         )
     ),
