@@ -20,7 +20,13 @@ component divided by the same figure for true points (1 = as wide as the data); 
 variation; sliced Wasserstein-1 over its noise floor. Prints the table and writes
 benchmarks/results/pc_defaults.json (--quick: few samples and steps, to results/quick/).
 
+With ``--run RUN_DIR`` (a run trained on one of these mixtures, e.g. the `toy` preset's), the same
+figures for the library's own sampler on that model (``runs.draw_samples``): the default PC, snr
+0.05, the ALD corrector, no corrector, and the ODE.
+
     python benchmarks/pc_defaults.py               # n = 20 000 a row, ~1 h on 2 shared cores
+    python benchmarks/pc_defaults.py --factors snr denoise    # rerun some rows, keep the others
+    python benchmarks/pc_defaults.py --factors --run runs/toy # only the trained-run table
     python benchmarks/pc_defaults.py --quick       # smoke run, a minute
 """
 
@@ -149,6 +155,14 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
 )
 FACTORS = tuple(dict.fromkeys(factor for factor, _, _ in ROWS))
+# a trained run (--run): the library's own sampler, with its defaults and the candidate fixes
+TRAINED_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
+    (DEFAULT_SETTING, {"sampler": "pc"}),
+    ("PC snr 0.05", {"sampler": "pc", "snr": 0.05}),
+    ("PC, ALD corrector", {"sampler": "pc", "corrector": "ald"}),
+    ("PC, no corrector", {"sampler": "pc", "corrector": "none"}),
+    ("ODE RK45", {"sampler": "ode"}),
+)
 
 
 # --------------------------------------------------------------------------- the chain
@@ -275,16 +289,9 @@ def draw(settings: dict[str, Any], n: int, seed: int, step_fraction: float) -> t
     return x, score_fn.nfe, (settings["sde"], n_steps, draws_per_step)
 
 
-def measure(
-    factor: str, setting: str, changes: dict[str, Any], n: int, seed: int, step_fraction: float
-) -> tuple[dict[str, Any], np.ndarray]:
-    """One row's figures, and the exact log-density of each of its samples (for pairing)."""
-    settings = {**DEFAULT, **changes}
-    mixture = MIXTURES[settings["mixture"]]()
-    n = row_samples(n, mixture.dim)
-    start = time.perf_counter()
-    x, nfe, layout = draw(settings, n, seed, step_fraction)
-    seconds = time.perf_counter() - start
+def figures(x: np.ndarray, mixture: GaussianMixture, seed: int) -> tuple[dict[str, Any], Any]:
+    """The checks of samples x against the mixture, and the exact log-density of each sample."""
+    n = len(x)
     # the same true sets for every row of a mixture: the checks' rng is seeded alike
     n_true = row_samples(checks.N_TRUE_LOGP, mixture.dim, MIN_TRUE_POINTS)
     result = checks.sample_checks(x, mixture, np.random.default_rng(seed + 1), n_true)
@@ -295,16 +302,10 @@ def measure(
     )
     spreads, true_spread = spread(x, mixture), np.mean(spread(true_points, mixture))
     row = {
-        "factor": factor,
-        "setting": setting,
-        "settings": settings,
         "dim": mixture.dim,
         "n": n,
         "n_true": n_true,
         "seed": seed,
-        "layout": layout,
-        "nfe": int(nfe),
-        "seconds": seconds,
         "logp_gap": float(result["logp_gap"]),
         "logp_gap_se": float(standard_error),
         "spread_ratio": float(np.mean(spreads) / true_spread),
@@ -313,6 +314,43 @@ def measure(
         "sw1_ratio": float(result["sw1_ratio"]),
     }
     return row, log_p
+
+
+def measure(
+    factor: str, setting: str, changes: dict[str, Any], n: int, seed: int, step_fraction: float
+) -> tuple[dict[str, Any], np.ndarray]:
+    """One row's figures, and the exact log-density of each of its samples (for pairing)."""
+    settings = {**DEFAULT, **changes}
+    mixture = MIXTURES[settings["mixture"]]()
+    n = row_samples(n, mixture.dim)
+    start = time.perf_counter()
+    x, nfe, layout = draw(settings, n, seed, step_fraction)
+    seconds = time.perf_counter() - start
+    found, log_p = figures(x, mixture, seed)
+    row = {"factor": factor, "setting": setting, "settings": settings, "layout": layout}
+    return {**row, "nfe": int(nfe), "seconds": seconds, **found}, log_p
+
+
+def trained_rows(run_dir: Path, n: int, seed: int) -> list[dict[str, Any]]:
+    """The same figures for samples of a trained run on an exact mixture, drawn as `scoregen
+    sample` draws them (``runs.draw_samples``, one batch): the default PC, lower snr, no
+    corrector, and the ODE (RK45)."""
+    os.environ.setdefault("KERAS_BACKEND", "jax")
+    from scoregen_keras import runs
+
+    run = runs.load_run(run_dir)
+    name = str(run.config["dataset"])
+    if name not in MIXTURES:
+        raise SystemExit(f"the run's data set {name!r} is not one of {sorted(MIXTURES)}")
+    mixture, rows = MIXTURES[name](), []
+    for setting, options in TRAINED_ROWS:
+        samples = runs.draw_samples(run.model, run.config, n, seed=seed, **options)
+        x = np.asarray(samples.x_original, dtype=np.float64)
+        found, _ = figures(x, mixture, seed)
+        row = {"factor": "trained", "setting": setting, "settings": options, "run": str(run_dir)}
+        rows.append({**row, "nfe": int(samples.nfe), "seconds": samples.seconds, **found})
+        print_row(rows[-1])
+    return rows
 
 
 def pair_with_default(rows: list[dict[str, Any]], log_ps: list[np.ndarray]) -> None:
@@ -373,7 +411,10 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--quick", action="store_true", help="few samples, a tenth of the steps")
     parser.add_argument(
-        "--factors", nargs="+", choices=FACTORS, default=list(FACTORS), help="rows to (re)run"
+        "--factors", nargs="*", choices=FACTORS, default=list(FACTORS), help="rows to (re)run"
+    )
+    parser.add_argument(
+        "--run", type=Path, default=None, help="also a trained run on an exact mixture (e.g. toy)"
     )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
@@ -395,6 +436,9 @@ def main(argv: list[str] | None = None) -> None:
         print_row(row)
         write_report(output, merged_rows(output, rows), args, n, step_fraction, check)
     pair_with_default(rows, log_ps)
+    if args.run is not None:
+        print(f"\ntrained run {args.run}, {n} samples (runs.draw_samples, one batch):")
+        rows += trained_rows(args.run, n, args.seed)
     merged = merged_rows(output, rows)
     print("\nall rows, with the paired differences to each mixture's default (same normals):")
     print(HEADER)
@@ -410,6 +454,9 @@ def merged_rows(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]
     new = {(row["factor"], row["setting"]) for row in rows}
     kept = [row for row in previous if (row["factor"], row["setting"]) not in new]
     order = {(factor, setting): i for i, (factor, setting, _) in enumerate(ROWS)}
+    order.update(
+        {("trained", setting): len(ROWS) + i for i, (setting, _) in enumerate(TRAINED_ROWS)}
+    )
     return sorted(kept + rows, key=lambda row: order.get((row["factor"], row["setting"]), 0))
 
 
