@@ -23,7 +23,11 @@ their medians and ranges over rounds, the first train step and first sampler cal
 hold compilation: XLA on JAX and TensorFlow, tracing for TensorFlow's sampler), and the peak
 resident memory of training steps (the kernel's high-water mark, reset before each round) beside
 the resident memory before the first step. One thread per framework (torch.set_num_threads,
-TensorFlow's intra/inter-op pools, XLA's CPU flags, OMP); cpu/wall near 1 confirms it.
+TensorFlow's intra/inter-op pools, XLA's CPU flags, OMP); cpu/wall near 1 confirms it, and
+on a shared machine the CPU-time ratios ("cpu x") are the steadier figure (JAX's dispatch thread
+adds CPU time beside the wall). On a CPU, Keras compiles fit's step with XLA on JAX only:
+TensorFlow's (jit_compile "auto" is False without an accelerator) is a tf.function graph, so its
+first step is tracing and graph optimisation; the JSON records jit_compile per system.
 Prints a table per model and writes benchmarks/results/peer_speed.json.
 
     python benchmarks/peer_speed.py --original /work/peer/score_sde_pytorch
@@ -238,23 +242,27 @@ class System:
             if not command.get("first") and peak is not None:
                 peaks.append(peak)
             return {
-                "s_per_step": clocks.wall / command["steps"],
-                "cpu_per_wall": clocks.cpu / clocks.wall,
-                "wall_s": clocks.wall,
+                **_clock_fields(clocks, command["steps"]),
                 "rss_before_mb": before,
                 "peak_rss_mb": peak,
                 "peak_rss_all_rounds_mb": max(peaks, default=None),
             }
 
         def sample(command: dict[str, Any]) -> dict[str, Any]:
-            clocks = self.sample(command["steps"])
-            return {
-                "s_per_step": clocks.wall / command["steps"],
-                "cpu_per_wall": clocks.cpu / clocks.wall,
-                "wall_s": clocks.wall,
-            }
+            return _clock_fields(self.sample(command["steps"]), command["steps"])
 
         return {"setup": setup, "train": train, "sample": sample}
+
+
+def _clock_fields(clocks: Timed, steps: int) -> dict[str, float]:
+    """Wall and CPU seconds per step and in all, as a worker reports them."""
+    return {
+        "s_per_step": clocks.wall / steps,
+        "cpu_s_per_step": clocks.cpu / steps,
+        "cpu_per_wall": clocks.cpu / clocks.wall,
+        "wall_s": clocks.wall,
+        "cpu_s": clocks.cpu,
+    }
 
 
 def _random_images(size: Size, n: int) -> Any:
@@ -519,23 +527,32 @@ def _median(values: list[float]) -> float:
     return float(np.median(values))
 
 
-def _summary(rounds: list[dict[str, Any]], ratios: list[float]) -> dict[str, Any]:
+def _summary(
+    rounds: list[dict[str, Any]], ratios: list[float], cpu_ratios: list[float]
+) -> dict[str, Any]:
     """Median and range of a system's per-step seconds and of its ratios to the original."""
     seconds = [r["s_per_step"] for r in rounds]
     return {
         "s_per_step": _median(seconds),
         "s_per_step_range": [min(seconds), max(seconds)],
+        "cpu_s_per_step": _median([r["cpu_s_per_step"] for r in rounds]),
         "ratio": _median(ratios) if ratios else None,
         "ratio_range": [min(ratios), max(ratios)] if ratios else None,
         "ratio_rounds": ratios,
+        "cpu_ratio": _median(cpu_ratios) if cpu_ratios else None,
+        "cpu_ratio_rounds": cpu_ratios,
         "cpu_per_wall": _median([r["cpu_per_wall"] for r in rounds]),
         "rounds": rounds,
     }
 
 
 def _first_call(first: dict[str, Any], steps: int, steady: float) -> dict[str, float]:
-    """The first call's wall time, and what it took beyond `steps` steady steps (compilation)."""
-    return {"wall_s": first["wall_s"], "beyond_steady_s": first["wall_s"] - steps * steady}
+    """The first call's wall and CPU time, and its wall time beyond `steps` steady steps."""
+    return {
+        "wall_s": first["wall_s"],
+        "cpu_s": first["cpu_s"],
+        "beyond_steady_s": first["wall_s"] - steps * steady,
+    }
 
 
 def _warm_up(args: argparse.Namespace, workers: dict, record: dict) -> None:
@@ -570,12 +587,13 @@ def _rounds(args: argparse.Namespace, workers: dict) -> dict[str, dict[str, list
     return results
 
 
-def _ratios(results: dict, name: str, kind: str) -> list[float]:
-    """Per-round ratio of a system's seconds per step to the original's in the same round."""
+def _ratios(results: dict, name: str, kind: str, clock: str = "s_per_step") -> list[float]:
+    """Per-round ratio of a system's seconds per step (wall, or CPU with clock="cpu_s_per_step")
+    to the original's in the same round."""
     if ORIGINAL not in results or name == ORIGINAL:
         return [1.0] * len(results[name][kind]) if name == ORIGINAL else []
-    base = {r["round"]: r["s_per_step"] for r in results[ORIGINAL][kind]}
-    return [r["s_per_step"] / base[r["round"]] for r in results[name][kind] if r["round"] in base]
+    base = {r["round"]: r[clock] for r in results[ORIGINAL][kind]}
+    return [r[clock] / base[r["round"]] for r in results[name][kind] if r["round"] in base]
 
 
 def bench_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
@@ -594,8 +612,14 @@ def bench_model(args: argparse.Namespace, model: str) -> dict[str, Any]:
         if "failed" in record[name] or not results.get(name, {}).get("train"):
             systems[name] = {"failed": record[name].get("failed") or results[name].get("failed")}
             continue
-        train = _summary(results[name]["train"], _ratios(results, name, "train"))
-        sample = _summary(results[name]["sample"], _ratios(results, name, "sample"))
+        train, sample = (
+            _summary(
+                results[name][kind],
+                _ratios(results, name, kind),
+                _ratios(results, name, kind, "cpu_s_per_step"),
+            )
+            for kind in ("train", "sample")
+        )
         first_sample = _first_call(
             record[name]["first_sample"], args.sample_steps, sample["s_per_step"]
         )
@@ -649,8 +673,9 @@ def print_model(result: dict[str, Any], args: argparse.Namespace) -> None:
         f"{args.train_steps} train + {args.sample_steps} sample steps"
     )
     header = (
-        f"{'system':<20} {'train s':>8} {'x orig':>6} {'range':>11} {'sample s':>9} "
-        f"{'x orig':>6} {'range':>11} {'1st train s':>11} {'1st sample s':>12} "
+        f"{'system':<20} {'train s':>8} {'x orig':>6} {'range':>11} {'cpu x':>5} "
+        f"{'sample s':>9} {'x orig':>6} {'range':>11} {'cpu x':>5} {'1st train s':>11} "
+        f"{'(cpu)':>6} {'1st sample s':>12} {'(cpu)':>6} "
         f"{'RSS MB':>7} {'peak MB':>8} {'rise':>7} {'cpu/wall':>8}"
     )
     print(header)
@@ -661,11 +686,14 @@ def print_model(result: dict[str, Any], args: argparse.Namespace) -> None:
             continue
         train, sample, memory = row["train"], row["sample"], row["memory"]
         ranges = [_span(s["ratio_range"]) for s in (train, sample)]
+        first_train, first_sample = row["first_train"], row["first_sample"]
         print(
             f"{name:<20} {train['s_per_step']:>8.3f} {_cell(train['ratio'], '.2f'):>6} "
-            f"{ranges[0]:>11} {sample['s_per_step']:>9.3f} {_cell(sample['ratio'], '.2f'):>6} "
-            f"{ranges[1]:>11} {row['first_train']['wall_s']:>11.1f} "
-            f"{row['first_sample']['wall_s']:>12.1f} "
+            f"{ranges[0]:>11} {_cell(train['cpu_ratio'], '.2f'):>5} "
+            f"{sample['s_per_step']:>9.3f} {_cell(sample['ratio'], '.2f'):>6} "
+            f"{ranges[1]:>11} {_cell(sample['cpu_ratio'], '.2f'):>5} "
+            f"{first_train['wall_s']:>11.1f} {first_train['cpu_s']:>6.1f} "
+            f"{first_sample['wall_s']:>12.1f} {first_sample['cpu_s']:>6.1f} "
             f"{_cell(memory['rss_before_training_mb'], '.0f'):>7} "
             f"{_cell(memory['peak_rss_training_mb'], '.0f'):>8} "
             f"{_cell(_rise(memory), '+.0f'):>7} "
@@ -695,8 +723,10 @@ def main(argv: list[str] | None = None) -> int:
     meta["load_average_at_end"] = None if load is None else load[0]
     print(
         "\ntrain s / sample s: median seconds per step; x orig: median over rounds of the ratio "
-        "to the original in the same round (range over rounds); 1st: the first call (one train "
-        f"step; a {args.sample_steps}-step sampler run), compilation included; RSS: resident "
+        "to the original in the same round (range over rounds); cpu x: the same for CPU seconds "
+        "(steadier on a shared machine; JAX's dispatch thread adds CPU beside the wall); 1st: the "
+        f"first call (one train step; a {args.sample_steps}-step sampler run), compilation "
+        "included, wall and (cpu) seconds; RSS: resident "
         "memory before the first train step; peak: peak resident memory of the training rounds, "
         "rise: peak - RSS; "
         f"cpu/wall of the training rounds. {time.perf_counter() - started:.0f} s in all; "
