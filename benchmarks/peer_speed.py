@@ -406,7 +406,8 @@ class Scoregen(System):
         import keras
         import numpy as np
 
-        from scoregen_keras import presets, runs
+        from scoregen_keras import runs
+        from scoregen_keras.training import presets
 
         _set_threads(keras.backend.backend(), threads)
         overrides = {"model_config": size.network(), "batch_size": size.batch}
