@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import importlib
-import json
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
-from cli.options import backend_option, json_option, progress_option, require_positive
-from cli.train_cmd import use_backend
+from cli.environment import use_backend
+from cli.options import count_option, require_positive, run_dir_argument, run_options, seed_option
+from cli.output import library_errors, report
 
-# scoregen_keras.classifier's defaults (keras is imported later)
-DEFAULT_STEPS = 2_000
-DEFAULT_BATCH_SIZE = 256
+DEFAULT_STEPS = 2_000  # scoregen_keras.training.DEFAULT_STEPS of the classifier
+DEFAULT_BATCH_SIZE = 256  # scoregen_keras.training.DEFAULT_BATCH_SIZE of the classifier
 
 
 @click.command("classifier")
-@click.argument("run_dir", type=click.Path())
-@click.option(
-    "--steps", type=int, default=DEFAULT_STEPS, show_default=True, help="Adam steps of training."
-)
-@click.option(
-    "--batch-size", type=int, default=DEFAULT_BATCH_SIZE, show_default=True, help="Batch size."
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of the weights, the batches, the noise and the held-out tenth.",
-)
-@backend_option
-@progress_option
-@json_option
+@run_dir_argument
+@count_option("--steps", DEFAULT_STEPS, "Adam steps of training.")
+@count_option("--batch-size", DEFAULT_BATCH_SIZE, "Batch size.")
+@seed_option("Seed of the weights, the batches, the noise and the held-out tenth.")
+@run_options()
 def classifier(
     run_dir: str,
     steps: int,
@@ -59,34 +47,32 @@ def classifier(
     """
     require_positive(steps=steps, batch_size=batch_size)
     use_backend(backend)
-    data = importlib.import_module("scoregen_keras.data")
-    runs = importlib.import_module("scoregen_keras.runs")
-    run_classifier = importlib.import_module("scoregen_keras.runs.classifier")
-    try:
+    from scoregen_keras import runs
+
+    with library_errors():
         run = runs.load_run(run_dir)
-        result = run_classifier.train_run_classifier(
+        result = runs.train_run_classifier(
             run, steps, batch_size, seed, progress=progress and not as_json
         )
-    except (runs.RunError, data.DataError) as error:
-        raise click.ClickException(str(error)) from error
-    report = result.report
-    if as_json:
-        summary = {
-            "run_dir": str(run.paths.root),
-            "classifier": str(result.path),
-            "report": str(result.report_path),
-            **report,
-        }
-        click.echo(json.dumps(summary))
-        return
-    click.echo(
-        f"classifier of {len(report['classes'])} classes trained on {report['n_train']} "
-        f"examples of {report['data']} ({steps} steps, {report['seconds']:.0f} s)"
+    summary = {
+        "run_dir": str(run.paths.root),
+        "classifier": str(result.path),
+        "report": str(result.report_path),
+        **result.report,
+    }
+    report(summary, as_json, _lines(summary, steps))
+
+
+def _lines(summary: dict[str, Any], steps: int) -> Iterator[str]:
+    """What `scoregen classifier` prints: the training, the accuracy by noise level, the files."""
+    yield (
+        f"classifier of {len(summary['classes'])} classes trained on {summary['n_train']} "
+        f"examples of {summary['data']} ({steps} steps, {summary['seconds']:.0f} s)"
     )
-    click.echo(f"accuracy on the {report['n_held_out']} held-out examples, noised to time t:")
-    click.echo(f"  {'t':>8}  {'noise std':>10}  accuracy")
-    for row in report["accuracy"]:
-        click.echo(f"  {row['t']:8.3g}  {row['std']:10.3g}  {row['accuracy']:.3f}")
-    click.echo(f"  (the commonest class alone: {report['majority_fraction']:.3f})")
-    click.echo(f"classifier: {result.path}")
-    click.echo(f"report:     {result.report_path}")
+    yield f"accuracy on the {summary['n_held_out']} held-out examples, noised to time t:"
+    yield f"  {'t':>8}  {'noise std':>10}  accuracy"
+    for row in summary["accuracy"]:
+        yield f"  {row['t']:8.3g}  {row['std']:10.3g}  {row['accuracy']:.3f}"
+    yield f"  (the commonest class alone: {summary['majority_fraction']:.3f})"
+    yield f"classifier: {summary['classifier']}"
+    yield f"report:     {summary['report']}"

@@ -2,27 +2,32 @@
 
 from __future__ import annotations
 
-import importlib
-import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import click
 
+from cli.environment import use_backend
 from cli.options import (
-    backend_option,
-    json_option,
-    progress_option,
+    count_option,
+    input_file_option,
+    require_at_least,
     require_positive,
+    run_dir_argument,
+    run_options,
     sample_batch_option,
     sampler_option,
+    sampler_steps_option,
+    seed_option,
 )
-from cli.train_cmd import use_backend
+from cli.output import library_errors, report
 
 DEFAULT_N = 1_000
-DEFAULT_PAIRS = 5
-DEFAULT_NLL_POINTS = 200
+DEFAULT_PAIRS = 5  # scoregen_keras.runs.DEFAULT_PAIRS
+DEFAULT_NLL_POINTS = 200  # scoregen_keras.runs.DEFAULT_NLL_POINTS
 METRICS_FILE = "metrics.json"
+MIN_SAMPLES, MIN_PAIRS, MIN_NLL_POINTS = 2, 1, 0
 
 
 def _cell(entry: dict[str, Any], key: str, spread: str) -> str:
@@ -45,33 +50,19 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 
 
 @click.command("evaluate")
-@click.argument("run_dir", type=click.Path())
-@click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Number of samples.")
+@run_dir_argument
+@count_option("--n", DEFAULT_N, "Number of samples.")
 @sample_batch_option
 @sampler_option
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="sampler default",
-    help="Sampler steps (ald: steps per noise level, else the run's ald_steps_each; ode: fixed "
-    "Heun steps, else RK45).",
+@sampler_steps_option(adaptive_ode="RK45")
+@seed_option("Seed of sampler and splits.")
+@count_option(
+    "--pairs", DEFAULT_PAIRS, "Random splits of the data into halves for the real-vs-real floor."
 )
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of sampler and splits.")
-@click.option(
-    "--pairs",
-    "n_pairs",
-    type=int,
-    default=DEFAULT_PAIRS,
-    show_default=True,
-    help="Random splits of the data into halves for the real-vs-real floor.",
-)
-@click.option(
+@count_option(
     "--n-nll",
-    type=int,
-    default=DEFAULT_NLL_POINTS,
-    show_default=True,
-    help="Data points for the model-vs-exact NLL gap (exact mixtures only; 0 skips it).",
+    DEFAULT_NLL_POINTS,
+    "Data points for the model-vs-exact NLL gap (exact mixtures only; 0 skips it).",
 )
 @click.option(
     "--data",
@@ -81,16 +72,12 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     help="Data set to compare with, as for train (e.g. digits:held-out for a run trained on "
     "digits:train, or npz:PATH of held-out examples).",
 )
-@click.option(
+@input_file_option(
     "--inception-weights",
-    type=click.Path(dir_okay=False),
-    default=None,
+    "Local InceptionV3 'notop' .h5 weights for images other than 8x8 digits.",
     show_default="$SCOREGEN_INCEPTION_WEIGHTS, else download",
-    help="Local InceptionV3 'notop' .h5 weights for images other than 8x8 digits.",
 )
-@backend_option
-@progress_option
-@json_option
+@run_options()
 def evaluate(
     run_dir: str,
     n: int,
@@ -98,10 +85,10 @@ def evaluate(
     sampler: str | None,
     steps: int | None,
     seed: int,
-    n_pairs: int,
+    pairs: int,
     n_nll: int,
     data_spec: str | None,
-    inception_weights: str | None,
+    inception_weights_path: str | None,
     backend: str,
     progress: bool,
     as_json: bool,
@@ -117,46 +104,46 @@ def evaluate(
       scoregen evaluate runs/toy --n 2000 --sampler ode
       scoregen evaluate runs/digits --data digits:held-out
     """
-    for name, value, low in (("--n", n, 2), ("--pairs", n_pairs, 1), ("--n-nll", n_nll, 0)):
-        if value < low:
-            raise click.BadParameter(f"must be at least {low}, got {value}.", param_hint=name)
+    for flag, value, low in (
+        ("--n", n, MIN_SAMPLES),
+        ("--pairs", pairs, MIN_PAIRS),
+        ("--n-nll", n_nll, MIN_NLL_POINTS),
+    ):
+        require_at_least(flag, value, low)
     require_positive(batch_size=batch_size, steps=steps)
     use_backend(backend)
-    runs = importlib.import_module("scoregen_keras.runs")
-    data = importlib.import_module("scoregen_keras.data")
-    features = importlib.import_module("scoregen_keras.networks.features")
-    evaluation = importlib.import_module("scoregen_keras.runs.evaluate")
-    try:
+    from scoregen_keras import runs
+
+    with library_errors():
         run = runs.load_run(run_dir)
         sampler = sampler or runs.default_sampler(run.config)
-        result = evaluation.evaluate_run(
+        result = runs.evaluate_run(
             run,
             n,
             sampler=sampler,
             seed=seed,
             steps=steps,
-            n_pairs=n_pairs,
+            n_pairs=pairs,
             n_nll=n_nll,
-            inception_weights=inception_weights,
+            inception_weights=inception_weights_path,
             progress=progress and not as_json,
             against=data_spec,
             batch_size=batch_size,
         )
-    except (runs.RunError, data.DataError, features.FeatureError) as error:
-        raise click.ClickException(runs.one_line(error)) from error
     path = Path(run.paths.root) / METRICS_FILE
     try:
         runs.write_json_atomic(path, result)
     except OSError as error:
         raise click.ClickException(f"cannot write {path} ({runs.one_line(error)}).") from error
     result["metrics_file"] = str(path)
-    if as_json:
-        click.echo(json.dumps(result))
-        return
-    click.echo(
+    report(result, as_json, _lines(result, run, sampler, n))
+
+
+def _lines(result: dict[str, Any], run: Any, sampler: str, n: int) -> Iterator[str]:
+    """What `scoregen evaluate` prints: the draw, the table of metrics, the metrics file."""
+    yield (
         f"{n} samples from {run.checkpoint} (step {run.step}, {sampler}, NFE {result['nfe']}) "
         f"against {result['against']}"
     )
-    for line in format_table(result["metrics"]):
-        click.echo(line)
-    click.echo(f"metrics: {path}")
+    yield from format_table(result["metrics"])
+    yield f"metrics: {result['metrics_file']}"

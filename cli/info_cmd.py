@@ -1,25 +1,24 @@
-"""`scoregen datasets` and `scoregen presets`: one line per built-in data set or preset."""
+"""`scoregen datasets` and `scoregen presets`: one line per built-in data set or preset.
+
+Both read keras-free parts of the library: listing them starts no backend.
+"""
 
 from __future__ import annotations
 
-import importlib
-import json
-
 import click
 
+from cli.options import json_option
+from cli.output import report
 
-def _print_table(rows: dict[str, str], as_json: bool) -> None:
-    """Print `name  description` lines with aligned names, or one JSON object."""
-    if as_json:
-        click.echo(json.dumps(rows))
-        return
+
+def _table(rows: dict[str, str]) -> list[str]:
+    """`name  description` lines with aligned names."""
     width = max(len(name) for name in rows)
-    for name, description in rows.items():
-        click.echo(f"{name.ljust(width)}  {description}")
+    return [f"{name.ljust(width)}  {description}" for name, description in rows.items()]
 
 
 @click.command("datasets")
-@click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object.")
+@json_option
 def datasets(as_json: bool) -> None:
     """List the built-in data sets and data sources, one line each.
 
@@ -27,12 +26,14 @@ def datasets(as_json: bool) -> None:
     Example:
       scoregen datasets
     """
-    data = importlib.import_module("scoregen_keras.data")
-    _print_table(data.dataset_names(), as_json)
+    from scoregen_keras.data import dataset_names
+
+    rows = dataset_names()
+    report(rows, as_json, _table(rows))
 
 
 @click.command("presets")
-@click.option("--json", "as_json", is_flag=True, default=False, help="Print one JSON object.")
+@json_option
 def presets(as_json: bool) -> None:
     """List the named training configurations, one line each (the default is marked).
 
@@ -40,9 +41,11 @@ def presets(as_json: bool) -> None:
     Example:
       scoregen presets
     """
-    module = importlib.import_module("scoregen_keras.training.presets")
+    from scoregen_keras.choices import DEFAULT_PRESET
+    from scoregen_keras.training import PRESETS
+
     rows = {
-        name: ("(default) " if name == module.DEFAULT_PRESET else "") + preset["description"]
-        for name, preset in module.PRESETS.items()
+        name: ("(default) " if name == DEFAULT_PRESET else "") + preset["description"]
+        for name, preset in PRESETS.items()
     }
-    _print_table(rows, as_json)
+    report(rows, as_json, _table(rows))

@@ -1,60 +1,47 @@
-"""`scoregen inpaint RUN_DIR`: fill the unknown pixels of an image (thin over run_tasks)."""
+"""`scoregen inpaint RUN_DIR`: fill the unknown pixels of an image (thin over runs)."""
 
 from __future__ import annotations
 
-import importlib
-import json
-
 import click
 
+from cli.environment import use_backend
 from cli.options import (
-    backend_option,
-    json_option,
-    progress_option,
-    replacement_snr_option,
-    replacement_steps_option,
+    count_option,
+    input_file_option,
+    out_option,
+    replacement_options,
     require_positive,
-    run_summary,
-    step_lr_option,
+    run_dir_argument,
+    run_options,
+    seed_option,
 )
-from cli.train_cmd import use_backend
+from cli.output import library_errors, report, run_summary
 
 DEFAULT_N = 8
 
 
 @click.command("inpaint")
-@click.argument("run_dir", type=click.Path())
-@click.option(
+@run_dir_argument
+@input_file_option(
     "--image",
-    "image_path",
-    type=click.Path(dir_okay=False),
-    required=True,
-    help="Image file: PNG, JPEG, BMP, TIFF or WebP (0..255 spans the training data's range) or "
+    "Image file: PNG, JPEG, BMP, TIFF or WebP (0..255 spans the training data's range) or "
     ".npy (original data scale), of the model's size.",
-)
-@click.option(
-    "--mask",
-    "mask_path",
-    type=click.Path(dir_okay=False),
     required=True,
-    help="Image file or .npy of the image's size: white (.npy: 1 / True) = known, black = fill in.",
 )
-@replacement_steps_option
-@replacement_snr_option
-@step_lr_option
-@click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Inpaintings to draw.")
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    show_default="RUN_DIR/samples/inpaint-seedSEED",
-    help="Output path: writes PATH.png (input, masked input, results) and PATH.npz "
+@input_file_option(
+    "--mask",
+    "Image file or .npy of the image's size: white (.npy: 1 / True) = known, black = fill in.",
+    required=True,
+)
+@replacement_options
+@count_option("--n", DEFAULT_N, "Inpaintings to draw.")
+@seed_option("Seed of the sampler.")
+@out_option(
+    "Output path: writes PATH.png (input, masked input, results) and PATH.npz "
     "(x: results, image, mask; original scale).",
+    show_default="RUN_DIR/samples/inpaint-seedSEED",
 )
-@backend_option
-@progress_option
-@json_option
+@run_options()
 def inpaint(
     run_dir: str,
     image_path: str,
@@ -80,44 +67,32 @@ def inpaint(
     """
     require_positive(n=n, steps=steps, step_lr=step_lr)
     use_backend(backend)
-    runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.runs")
-    try:
-        config = tasks.run_config(run_dir)
-        tasks.require_images(config, "inpainting")
-        image = tasks.read_image(image_path, config)
-        mask = tasks.read_mask(mask_path, config)
+    from scoregen_keras import runs
+
+    with library_errors():
+        config = runs.run_config(run_dir)
+        runs.require_images(config, "inpainting")
+        image = runs.read_image(image_path, config)
+        mask = runs.read_mask(mask_path, config)
         run = runs.load_run(run_dir)
         stem = runs.output_stem(out if out else run.paths.samples / f"inpaint-seed{seed}")
-        result = tasks.inpaint_image(
-            run,
-            image,
-            mask,
-            n=n,
-            seed=seed,
-            steps=steps,
-            snr=snr,
-            step_lr=step_lr,
-            progress=progress and not as_json,
-        )
-        npz, png = tasks.save_controlled(stem, result, run.config)
-    except runs.RunError as error:
-        raise click.ClickException(str(error)) from error
+        sampling = {"n": n, "seed": seed, "steps": steps, "snr": snr, "step_lr": step_lr}
+        result = runs.inpaint_image(run, image, mask, **sampling, progress=progress and not as_json)
+        npz, png = runs.save_controlled(stem, result, run.config)
+    known = round(float(mask.mean()), 6)
     summary = {
         **run_summary(run, backend),
         "n": n,
-        "known_fraction": round(float(mask.mean()), 6),
+        "known_fraction": known,
         "nfe": result.nfe,
         "seconds": round(result.seconds, 3),
         "npz": str(npz),
         "png": str(png),
     }
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
-    click.echo(
-        f"{n} inpaintings from {run.checkpoint} (step {run.step}, "
-        f"{summary['known_fraction']:.0%} of pixels known, NFE {result.nfe})"
-    )
-    click.echo(f"results: {npz}  (key 'x', original data scale)")
-    click.echo(f"plot:    {png}  (input, masked input, results)")
+    lines = [
+        f"{n} inpaintings from {run.checkpoint} (step {run.step}, {known:.0%} of pixels known, "
+        f"NFE {result.nfe})",
+        f"results: {npz}  (key 'x', original data scale)",
+        f"plot:    {png}  (input, masked input, results)",
+    ]
+    report(summary, as_json, lines)

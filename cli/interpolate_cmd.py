@@ -2,73 +2,59 @@
 
 from __future__ import annotations
 
-import importlib
-import json
-
 import click
 
-from cli.options import backend_option, json_option, require_positive, run_summary
-from cli.train_cmd import use_backend
+from cli.environment import use_backend
+from cli.options import (
+    count_option,
+    input_file_option,
+    out_option,
+    require_at_least,
+    require_positive,
+    run_dir_argument,
+    run_options,
+    seed_option,
+)
+from cli.output import library_errors, report, run_summary
 
 DEFAULT_FRAMES = 8
 MIN_FRAMES = 2
 
 
 @click.command("interpolate")
-@click.argument("run_dir", type=click.Path())
-@click.option(
-    "--n-frames",
-    type=int,
-    default=DEFAULT_FRAMES,
-    show_default=True,
-    help="Frames of the path, both ends included.",
-)
+@run_dir_argument
+@count_option("--n-frames", DEFAULT_FRAMES, "Frames of the path, both ends included.")
 @click.option(
     "--a", "index_a", type=int, default=None, help="Index of the first end in the run's data."
 )
 @click.option(
     "--b", "index_b", type=int, default=None, help="Index of the second end in the run's data."
 )
-@click.option(
+@input_file_option(
     "--a-file",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="First end from a file: .npy (original data scale) or, for images, an image file.",
+    "First end from a file: .npy (original data scale) or, for images, an image file.",
 )
-@click.option(
-    "--b-file", type=click.Path(dir_okay=False), default=None, help="Second end, as --a-file."
-)
-@click.option(
+@input_file_option("--b-file", "Second end, as --a-file.")
+@count_option(
     "--steps",
-    type=int,
-    default=None,
+    None,
+    "Fixed Heun steps of each ODE solve (encode, decode).",
     show_default="adaptive RK45",
-    help="Fixed Heun steps of each ODE solve (encode, decode).",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed that picks the ends not given by index or file (two distinct examples).",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    show_default="RUN_DIR/samples/interpolate-A-B",
-    help="Output path: writes PATH.png (image strip, or the path over the data in 2-D) and "
+@seed_option("Seed that picks the ends not given by index or file (two distinct examples).")
+@out_option(
+    "Output path: writes PATH.png (image strip, or the path over the data in 2-D) and "
     "PATH.npz (x: frames, ends, fractions; original scale).",
+    show_default="RUN_DIR/samples/interpolate-A-B",
 )
-@backend_option
-@json_option
+@run_options(progress=False)
 def interpolate(
     run_dir: str,
     n_frames: int,
     index_a: int | None,
     index_b: int | None,
-    a_file: str | None,
-    b_file: str | None,
+    a_file_path: str | None,
+    b_file_path: str | None,
     steps: int | None,
     seed: int,
     out: str | None,
@@ -81,49 +67,42 @@ def interpolate(
     Example:
       scoregen interpolate runs/digits --a 0 --b 7 --n-frames 8 --out runs/digits/path
     """
-    if n_frames < MIN_FRAMES:
-        raise click.BadParameter(
-            f"must be at least {MIN_FRAMES}, got {n_frames}.", param_hint="'--n-frames'"
-        )
+    require_at_least("--n-frames", n_frames, MIN_FRAMES)
     require_positive(steps=steps)
-    for index, path, name in ((index_a, a_file, "a"), (index_b, b_file, "b")):
+    for index, path, name in ((index_a, a_file_path, "a"), (index_b, b_file_path, "b")):
         if index is not None and path is not None:
             raise click.UsageError(f"give --{name} or --{name}-file, not both.")
     use_backend(backend)
-    runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.runs")
-    try:
-        config = tasks.run_config(run_dir)
-        tasks.require_sde(config, "interpolation")
+    from scoregen_keras import runs
+
+    with library_errors():
+        config = runs.run_config(run_dir)
+        runs.require_sde(config, "interpolation")
         examples = None
-        if a_file is None or b_file is None:
-            examples = tasks.training_examples(config)
-            index_a, index_b = tasks.pick_indices(len(examples), index_a, index_b, seed)
-        x_a = tasks.pick_example(config, examples, None if a_file else index_a, a_file)
-        x_b = tasks.pick_example(config, examples, None if b_file else index_b, b_file)
+        if a_file_path is None or b_file_path is None:
+            examples = runs.training_examples(config)
+            index_a, index_b = runs.pick_indices(len(examples), index_a, index_b, seed)
+        x_a = runs.pick_example(config, examples, None if a_file_path else index_a, a_file_path)
+        x_b = runs.pick_example(config, examples, None if b_file_path else index_b, b_file_path)
         run = runs.load_run(run_dir)
-        label = f"{'file' if a_file else index_a}-{'file' if b_file else index_b}"
+        label = f"{'file' if a_file_path else index_a}-{'file' if b_file_path else index_b}"
         stem = runs.output_stem(out if out else run.paths.samples / f"interpolate-{label}")
-        result = tasks.interpolate_examples(run, x_a, x_b, n_frames, steps=steps)
-        npz, png = tasks.save_interpolation(stem, result, run.config, examples)
-    except runs.RunError as error:
-        raise click.ClickException(str(error)) from error
+        result = runs.interpolate_examples(run, x_a, x_b, n_frames, steps=steps)
+        npz, png = runs.save_interpolation(stem, result, run.config, examples)
     summary = {
         **run_summary(run, backend),
-        "a": a_file or index_a,
-        "b": b_file or index_b,
+        "a": a_file_path or index_a,
+        "b": b_file_path or index_b,
         "n_frames": n_frames,
         "nfe": result.nfe,
         "seconds": round(result.seconds, 3),
         "npz": str(npz),
         "png": str(png),
     }
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
-    click.echo(
+    lines = [
         f"{n_frames} frames from {summary['a']} to {summary['b']} with {run.checkpoint} "
-        f"(step {run.step}, NFE {result.nfe})"
-    )
-    click.echo(f"frames: {npz}  (key 'x', original data scale)")
-    click.echo(f"plot:   {png}")
+        f"(step {run.step}, NFE {result.nfe})",
+        f"frames: {npz}  (key 'x', original data scale)",
+        f"plot:   {png}",
+    ]
+    report(summary, as_json, lines)

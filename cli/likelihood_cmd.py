@@ -1,31 +1,34 @@
-"""`scoregen likelihood RUN_DIR`: bits/dim of data under a trained run (thin over run_tasks)."""
+"""`scoregen likelihood RUN_DIR`: bits/dim of data under a trained run (thin over runs)."""
 
 from __future__ import annotations
 
-import importlib
-import json
+from collections.abc import Iterator
+from typing import Any
 
 import click
 
+from cli.environment import use_backend
 from cli.options import (
-    backend_option,
-    json_option,
+    choice_option,
+    count_option,
     ode_solver_option,
+    out_option,
     require_positive,
-    run_summary,
+    run_dir_argument,
+    run_options,
+    seed_option,
 )
-from cli.train_cmd import use_backend
+from cli.output import library_errors, report, run_summary
+from scoregen_keras import choices
 
-DIVERGENCES = ("auto", "exact", "hutchinson")
-PROBES = ("rademacher", "gaussian")
-EXACT_MAX_DIMS = 16  # scoregen_keras.run_tasks.EXACT_MAX_DIMS (not imported: keras comes later)
+EXACT_MAX_DIMS = 16  # scoregen_keras.runs.EXACT_MAX_DIMS (not imported: keras comes later)
 DEFAULT_N = 1_000
-DEFAULT_TOL = 1e-5
-DEFAULT_BATCH = 500
+DEFAULT_TOL = 1e-5  # scoregen_keras.runs.DEFAULT_TOLERANCE
+DEFAULT_BATCH = 500  # scoregen_keras.runs.DEFAULT_LIKELIHOOD_BATCH
 
 
 @click.command("likelihood")
-@click.argument("run_dir", type=click.Path())
+@run_dir_argument
 @click.option(
     "--data",
     "data_spec",
@@ -34,48 +37,28 @@ DEFAULT_BATCH = 500
     show_default="the run's data set",
     help="A built-in data set, npz:PATH, npy:PATH or a folder of images (as for train).",
 )
-@click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Examples to score.")
-@click.option(
+@count_option("--n", DEFAULT_N, "Examples to score.")
+@choice_option(
     "--divergence",
-    type=click.Choice(DIVERGENCES),
-    default="auto",
-    show_default=True,
+    names=choices.RUN_DIVERGENCES,
+    default=choices.AUTO,
     help=f"exact (one pass per dimension, data of at most {EXACT_MAX_DIMS} dimensions), "
     f"hutchinson (one probe per example), or auto (exact up to {EXACT_MAX_DIMS} dimensions).",
 )
-@click.option(
+@choice_option(
     "--probe",
-    type=click.Choice(PROBES),
-    default="rademacher",
-    show_default=True,
+    names=choices.PROBES,
+    default=choices.PROBES[0],
     help="Hutchinson probe distribution.",
 )
-@click.option(
-    "--seed",
-    type=int,
-    default=0,
-    show_default=True,
-    help="Seed of the subsample, the dequantisation noise and the probes.",
-)
+@seed_option("Seed of the subsample, the dequantisation noise and the probes.")
 @click.option(
     "--tol", type=float, default=DEFAULT_TOL, show_default=True, help="rtol = atol of RK45."
 )
 @ode_solver_option
-@click.option(
-    "--batch-size",
-    type=int,
-    default=DEFAULT_BATCH,
-    show_default=True,
-    help="Examples per ODE solve.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
-    help="Also write PATH.npz with per-example log_p (nats) and bits_per_dim.",
-)
-@backend_option
-@json_option
+@count_option("--batch-size", DEFAULT_BATCH, "Examples per ODE solve.")
+@out_option("Also write PATH.npz with per-example log_p (nats) and bits_per_dim.")
+@run_options(progress=False)
 def likelihood(
     run_dir: str,
     data_spec: str | None,
@@ -105,15 +88,15 @@ def likelihood(
     """
     require_positive(n=n, batch_size=batch_size, tol=tol)
     use_backend(backend)
-    runs = importlib.import_module("scoregen_keras.runs")
-    tasks = importlib.import_module("scoregen_keras.runs")
-    try:
-        config = tasks.run_config(run_dir)
-        tasks.require_sde(config, "the likelihood")
-        data = tasks.evaluation_data(config, data_spec, n, seed)
-        tasks.choose_divergence(divergence, int(data.x[0].size))
+    from scoregen_keras import runs
+
+    with library_errors():
+        config = runs.run_config(run_dir)
+        runs.require_sde(config, "the likelihood")
+        data = runs.evaluation_data(config, data_spec, n, seed)
+        runs.choose_divergence(divergence, int(data.x[0].size))
         run = runs.load_run(run_dir)
-        result = tasks.run_likelihood(
+        result = runs.run_likelihood(
             run,
             data.x,
             data.kind,
@@ -125,29 +108,29 @@ def likelihood(
             method=ode_solver,
             scaler=data.scaler,
         )
-        npz = None if out is None else tasks.save_log_likelihoods(out, result)
-    except runs.RunError as error:
-        raise click.ClickException(str(error)) from error
+        npz = None if out is None else runs.save_log_likelihoods(out, result)
     summary = {
         **run_summary(run, backend),
         "data": data_spec or config["dataset"],
         **result.summary(),
         "npz": None if npz is None else str(npz),
     }
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
+    report(summary, as_json, _lines(summary))
+
+
+def _lines(summary: dict[str, Any]) -> Iterator[str]:
+    """What `scoregen likelihood` prints: bits/dim with its standard error, nats, the files."""
     method = summary["divergence"] + (f"/{summary['probe']}" if summary["probe"] else "")
     spread = "" if summary["bits_per_dim_sem"] is None else f" ± {summary['bits_per_dim_sem']:.4f}"
-    click.echo(
+    yield (
         f"bits/dim: {summary['bits_per_dim']:.4f}{spread} (standard error; n {summary['n']}, "
         f"D {summary['dims']}, {method}, NFE {summary['nfe']})"
     )
-    click.echo(f"nats:     {summary['nll_nats']:.4f} per example (-log p)")
+    yield f"nats:     {summary['nll_nats']:.4f} per example (-log p)"
     if summary["dequantized"]:
-        click.echo(
+        yield (
             f"dequantised integer pixels; offset log2(scale) = {summary['offset_bits']:.4f} "
             "bits/dim included"
         )
-    if npz is not None:
-        click.echo(f"per example: {npz}  (keys 'log_p', 'bits_per_dim')")
+    if summary["npz"] is not None:
+        yield f"per example: {summary['npz']}  (keys 'log_p', 'bits_per_dim')"

@@ -12,6 +12,7 @@ import click
 from cli import __version__
 from cli.classifier_cmd import classifier
 from cli.colorize_cmd import colorize
+from cli.environment import DEBUG_ENV
 from cli.evaluate_cmd import evaluate
 from cli.info_cmd import datasets, presets
 from cli.inpaint_cmd import inpaint
@@ -21,9 +22,21 @@ from cli.reference_cmd import reference
 from cli.sample_cmd import sample
 from cli.train_cmd import train
 
-DEBUG_ENV = "SCOREGEN_DEBUG"
-"""Set this environment variable to any non-empty value to see tracebacks instead of one line."""
 EXIT_FAILURE = 1
+COMMANDS = (
+    reference,
+    train,
+    sample,
+    datasets,
+    presets,
+    likelihood,
+    inpaint,
+    colorize,
+    interpolate,
+    evaluate,
+    classifier,
+)
+"""Every command of `scoregen`: a new one is its module, imported above, and its name here."""
 
 
 def _fail(message: str, exit_code: int = EXIT_FAILURE) -> None:
@@ -73,17 +86,8 @@ def main() -> None:
     """
 
 
-main.add_command(reference)
-main.add_command(train)
-main.add_command(sample)
-main.add_command(datasets)
-main.add_command(presets)
-main.add_command(likelihood)
-main.add_command(inpaint)
-main.add_command(colorize)
-main.add_command(interpolate)
-main.add_command(evaluate)
-main.add_command(classifier)
+for command in COMMANDS:
+    main.add_command(command)
 
 if __name__ == "__main__":
     main()

@@ -1,13 +1,17 @@
-"""`scoregen reference …`: run the pure NumPy reference (exact-score sampling, toy training)."""
+"""`scoregen reference …`: run the pure NumPy reference (exact-score sampling, toy training).
+
+Its options offer the names of the reference's own registries (distributions, SDEs, predictors,
+correctors, ODE methods, toy sets) and the samplers of `scoregen_keras.choices`; nothing here
+imports keras.
+"""
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import inspect
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,40 +19,20 @@ import click
 import numpy as np
 from tqdm import tqdm
 
+from cli.options import Decorator, choice_option, json_option, out_option, seed_option
 from reference import samplers
+from reference.checks import sample_checks
 from reference.datasets import EXACT_MIXTURES, TOY_SETS
 from reference.metrics import compare_to_reference
 from reference.models import MLPScore, noise_conditional_score
-from reference.sde import VESDE, VPSDE, SubVPSDE, geometric_sigmas, ncsnv2_sigma_max
+from reference.sde import FORWARD_SDES, VESDE, geometric_sigmas, ncsnv2_sigma_max
 from reference.train import relative_score_error, train
-
-SDES: dict[str, type] = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
-SAMPLERS = ("pc", "ald", "ode", "heun", "dpm-solver")
-FIXED_STEP_ODE_METHODS = ("euler", "heun")
-ODE_METHODS = ("RK45", "RK23", "DOP853", *FIXED_STEP_ODE_METHODS)
-CHECKS_MODULE = "reference.checks"
+from scoregen_keras import choices
 
 ALD_LEVELS = 30
 """Default noise levels L of --sampler ald: ratio sigma_i/sigma_(i+1) ~ 1.34 over VE's 0.01..50.
 
 (NCSN's L = 10 was chosen for sigma_1 = 1; over 0.01..50 it leaves 2-D samples too wide.)"""
-ALD_STEPS_EACH = 100
-"""NCSN's Langevin steps per noise level T."""
-
-
-def _default_n_steps(fn: Callable[..., Any]) -> int:
-    """The library default of a sampler's `n_steps` argument (so the CLI never duplicates it)."""
-    return int(inspect.signature(fn).parameters["n_steps"].default)
-
-
-DEFAULT_STEPS: dict[str, int] = {
-    "pc": VESDE().N,
-    "ald": ALD_LEVELS,
-    "ode": _default_n_steps(samplers.ode_sample),
-    "heun": _default_n_steps(samplers.edm_heun_sample),
-    "dpm-solver": _default_n_steps(samplers.dpm_solver_pp_sample),
-}
-
 TRAIN_MODEL_COND = "log_sigma"
 """The MLP embeds log sigma: the VE noise scale spans four orders of magnitude."""
 SIGMA_MAX_PROBE = 1000
@@ -57,25 +41,32 @@ RELATIVE_ERROR_TIMES = (0.1, 0.3, 0.5, 0.7, 0.9)
 RELATIVE_ERROR_POINTS = 2000
 LOSS_WINDOW = 100
 """Number of final steps averaged into the reported training loss."""
+SAMPLE_SUFFIXES = (".npz", ".png")
 
 
 # ------------------------------------------------------------------------------- validation
 
 
-def _positive_int(ctx: click.Context, param: click.Parameter, value: int | None) -> int | None:
-    """Click callback: accept None or an integer > 0."""
-    if value is not None and value <= 0:
-        raise click.BadParameter(f"must be a positive integer, got {value}.")
-    return value
-
-
-def _positive_float(
-    ctx: click.Context, param: click.Parameter, value: float | None
-) -> float | None:
+def _positive(ctx: click.Context, param: click.Parameter, value: float | None) -> float | None:
     """Click callback: accept None or a number > 0."""
     if value is not None and not value > 0:
-        raise click.BadParameter(f"must be a positive number, got {value}.")
+        kind = "integer" if isinstance(value, int) else "number"
+        raise click.BadParameter(f"must be a positive {kind}, got {value}.")
     return value
+
+
+def positive_option(
+    flag: str, default: float | None, help: str | None, *names: str, **settings: Any
+) -> Decorator:
+    """An option that must be positive; its type is its default's (int without one)."""
+    settings.setdefault("type", int if default is None else type(default))
+    settings.setdefault("show_default", default is not None)
+    return click.option(flag, *names, default=default, callback=_positive, help=help, **settings)
+
+
+def registry_option(flag: str, registry: Any, default: str, help: str, *names: str) -> Decorator:
+    """An option whose values are the names of a registry of `reference`."""
+    return choice_option(flag, *names, names=tuple(registry), default=default, help=help)
 
 
 def _writable_dir(directory: Path, param_hint: str) -> Path:
@@ -115,11 +106,107 @@ def _format_value(value: Any) -> str:
     return str(plain)
 
 
-def _sample_checks(samples: np.ndarray, mixture: Any, rng: np.random.Generator) -> dict | None:
-    """reference.checks.sample_checks(samples, mixture, rng) when that module exists, else None."""
-    if importlib.util.find_spec(CHECKS_MODULE) is None:
-        return None
-    return importlib.import_module(CHECKS_MODULE).sample_checks(samples, mixture, rng)
+# ------------------------------------------------------------------------------- samplers
+
+
+@dataclass(frozen=True)
+class Draw:
+    """One sampling request: the mixture with its exact score, the SDE, and the settings."""
+
+    mixture: Any
+    sde: Any
+    shape: tuple[int, int]
+    rng: np.random.Generator
+    steps: int
+    options: dict[str, Any]
+
+
+def _annealed_langevin(draw: Draw) -> tuple[np.ndarray, int]:
+    """NCSN's annealed Langevin dynamics over `steps` geometric levels of the VE SDE's range."""
+    if not hasattr(draw.sde, "sigma_max"):
+        raise click.UsageError("--sampler ald runs on VE noise levels; use --sde ve.")
+    sigmas = geometric_sigmas(draw.sde.sigma_max, draw.sde.sigma_min, draw.steps)
+    return samplers.annealed_langevin(
+        draw.mixture.sigma_score_fn(),
+        sigmas,
+        draw.shape,
+        draw.rng,
+        n_steps_each=draw.options["n_steps_each"],
+    )
+
+
+def _pc(draw: Draw) -> tuple[np.ndarray, int]:
+    """Predictor-corrector sampling (the SDE carries the steps)."""
+    return samplers.pc_sample(
+        draw.mixture.score_fn(draw.sde),
+        draw.sde,
+        draw.shape,
+        draw.rng,
+        predictor=draw.options["predictor"],
+        corrector=draw.options["corrector"],
+        snr=draw.options["snr"],
+    )
+
+
+def _ode(draw: Draw) -> tuple[np.ndarray, int]:
+    """The probability-flow ODE by --ode-method."""
+    score_fn = draw.mixture.score_fn(draw.sde)
+    method = draw.options["ode_method"]
+    return samplers.ode_sample(
+        score_fn, draw.sde, draw.shape, draw.rng, method=method, n_steps=draw.steps
+    )
+
+
+def _heun(draw: Draw) -> tuple[np.ndarray, int]:
+    """EDM's Heun sampler."""
+    score_fn = draw.mixture.score_fn(draw.sde)
+    return samplers.edm_heun_sample(score_fn, draw.sde, draw.shape, draw.rng, n_steps=draw.steps)
+
+
+def _dpm_solver(draw: Draw) -> tuple[np.ndarray, int]:
+    """DPM-Solver++(2M)."""
+    score_fn = draw.mixture.score_fn(draw.sde)
+    return samplers.dpm_solver_pp_sample(
+        score_fn, draw.sde, draw.shape, draw.rng, n_steps=draw.steps
+    )
+
+
+def _default(fn: Callable[..., Any], argument: str = "n_steps") -> Any:
+    """The reference's default of a sampler's argument (so the CLI never restates it)."""
+    return inspect.signature(fn).parameters[argument].default
+
+
+@dataclass(frozen=True)
+class Sampler:
+    """How `scoregen reference sample` runs one of choices.SAMPLERS, and its default steps."""
+
+    run: Callable[[Draw], tuple[np.ndarray, int]]
+    default_steps: int
+
+
+SAMPLERS: dict[str, Sampler] = {
+    "pc": Sampler(_pc, VESDE().N),
+    "ald": Sampler(_annealed_langevin, ALD_LEVELS),
+    "ode": Sampler(_ode, _default(samplers.ode_sample)),
+    "heun": Sampler(_heun, _default(samplers.edm_heun_sample)),
+    "dpm-solver": Sampler(_dpm_solver, _default(samplers.dpm_solver_pp_sample)),
+}
+"""Every name of choices.SAMPLERS (tests/cli/test_reference_cli.py checks it)."""
+
+
+def _describe(sampler: str, sde_name: str, steps: int, options: dict[str, Any]) -> str:
+    """One-line description of the sampler settings that matter, for printing and plot titles."""
+    if sampler == "ald":
+        return f"ald ({steps} noise levels x {options['n_steps_each']} Langevin steps)"
+    if sampler == "pc":
+        return (
+            f"pc ({sde_name} SDE, {steps} steps, {options['predictor']} + {options['corrector']},"
+            f" snr {options['snr']:g})"
+        )
+    if sampler == "ode" and options["ode_method"] not in samplers.FIXED_STEP_ODE_METHODS:
+        return f"ode ({sde_name} SDE, adaptive {options['ode_method']})"
+    detail = f"{options['ode_method']}, " if sampler == "ode" else ""
+    return f"{sampler} ({sde_name} SDE, {detail}{steps} steps)"
 
 
 # ------------------------------------------------------------------------------- commands
@@ -135,140 +222,50 @@ def reference() -> None:
     """
 
 
-def _run_sampler(
-    sampler: str,
-    mixture: Any,
-    sde: Any,
-    shape: tuple[int, int],
-    rng: np.random.Generator,
-    steps: int,
-    options: dict[str, Any],
-) -> tuple[np.ndarray, int]:
-    """Call the library sampler named `sampler` with the mixture's exact score; (x, nfe)."""
-    if sampler == "ald":
-        if not hasattr(sde, "sigma_max"):
-            raise click.UsageError("--sampler ald runs on VE noise levels; use --sde ve.")
-        sigmas = geometric_sigmas(sde.sigma_max, sde.sigma_min, steps)
-        return samplers.annealed_langevin(
-            mixture.sigma_score_fn(), sigmas, shape, rng, n_steps_each=options["n_steps_each"]
-        )
-    score_fn = mixture.score_fn(sde)
-    if sampler == "pc":
-        return samplers.pc_sample(
-            score_fn,
-            sde,
-            shape,
-            rng,
-            predictor=options["predictor"],
-            corrector=options["corrector"],
-            snr=options["snr"],
-        )
-    if sampler == "ode":
-        return samplers.ode_sample(
-            score_fn, sde, shape, rng, method=options["ode_method"], n_steps=steps
-        )
-    if sampler == "heun":
-        return samplers.edm_heun_sample(score_fn, sde, shape, rng, n_steps=steps)
-    return samplers.dpm_solver_pp_sample(score_fn, sde, shape, rng, n_steps=steps)
-
-
-def _describe(sampler: str, sde_name: str, steps: int, options: dict[str, Any]) -> str:
-    """One-line description of the sampler settings that matter, for printing and plot titles."""
-    if sampler == "ald":
-        return f"ald ({steps} noise levels x {options['n_steps_each']} Langevin steps)"
-    if sampler == "pc":
-        return (
-            f"pc ({sde_name} SDE, {steps} steps, {options['predictor']} + {options['corrector']},"
-            f" snr {options['snr']:g})"
-        )
-    if sampler == "ode" and options["ode_method"] not in FIXED_STEP_ODE_METHODS:
-        return f"ode ({sde_name} SDE, adaptive {options['ode_method']})"
-    detail = f"{options['ode_method']}, " if sampler == "ode" else ""
-    return f"{sampler} ({sde_name} SDE, {detail}{steps} steps)"
-
-
 @reference.command("sample")
-@click.option(
-    "--dist",
-    type=click.Choice(sorted(EXACT_MIXTURES)),
-    default="mixture5",
-    show_default=True,
-    help="Built-in distribution with an exact score.",
-)
-@click.option(
-    "--sampler", type=click.Choice(SAMPLERS), default="pc", show_default=True, help="Sampler."
-)
-@click.option(
+@registry_option("--dist", EXACT_MIXTURES, "mixture5", "Built-in distribution with an exact score.")
+@choice_option("--sampler", names=choices.SAMPLERS, default=choices.PC_SAMPLER, help="Sampler.")
+@registry_option(
     "--sde",
+    FORWARD_SDES,
+    "ve",
+    "Forward SDE (ald always uses the VE noise levels).",
     "sde_name",
-    type=click.Choice(sorted(SDES)),
-    default="ve",
-    show_default=True,
-    help="Forward SDE (ald always uses the VE noise levels).",
 )
-@click.option(
+@positive_option(
     "--steps",
-    type=int,
-    default=None,
-    callback=_positive_int,
-    show_default=", ".join(f"{name} {n}" for name, n in DEFAULT_STEPS.items()),
-    help="Discretisation steps (pc: N; ald: noise levels L; heun/dpm-solver: sigma steps).",
+    None,
+    "Discretisation steps (pc: N; ald: noise levels L; heun/dpm-solver: sigma steps).",
+    show_default=", ".join(f"{name} {s.default_steps}" for name, s in SAMPLERS.items()),
 )
-@click.option(
-    "--snr",
-    type=float,
-    default=0.16,
-    callback=_positive_float,
-    show_default=True,
-    help="Signal-to-noise ratio of the pc corrector.",
+@positive_option(
+    "--snr", _default(samplers.pc_sample, "snr"), "Signal-to-noise ratio of the pc corrector."
 )
-@click.option(
-    "--predictor",
-    type=click.Choice(sorted(samplers.PREDICTORS)),
-    default="reverse_diffusion",
-    show_default=True,
-    help="pc predictor.",
+@registry_option(
+    "--predictor", samplers.PREDICTORS, _default(samplers.pc_sample, "predictor"), "pc predictor."
 )
-@click.option(
-    "--corrector",
-    type=click.Choice(sorted(samplers.CORRECTORS)),
-    default="langevin",
-    show_default=True,
-    help="pc corrector.",
+@registry_option(
+    "--corrector", samplers.CORRECTORS, _default(samplers.pc_sample, "corrector"), "pc corrector."
 )
-@click.option(
+@registry_option(
     "--ode-method",
-    type=click.Choice(ODE_METHODS),
-    default="RK45",
-    show_default=True,
-    help="ode solver: adaptive scipy methods ignore --steps; euler/heun use it.",
+    samplers.ODE_METHODS,
+    _default(samplers.ode_sample, "method"),
+    "ode solver: adaptive scipy methods ignore --steps; euler/heun use it.",
 )
-@click.option(
+@positive_option(
     "--n-steps-each",
-    type=int,
-    default=ALD_STEPS_EACH,
-    callback=_positive_int,
-    show_default=True,
-    help="ald: Langevin steps per noise level.",
+    _default(samplers.annealed_langevin, "n_steps_each"),
+    "ald: Langevin steps per noise level.",
 )
-@click.option(
-    "--n",
-    "n_samples",
-    type=int,
-    default=2000,
-    callback=_positive_int,
-    show_default=True,
-    help="Number of samples.",
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, path_type=Path),
-    default=None,
+@positive_option("--n", 2000, "Number of samples.", "n_samples")
+@seed_option("Random seed.")
+@out_option(
+    "Output path prefix: writes PREFIX.npz (key 'x') and PREFIX.png.",
     show_default="runs/reference-<dist>-<sampler>",
-    help="Output path prefix: writes PREFIX.npz (key 'x') and PREFIX.png.",
+    path_type=Path,
 )
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of text.")
+@json_option
 def sample(
     dist: str,
     sampler: str,
@@ -291,12 +288,13 @@ def sample(
       scoregen reference sample --dist mixture5 --sampler pc --sde vp --steps 500 --out runs/pc-vp
     """
     prefix = out if out is not None else Path("runs") / f"reference-{dist}-{sampler}"
-    if prefix.suffix in (".npz", ".png"):
+    if prefix.suffix in SAMPLE_SUFFIXES:
         prefix = prefix.with_suffix("")
     _writable_dir(prefix.parent, "--out")
-    steps = DEFAULT_STEPS[sampler] if steps is None else steps
+    steps = SAMPLERS[sampler].default_steps if steps is None else steps
     mixture = EXACT_MIXTURES[dist]()
-    sde = SDES[sde_name](N=steps) if sampler == "pc" else SDES[sde_name]()
+    sde_class = FORWARD_SDES[sde_name]
+    sde = sde_class(N=steps) if sampler == choices.PC_SAMPLER else sde_class()
     sample_rng, check_rng = np.random.default_rng(seed).spawn(2)
     options = {
         "predictor": predictor,
@@ -305,40 +303,38 @@ def sample(
         "ode_method": ode_method,
         "n_steps_each": n_steps_each,
     }
+    draw = Draw(mixture, sde, (n_samples, mixture.dim), sample_rng, steps, options)
     try:
-        x, nfe = _run_sampler(
-            sampler, mixture, sde, (n_samples, mixture.dim), sample_rng, steps, options
-        )
+        x, nfe = SAMPLERS[sampler].run(draw)
     except NotImplementedError as error:
         raise click.UsageError(
             f"{sampler} with --sde {sde_name} (predictor {predictor}) is not available: {error}"
         ) from error
     from cli.plotting import save_scatter  # matplotlib is slow to import: only when plotting
 
-    npz_path, png_path = Path(f"{prefix}.npz"), Path(f"{prefix}.png")
+    npz_path, png_path = (Path(f"{prefix}{suffix}") for suffix in SAMPLE_SUFFIXES)
     np.savez(npz_path, x=x)
     description = _describe(sampler, sde_name, steps, options)
-    title = f"{description}, NFE {nfe}"
-    save_scatter(png_path, x, title, log_prob=mixture.log_prob)
-    checks = _sample_checks(x, mixture, check_rng)
+    save_scatter(png_path, x, f"{description}, NFE {nfe}", log_prob=mixture.log_prob)
+    checks = sample_checks(x, mixture, check_rng)
+    record = {
+        "dist": dist,
+        "sampler": sampler,
+        "sde": sde_name,
+        "steps": steps,
+        "description": description,
+        "n": n_samples,
+        "seed": seed,
+        "nfe": nfe,
+        "checks": checks,
+        "npz": str(npz_path),
+        "png": str(png_path),
+    }
     if as_json:
-        record = {
-            "dist": dist,
-            "sampler": sampler,
-            "sde": sde_name,
-            "steps": steps,
-            "description": description,
-            "n": n_samples,
-            "seed": seed,
-            "nfe": nfe,
-            "checks": checks,
-            "npz": str(npz_path),
-            "png": str(png_path),
-        }
         click.echo(json.dumps(_jsonable(record)))
         return
     click.echo(f"{description} on {dist}: {n_samples} samples, NFE {nfe}")
-    for name, value in (checks or {}).items():
+    for name, value in checks.items():
         click.echo(f"  {name}: {_format_value(value)}")
     click.echo(f"wrote {npz_path}")
     click.echo(f"wrote {png_path}")
@@ -357,57 +353,43 @@ def _with_progress(
     return sample_batch
 
 
+def _train_lines(record: dict[str, Any], paths: dict[str, Path]) -> Iterator[str]:
+    """What `scoregen reference train` prints: the training, the score errors, the metrics."""
+    steps = record["steps_done"]
+    yield (
+        f"trained {steps} steps in {record['wall_time_s']:.1f} s; "
+        f"loss (mean of last {min(LOSS_WINDOW, steps)}) {record['final_loss']:.4g}"
+    )
+    for t, err in record["relative_score_error"].items():
+        yield f"  relative score error at t={float(t):g}: {err:.4g}"
+    yield f"PC sampling: {record['n_samples']} samples, NFE {record['sample_nfe']}"
+    for name, entry in record["metrics"].items():
+        yield (
+            f"  {name}: {entry['value']:.4g} (noise floor {entry['floor_mean']:.4g}"
+            f" ± {entry['floor_std']:.2g})"
+        )
+    for label, path in paths.items():
+        yield f"wrote {label}: {path}"
+
+
 @reference.command("train")
-@click.option(
+@registry_option(
     "--dataset",
-    type=click.Choice(list(TOY_SETS)),
-    default="mixture5",
-    show_default=True,
-    help="Toy 2-D set (mixtures have exact scores: relative score error is reported).",
+    TOY_SETS,
+    "mixture5",
+    "Toy 2-D set (mixtures have exact scores: relative score error is reported).",
 )
-@click.option(
-    "--steps",
-    type=int,
-    default=20000,
-    callback=_positive_int,
-    show_default=True,
-    help="Maximum Adam steps (the time budget usually stops training first).",
+@positive_option(
+    "--steps", 20000, "Maximum Adam steps (the time budget usually stops training first)."
 )
-@click.option("--batch-size", type=int, default=256, callback=_positive_int, show_default=True)
-@click.option(
-    "--lr", type=float, default=1e-3, callback=_positive_float, show_default=True, help="Adam lr."
-)
-@click.option("--seed", type=int, default=0, show_default=True, help="Random seed.")
-@click.option(
-    "--time-budget",
-    type=float,
-    default=60.0,
-    callback=_positive_float,
-    show_default=True,
-    help="Training wall-clock budget in seconds.",
-)
-@click.option(
-    "--sample-steps",
-    type=int,
-    default=500,
-    callback=_positive_int,
-    show_default=True,
-    help="PC sampler steps after training.",
-)
-@click.option(
-    "--n-samples",
-    type=int,
-    default=2000,
-    callback=_positive_int,
-    show_default=True,
-    help="Number of samples drawn after training.",
-)
-@click.option(
-    "--out",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    show_default="runs/reference-<dataset>",
-    help="Output directory.",
+@positive_option("--batch-size", 256, "Examples per Adam step.")
+@positive_option("--lr", 1e-3, "Adam lr.")
+@seed_option("Random seed.")
+@positive_option("--time-budget", 60.0, "Training wall-clock budget in seconds.")
+@positive_option("--sample-steps", 500, "PC sampler steps after training.")
+@positive_option("--n-samples", 2000, "Number of samples drawn after training.")
+@out_option(
+    "Output directory.", show_default="runs/reference-<dataset>", folder=True, path_type=Path
 )
 def train_cmd(
     dataset: str,
@@ -475,7 +457,6 @@ def train_cmd(
         log_prob=None if mixture is None else mixture.log_prob,
         reference=sample_data(eval_rng, n_samples),
     )
-    final_loss = float(np.mean(history.losses[-LOSS_WINDOW:]))
     record = {
         "dataset": dataset,
         "seed": seed,
@@ -484,7 +465,7 @@ def train_cmd(
         "batch_size": batch_size,
         "lr": lr,
         "loss": "continuous",
-        "final_loss": final_loss,
+        "final_loss": float(np.mean(history.losses[-LOSS_WINDOW:])),
         "sde": {"name": "ve", "sigma_min": sde.sigma_min, "sigma_max": sde.sigma_max, "N": sde.N},
         "model": {
             "name": "MLPScore",
@@ -499,18 +480,5 @@ def train_cmd(
         "metrics": metrics,
     }
     paths["config"].write_text(json.dumps(_jsonable(record), indent=2))
-
-    click.echo(
-        f"trained {history.steps} steps in {history.wall_time_s:.1f} s; "
-        f"loss (mean of last {min(LOSS_WINDOW, history.steps)}) {final_loss:.4g}"
-    )
-    for t, err in score_errors.items():
-        click.echo(f"  relative score error at t={t:g}: {err:.4g}")
-    click.echo(f"PC sampling: {n_samples} samples, NFE {nfe}")
-    for name, entry in metrics.items():
-        click.echo(
-            f"  {name}: {entry['value']:.4g} (noise floor {entry['floor_mean']:.4g}"
-            f" ± {entry['floor_std']:.2g})"
-        )
-    for label, path in paths.items():
-        click.echo(f"wrote {label}: {path}")
+    for line in _train_lines({**record, "n_samples": n_samples}, paths):
+        click.echo(line)

@@ -2,63 +2,53 @@
 
 from __future__ import annotations
 
-import importlib
-import json
+from collections.abc import Iterator
 from typing import Any
 
 import click
 
+from cli.environment import use_backend
 from cli.options import (
     DEFAULT_SNR,
-    backend_option,
-    json_option,
+    choice_option,
+    count_option,
     ode_solver_option,
-    progress_option,
+    out_option,
     require_positive,
-    run_summary,
+    run_dir_argument,
+    run_options,
     sample_batch_option,
     sampler_option,
+    sampler_steps_option,
+    seed_option,
     step_lr_option,
 )
-from cli.train_cmd import use_backend
+from cli.output import library_errors, report, run_summary
+from scoregen_keras import choices
 
-PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral")
-CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_N = 1_000
 DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscaled
 
 
 @click.command("sample")
-@click.argument("run_dir", type=click.Path())
+@run_dir_argument
 @sampler_option
-@click.option(
-    "--steps",
-    type=int,
-    default=None,
-    show_default="sampler default",
-    help="Sampler steps (ald: steps per noise level, else the run's ald_steps_each; ode: fixed "
-    "Heun steps, else --ode-solver).",
-)
+@sampler_steps_option(adaptive_ode="--ode-solver")
 @step_lr_option
 @ode_solver_option
 @click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="pc corrector.")
-@click.option(
+@choice_option(
     "--predictor",
-    type=click.Choice(PREDICTORS),
-    default="reverse_diffusion",
-    show_default=True,
-    help="pc predictor.",
+    names=choices.PREDICTORS,
+    default=choices.DEFAULT_PREDICTOR,
+    help="pc predictor (none: corrector steps only).",
 )
-@click.option(
-    "--corrector",
-    type=click.Choice(CORRECTORS),
-    default="langevin",
-    show_default=True,
-    help="pc corrector.",
+@choice_option(
+    "--corrector", names=choices.CORRECTORS, default=choices.DEFAULT_CORRECTOR, help="pc corrector."
 )
-@click.option("--n", type=int, default=DEFAULT_N, show_default=True, help="Number of samples.")
+@count_option("--n", DEFAULT_N, "Number of samples.")
 @sample_batch_option
-@click.option("--seed", type=int, default=0, show_default=True, help="Seed of the sampler.")
+@seed_option("Seed of the sampler.")
 @click.option(
     "--temperature",
     type=float,
@@ -66,12 +56,9 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     show_default=True,
     help="Scale of the prior noise (below 1: sharper, less diverse).",
 )
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False),
-    default=None,
+@out_option(
+    "Output path without suffix: writes PATH.npz (key x) and PATH.png.",
     show_default="RUN_DIR/samples/SAMPLER[-classC]-seedSEED",
-    help="Output path without suffix: writes PATH.npz (key x) and PATH.png.",
 )
 @click.option(
     "--class",
@@ -95,9 +82,7 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     help="Image runs: also write each sample as an 8-bit PNG in the folder PATH/ (for tools "
     "that read a folder of images); PATH/ must not exist yet.",
 )
-@backend_option
-@progress_option
-@json_option
+@run_options()
 def sample(
     run_dir: str,
     sampler: str | None,
@@ -138,19 +123,20 @@ def sample(
             f"must not be negative, got {guidance}.", param_hint="'--guidance'"
         )
     use_backend(backend)
-    runs = importlib.import_module("scoregen_keras.runs")
-    try:
+    from scoregen_keras import runs
+
+    with library_errors():
         run = runs.load_run(run_dir)
         sampler = sampler or runs.default_sampler(run.config)
         guide = None
         if class_choice is not None:
-            run_classifier = importlib.import_module("scoregen_keras.runs.classifier")
-            classifier = run_classifier.load_run_classifier(run)
-            guide = run_classifier.class_guide(classifier, class_choice, guidance)
+            classifier = runs.load_run_classifier(run)
+            guide = runs.class_guide(classifier, class_choice, guidance)
         stem = runs.output_stem(
             out if out else run.paths.samples / _default_name(sampler, seed, guide)
         )
         folder = runs.image_files_folder(stem, run.config) if image_files else None
+        pc = sampler == choices.PC_SAMPLER
         samples = runs.draw_samples(
             run.model,
             run.config,
@@ -159,9 +145,9 @@ def sample(
             seed=seed,
             steps=steps,
             ode_solver=ode_solver,
-            snr=snr if sampler == "pc" else None,
-            predictor=predictor if sampler == "pc" else None,
-            corrector=corrector if sampler == "pc" else None,
+            snr=snr if pc else None,
+            predictor=predictor if pc else None,
+            corrector=corrector if pc else None,
             temperature=temperature,
             progress=progress and not as_json,
             batch_size=batch_size,
@@ -171,8 +157,6 @@ def sample(
         npz, png = runs.save_samples(
             stem, samples, run.config, folder, progress=progress and not as_json
         )
-    except runs.RunError as error:
-        raise click.ClickException(str(error)) from error
     summary = {
         **run_summary(run, backend),
         "sampler": sampler,
@@ -185,18 +169,23 @@ def sample(
         "png": str(png),
         **({"image_files": str(folder)} if folder is not None else {}),
     }
-    if as_json:
-        click.echo(json.dumps(summary))
-        return
-    click.echo(f"{n} samples from {run.checkpoint} (step {run.step}, {sampler}, NFE {samples.nfe})")
+    report(summary, as_json, _lines(summary, run, guide))
+
+
+def _lines(summary: dict[str, Any], run: Any, guide: Any) -> Iterator[str]:
+    """What `scoregen sample` prints: the draw, its guidance, and where the files are."""
+    yield (
+        f"{summary['n']} samples from {run.checkpoint} (step {run.step}, {summary['sampler']}, "
+        f"NFE {summary['nfe']})"
+    )
     if guide is not None:
-        classes = "every class in turn" if len(guide.classes) > 1 else f"class {class_choice}"
-        click.echo(f"guided to {classes} by {run.paths.classifier} (scale {guidance:g})")
+        classes = "every class in turn" if len(guide.classes) > 1 else f"class {summary['class']}"
+        yield f"guided to {classes} by {run.paths.classifier} (scale {summary['guidance']:g})"
     keys = "key 'x'" if guide is None else "keys 'x' and the classes 'y'"
-    click.echo(f"samples: {npz}  ({keys}, original data scale)")
-    click.echo(f"plot:    {png}")
-    if folder is not None:
-        click.echo(f"images:  {folder}/  ({n} PNG files)")
+    yield f"samples: {summary['npz']}  ({keys}, original data scale)"
+    yield f"plot:    {summary['png']}"
+    if "image_files" in summary:
+        yield f"images:  {summary['image_files']}/  ({summary['n']} PNG files)"
 
 
 def _default_name(sampler: str, seed: int, guide: Any) -> str:

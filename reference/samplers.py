@@ -21,6 +21,10 @@ StepFn = Callable[..., tuple[np.ndarray, np.ndarray]]
 
 HEUN_WEIGHT = 0.5  # trapezoidal rule: the Heun step averages the two slopes equally
 SQRT2_MINUS_1 = np.sqrt(2.0) - 1.0  # EDM's cap on the churn factor gamma_i
+FIXED_STEP_ODE_METHODS = ("euler", "heun")
+ADAPTIVE_ODE_METHODS = ("RK45", "RK23", "DOP853")
+"""The explicit Runge-Kutta methods of solve_ivp (the implicit ones estimate a D x D Jacobian)."""
+ODE_METHODS = (*ADAPTIVE_ODE_METHODS, *FIXED_STEP_ODE_METHODS)
 
 
 class CountingScore:
@@ -274,7 +278,7 @@ def _integrate_ode(
 ) -> tuple[np.ndarray, int]:
     """Integrate dx/dt = drift(x, t) from t_start to t_end for the whole batch; return (x, nfe)."""
     shape, batch = x.shape, x.shape[0]
-    if method in ("euler", "heun"):
+    if method in FIXED_STEP_ODE_METHODS:
         times = np.linspace(t_start, t_end, n_steps + 1)
         nfe = 0
         for t_cur, t_next in itertools.pairwise(times):

@@ -365,6 +365,10 @@ class SubVPSDE(_LinearBetaSDE):
         )
 
 
+FORWARD_SDES: dict[str, type[SDE]] = {"ve": VESDE, "vp": VPSDE, "subvp": SubVPSDE}
+"""The forward SDEs by their short names (those of the score SDE paper's configs)."""
+
+
 # --- discrete NCSN noise levels and the NCSNv2 rules (Song & Ermon 2020) ---------------------
 
 

@@ -22,6 +22,9 @@ DPM_SCHEDULES = ("logsnr", "time", "karras")
 
 # likelihood
 DIVERGENCES = ("exact", "hutchinson")
+AUTO = "auto"
+RUN_DIVERGENCES = (AUTO, *DIVERGENCES)
+"""What a run's likelihood takes: auto (exact for data of few dimensions, else Hutchinson)."""
 PROBES = ("rademacher", "gaussian")
 
 # training

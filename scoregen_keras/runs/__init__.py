@@ -130,7 +130,6 @@ from scoregen_keras.runs.interpolate import (
     training_examples,
 )
 from scoregen_keras.runs.likelihood import (
-    AUTO,
     DEFAULT_LIKELIHOOD_BATCH,
     DEFAULT_TOLERANCE,
     EXACT_MAX_DIMS,
@@ -186,7 +185,6 @@ __all__ = [
     "ACCURACY_TIME_FRACTIONS",
     "ALL_CLASSES",
     "ARRAY_SUFFIX",
-    "AUTO",
     "CHECKPOINT_DIR",
     "CLASSIFIER_FILE",
     "CLASSIFIER_REPORT",

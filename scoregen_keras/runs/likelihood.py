@@ -17,6 +17,7 @@ from typing import Any, NamedTuple
 import keras
 import numpy as np
 
+from scoregen_keras.choices import AUTO
 from scoregen_keras.data import DataError, Scaler
 from scoregen_keras.likelihood import DIVERGENCES, PROBES, bits_per_dim, dequantize, ode_likelihood
 from scoregen_keras.likelihood import METHODS as LIKELIHOOD_METHODS
@@ -25,7 +26,6 @@ from scoregen_keras.runs.config import config_scaler, run_dataset
 from scoregen_keras.runs.folder import RunError, one_line, output_stem, save_npz_atomic
 from scoregen_keras.runs.load import Run, run_sde
 
-AUTO = "auto"
 EXACT_MAX_DIMS = 16
 """Largest data dimension D for the exact divergence (one forward-mode pass per dimension, so a
 batch costs D times a Hutchinson solve); `auto` picks Hutchinson above it."""

@@ -1,38 +1,16 @@
 """Training: ScoreModel, EMA, learning-rate schedules, callbacks, checkpoints, data-parallel and
 mixed-precision set-up, presets, and the noise-conditional classifier.
+
+`presets` and `distribution` are plain Python, imported here at once: `scoregen presets` and
+`scoregen train` read them before a backend is chosen. The other modules import keras, which
+must wait for KERAS_BACKEND, so their names are imported on first use (PEP 562 `__getattr__`).
 """
 
-from scoregen_keras.training.callbacks import (
-    METRICS_DIGITS,
-    GracefulInterrupt,
-    MetricsLogger,
-    PeriodicCheckpoint,
-    ProgressBar,
-    SamplePreview,
-    StepCallback,
-    current_learning_rate,
-    tensorboard_callback,
-)
-from scoregen_keras.training.checkpoint import (
-    KERAS_SUFFIX,
-    REQUIRED_MEMBERS,
-    CheckpointError,
-    check_checkpoint,
-    load_checkpoint,
-    save_checkpoint,
-)
-from scoregen_keras.training.classifier import (
-    CLASSIFIER_LEARNING_RATE,
-    DEFAULT_BATCH_SIZE,
-    DEFAULT_HIDDEN,
-    DEFAULT_N_FREQ,
-    DEFAULT_STEPS,
-    LogPosteriorGradFn,
-    NoiseConditionalClassifier,
-    NoisedDataClassifier,
-    log_posterior_grad_fn,
-    train_classifier,
-)
+from __future__ import annotations
+
+from types import ModuleType
+from typing import Any
+
 from scoregen_keras.training.distribution import (
     CPU_DEVICES_ENV,
     DATA_PARALLEL,
@@ -54,14 +32,6 @@ from scoregen_keras.training.distribution import (
     requested_cpu_devices,
     training_scope,
 )
-from scoregen_keras.training.ema import (
-    EMA_RATE_VE,
-    EMA_RATE_VP,
-    WARMUP_OFFSET_DENOMINATOR,
-    WARMUP_OFFSET_NUMERATOR,
-    ema_decay,
-    ema_update,
-)
 from scoregen_keras.training.presets import (
     BASE,
     DIGITS_STEPS,
@@ -78,31 +48,100 @@ from scoregen_keras.training.presets import (
     resolve_config,
     validate_config,
 )
-from scoregen_keras.training.schedules import (
-    DEFAULT_LEARNING_RATE,
-    DEFAULT_WARMUP_STEPS,
-    LinearWarmup,
-    WarmupCosineDecay,
-)
-from scoregen_keras.training.score_model import (
-    ADAM_BETA_1,
-    ADAM_BETA_2,
-    ADAM_EPSILON,
-    DEFAULT_EMA_RATES,
-    GLOBAL_CLIPNORM,
-    NCSN,
-    NCSN_LOSSES,
-    NCSN_NUM_SCALES,
-    NCSN_SIGMA_MAX,
-    NCSN_SIGMA_MIN,
-    SCORE_MATCHING_VARIANTS,
-    SDE_LOSSES,
-    SDE_NAMES,
-    SEED_STATE_KEY,
-    TRAIN_EPS,
-    ScoreModel,
-    resolve_sde,
-)
+
+KERAS_EXPORTS: dict[str, tuple[str, ...]] = {
+    "callbacks": (
+        "METRICS_DIGITS",
+        "GracefulInterrupt",
+        "MetricsLogger",
+        "PeriodicCheckpoint",
+        "ProgressBar",
+        "SamplePreview",
+        "StepCallback",
+        "current_learning_rate",
+        "tensorboard_callback",
+    ),
+    "checkpoint": (
+        "KERAS_SUFFIX",
+        "REQUIRED_MEMBERS",
+        "CheckpointError",
+        "check_checkpoint",
+        "load_checkpoint",
+        "save_checkpoint",
+    ),
+    "classifier": (
+        "CLASSIFIER_LEARNING_RATE",
+        "DEFAULT_BATCH_SIZE",
+        "DEFAULT_HIDDEN",
+        "DEFAULT_N_FREQ",
+        "DEFAULT_STEPS",
+        "LogPosteriorGradFn",
+        "NoiseConditionalClassifier",
+        "NoisedDataClassifier",
+        "log_posterior_grad_fn",
+        "train_classifier",
+    ),
+    "ema": (
+        "EMA_RATE_VE",
+        "EMA_RATE_VP",
+        "WARMUP_OFFSET_DENOMINATOR",
+        "WARMUP_OFFSET_NUMERATOR",
+        "ema_decay",
+        "ema_update",
+    ),
+    "schedules": (
+        "DEFAULT_LEARNING_RATE",
+        "DEFAULT_WARMUP_STEPS",
+        "LinearWarmup",
+        "WarmupCosineDecay",
+    ),
+    "score_model": (
+        "ADAM_BETA_1",
+        "ADAM_BETA_2",
+        "ADAM_EPSILON",
+        "DEFAULT_EMA_RATES",
+        "GLOBAL_CLIPNORM",
+        "NCSN",
+        "NCSN_LOSSES",
+        "NCSN_NUM_SCALES",
+        "NCSN_SIGMA_MAX",
+        "NCSN_SIGMA_MIN",
+        "SCORE_MATCHING_VARIANTS",
+        "SDE_LOSSES",
+        "SDE_NAMES",
+        "SEED_STATE_KEY",
+        "TRAIN_EPS",
+        "ScoreModel",
+        "resolve_sde",
+    ),
+}
+"""The names re-exported from the modules that import keras, by module."""
+
+
+def _keras_modules() -> dict[str, ModuleType]:
+    """The modules behind KERAS_EXPORTS by name, imported (with keras) on the first call."""
+    from scoregen_keras.training import (
+        callbacks,
+        checkpoint,
+        classifier,
+        ema,
+        schedules,
+        score_model,
+    )
+
+    modules = (callbacks, checkpoint, classifier, ema, schedules, score_model)
+    return {module.__name__.rpartition(".")[2]: module for module in modules}
+
+
+def __getattr__(name: str) -> Any:
+    """Import a name of KERAS_EXPORTS from its module on first use, then keep it here."""
+    for module, names in KERAS_EXPORTS.items():
+        if name in names:
+            value = getattr(_keras_modules()[module], name)
+            globals()[name] = value
+            return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "ADAM_BETA_1",

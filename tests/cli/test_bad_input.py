@@ -105,9 +105,9 @@ def test_pickled_data_is_refused(tmp_path: Path) -> None:
     ("option", "value", "fragment"),
     [
         ("--backend", "numpy", "backend"),
-        ("--preset", "cifar100", "unknown preset"),
+        ("--preset", "cifar100", "Invalid value for '--preset'"),
         ("--dataset", "imagenet", "unknown data set"),
-        ("--model", "resnet/huge", "unknown model"),
+        ("--model", "resnet/huge", "Invalid value for '--model'"),
         ("--sde", "cld", "--sde"),
     ],
 )
@@ -182,6 +182,20 @@ def test_invalid_config_file(tmp_path: Path) -> None:
     result = invoke("train", "--config", str(broken), "--out", str(tmp_path / "run"))
     assert_one_line_error(result, "not valid TOML")
     assert not (tmp_path / "run").exists()
+
+
+@pytest.mark.parametrize(
+    ("setting", "value", "fragment"),
+    [("preset", "cifar100", "unknown preset"), ("model", "resnet/huge", "unknown model")],
+)
+def test_unknown_names_in_a_config_file(
+    tmp_path: Path, setting: str, value: str, fragment: str
+) -> None:
+    """Names the options' choices refuse are refused by the library when a file gives them."""
+    config = tiny_config_file(tmp_path, **{setting: value})
+    result = invoke("train", "--config", str(config), "--out", str(tmp_path / "run"))
+    assert_one_line_error(result, fragment, value)
+    assert_not_complete(tmp_path / "run")
 
 
 def test_unknown_config_key(tmp_path: Path) -> None:

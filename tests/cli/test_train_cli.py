@@ -374,7 +374,7 @@ def test_the_jax_cache_is_on_by_default_and_bounded_where_jax_can_bound_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, has_filelock: bool
 ) -> None:
     """Under $XDG_CACHE_HOME/scoregen/jax; a size limit only with filelock (else JAX refuses it)."""
-    from cli import train_cmd
+    from cli import environment
 
     real_find_spec = importlib.util.find_spec
 
@@ -387,8 +387,8 @@ def test_the_jax_cache_is_on_by_default_and_bounded_where_jax_can_bound_it(
     home = tmp_path / "cache"
     monkeypatch.setattr(importlib.util, "find_spec", find_spec)
     monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(home)})
-    train_cmd._default_jax_compilation_cache()
-    assert os.environ[train_cmd.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
+    environment.default_jax_compilation_cache()
+    assert os.environ[environment.JAX_CACHE_DIR_ENV] == str(home / "scoregen" / "jax")
     assert (home / "scoregen" / "jax").is_dir()
     assert os.environ["JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS"] == "0"
     assert ("JAX_COMPILATION_CACHE_MAX_SIZE" in os.environ) == has_filelock
@@ -399,16 +399,16 @@ def test_the_jax_cache_default_yields_to_the_user_and_to_unusable_homes(
 ) -> None:
     """The user's JAX_COMPILATION_CACHE_DIR ("" = off) is kept; a cache home that cannot hold a
     folder leaves the cache off."""
-    from cli import train_cmd
+    from cli import environment
 
-    cache_off = {"XDG_CACHE_HOME": str(tmp_path / "cache"), train_cmd.JAX_CACHE_DIR_ENV: ""}
+    cache_off = {"XDG_CACHE_HOME": str(tmp_path / "cache"), environment.JAX_CACHE_DIR_ENV: ""}
     monkeypatch.setattr(os, "environ", dict(cache_off))
-    train_cmd._default_jax_compilation_cache()
+    environment.default_jax_compilation_cache()
     assert os.environ == cache_off
 
     (tmp_path / "a-file").write_text("not a folder")
     monkeypatch.setattr(os, "environ", {"XDG_CACHE_HOME": str(tmp_path / "a-file")})
-    train_cmd._default_jax_compilation_cache()
+    environment.default_jax_compilation_cache()
     assert os.environ == {"XDG_CACHE_HOME": str(tmp_path / "a-file")}
 
 
