@@ -42,7 +42,7 @@ def colorize(
     run_dir: str,
     image_path: str,
     steps: int | None,
-    snr: float,
+    snr: float | None,
     step_lr: float | None,
     n: int,
     seed: int,

@@ -47,7 +47,7 @@ def inpaint(
     image_path: str,
     mask_path: str,
     steps: int | None,
-    snr: float,
+    snr: float | None,
     step_lr: float | None,
     n: int,
     seed: int,

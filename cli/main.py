@@ -14,7 +14,8 @@ from cli.classifier_cmd import classifier
 from cli.colorize_cmd import colorize
 from cli.environment import DEBUG_ENV
 from cli.evaluate_cmd import evaluate
-from cli.info_cmd import datasets, presets
+from cli.import_cmd import import_group
+from cli.info_cmd import datasets, info, presets
 from cli.inpaint_cmd import inpaint
 from cli.interpolate_cmd import interpolate
 from cli.likelihood_cmd import likelihood
@@ -35,6 +36,8 @@ COMMANDS = (
     interpolate,
     evaluate,
     classifier,
+    import_group,
+    info,
 )
 """Every command of `scoregen`: a new one is its module, imported above, and its name here."""
 

@@ -26,6 +26,11 @@ DEFAULT_SAMPLE_BATCH = 1_000
 """As many as the default --n: a default run draws in one batch, as draw_samples does."""
 
 
+def run_setting(default: object) -> str:
+    """--help's default of a sampler setting a run may fix (an imported model: the original's)."""
+    return f"the run's, else {default}"
+
+
 def compose(*decorators: Decorator) -> Decorator:
     """One decorator applying `decorators` in the order written above a function."""
 
@@ -144,8 +149,8 @@ replacement_options = compose(
     click.option(
         "--snr",
         type=float,
-        default=DEFAULT_SNR,
-        show_default=True,
+        default=None,
+        show_default=run_setting(DEFAULT_SNR),
         help="PC corrector (not used by a run of NCSN noise levels).",
     ),
     step_lr_option,

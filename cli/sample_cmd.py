@@ -17,6 +17,7 @@ from cli.options import (
     require_positive,
     run_dir_argument,
     run_options,
+    run_setting,
     sample_batch_option,
     sampler_option,
     sampler_steps_option,
@@ -36,15 +37,26 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
 @sampler_steps_option(adaptive_ode="--ode-solver")
 @step_lr_option
 @ode_solver_option
-@click.option("--snr", type=float, default=DEFAULT_SNR, show_default=True, help="pc corrector.")
+@click.option(
+    "--snr",
+    type=float,
+    default=None,
+    show_default=run_setting(DEFAULT_SNR),
+    help="pc corrector's signal-to-noise ratio.",
+)
 @choice_option(
     "--predictor",
     names=choices.PREDICTORS,
-    default=choices.DEFAULT_PREDICTOR,
+    default=None,
+    show_default=run_setting(choices.DEFAULT_PREDICTOR),
     help="pc predictor (none: corrector steps only).",
 )
 @choice_option(
-    "--corrector", names=choices.CORRECTORS, default=choices.DEFAULT_CORRECTOR, help="pc corrector."
+    "--corrector",
+    names=choices.CORRECTORS,
+    default=None,
+    show_default=run_setting(choices.DEFAULT_CORRECTOR),
+    help="pc corrector.",
 )
 @count_option("--n", DEFAULT_N, "Number of samples.")
 @sample_batch_option
@@ -89,9 +101,9 @@ def sample(
     steps: int | None,
     step_lr: float | None,
     ode_solver: str,
-    snr: float,
-    predictor: str,
-    corrector: str,
+    snr: float | None,
+    predictor: str | None,
+    corrector: str | None,
     n: int,
     batch_size: int,
     seed: int,

@@ -50,7 +50,7 @@ def run_dataset(config: dict[str, Any], given: str | None, task: str) -> str:
     names none, as an imported model of a data set scoregen does not load)."""
     name = given or config.get("dataset")
     if not name:
-        raise RunError(f"this run names no data set scoregen loads; pass the data for {task}.")
+        raise RunError(f"this run names no data set scoregen loads; give {task} one with --data.")
     return str(name)
 
 

@@ -308,7 +308,7 @@ def evaluate_run(
     """
     config = run.config
     kind = config["data"]["kind"]
-    name = run_dataset(config, against, "evaluate (--against)")
+    name = run_dataset(config, against, "evaluate")
     dataset = load_run_data(name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET)
     drawn = draw_samples(
         run.model,

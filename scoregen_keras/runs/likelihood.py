@@ -112,7 +112,7 @@ def evaluation_data(config: dict[str, Any], spec: str | None, n: int, seed: int)
     run on digits' 0..16): their scaler maps white onto the white of the run's model space, as
     every image set shares one model pixel scale, so they are dequantised in their own levels.
     """
-    spec = run_dataset(config, spec, "the likelihood (--data)")
+    spec = run_dataset(config, spec, "the likelihood")
     try:
         dataset = load_run_data(spec, config, n, seed)
     except DataError as error:

@@ -11,18 +11,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
-import keras
 import numpy as np
 import pytest
 
-from scoregen_keras import losses
-from scoregen_keras import sde as sde_lib
 from scoregen_keras.networks.diffusers_ncsnpp import (
     diffusers_targets,
     load_diffusers_weights,
@@ -41,24 +37,12 @@ from scoregen_keras.networks.score_sde_weights import (
     score_sde_modules,
     score_sde_targets,
 )
-from scoregen_keras.samplers import pc_sample
 from scoregen_keras.training.score_model import ScoreModel
+from tests.keras import import_parity as parity
+from tests.keras.import_parity import PC_RTOL, RTOL, SCORE_SDE_NAMES
 from tests.keras.score_sde_shapes import original_state_dict_shapes
+from tests.shared_fixtures import shared_fixture
 
-# the outputs of the original code live beside the repository (../shared/fixtures), or where
-# SCOREGEN_FIXTURES says (a worktree elsewhere)
-FIXTURES = Path(
-    os.environ.get(
-        "SCOREGEN_FIXTURES", Path(__file__).resolve().parents[2].parent / "shared" / "fixtures"
-    )
-)
-SCORE_SDE = FIXTURES / "score_sde_pytorch"
-DIFFUSERS = FIXTURES / "diffusers"
-SCORE_SDE_NAMES = ("ncsnpp_ve_c3", "ddpmpp_vp_c3")
-FIXTURE_INPUTS = ("x", "t", "sigma", "time_cond", "y", "y_raw")
-# float32 port against float32 torch (the fixtures' README: torch's own f32 vs f64 is <= 6.1e-6)
-RTOL = 1e-5
-PC_RTOL = 1e-4  # the diffusers README: a float32 port meets 1e-4 on final_mean
 # published parameter counts (3-4 significant digits: Song et al. 2021, and issue 24's 65.6 M)
 PUBLISHED_PARAMETERS = {
     "ve/cifar10_ncsnpp_continuous": 62.7e6,
@@ -68,53 +52,46 @@ PUBLISHED_PARAMETERS = {
     "ve/celebahq_256_ncsnpp_continuous": 65.6e6,
 }
 PUBLISHED_RTOL = 1e-3
+EDM_DEPARTURE = 100  # the EDM map of the same weights departs by far more than RTOL
+GROUP_COUNT_DEPARTURE = 1e-2  # score_sde's group counts on diffusers' weights: another function
 
-pytestmark = pytest.mark.skipif(not FIXTURES.exists(), reason="../shared/fixtures is absent")
+
+def score_sde_folder() -> Path:
+    """shared/fixtures/score_sde_pytorch (skipped, or failed under CI, when absent)."""
+    return shared_fixture("score_sde_pytorch")
+
+
+def diffusers_folder() -> Path:
+    """shared/fixtures/diffusers (skipped, or failed under CI, when absent)."""
+    return shared_fixture("diffusers")
 
 
 def _np(x) -> np.ndarray:
     """Backend tensor -> NumPy float64."""
-    return np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float64)
-
-
-def _relative_l2(actual, expected) -> float:
-    """Largest per-example ||actual - expected|| / ||expected||."""
-    a, e = _np(actual), np.asarray(expected, dtype=np.float64)
-    assert a.shape == e.shape, (a.shape, e.shape)
-    a, e = a.reshape(len(a), -1), e.reshape(len(e), -1)
-    return float(np.max(np.linalg.norm(a - e, axis=1) / np.linalg.norm(e, axis=1)))
+    return parity.to_numpy(x)
 
 
 def _fixture(name: str) -> tuple[dict, dict, dict]:
     """(config JSON, state_dict, inputs/outputs) of a score_sde_pytorch fixture."""
-    info = json.loads((SCORE_SDE / f"{name}.json").read_text())
-    arrays = dict(np.load(SCORE_SDE / f"{name}.npz"))
-    state_dict = {k: v for k, v in arrays.items() if k not in FIXTURE_INPUTS}
-    return info, state_dict, {k: arrays[k] for k in FIXTURE_INPUTS}
+    return parity.score_sde_fixture(score_sde_folder(), name)
 
 
 @pytest.fixture(scope="module", params=SCORE_SDE_NAMES)
 def score_sde_case(request) -> tuple:
     """(name, spec, network with the fixture's weights, config JSON, state_dict, io)."""
-    info, state_dict, io = _fixture(request.param)
-    spec = translate_score_sde_config(info["config"])
-    net = spec.build_network()
-    load_score_sde_weights(net, state_dict, info["config"])
+    spec, net, info, state_dict, io = parity.score_sde_network(score_sde_folder(), request.param)
     return request.param, spec, net, info, state_dict, io
 
 
 @pytest.fixture(scope="module")
 def diffusers_case() -> tuple:
     """(spec, network with the fixture's weights, state_dict)."""
-    spec, state_dict = read_diffusers_folder(DIFFUSERS / "ncsnpp_small")
-    net = spec.build_network()
-    load_diffusers_weights(net, state_dict)
-    return spec, net, state_dict
+    return parity.diffusers_network(diffusers_folder())
 
 
 def _cond(spec, io: dict) -> np.ndarray:
     """The network's own conditioning: sigma (NCSNpp) or t (DDPMpp, which embeds 999 t)."""
-    return io["sigma"] if spec.network == "ncsnpp" else io["t"]
+    return parity.network_condition(spec, io)
 
 
 # ----------------------------------------------------------------------------- (a) outputs
@@ -122,7 +99,7 @@ def _cond(spec, io: dict) -> np.ndarray:
 
 def test_score_sde_network_output_matches_the_original(score_sde_case) -> None:
     _, spec, net, _, _, io = score_sde_case
-    assert _relative_l2(net(io["x"], _cond(spec, io)), io["y_raw"]) <= RTOL
+    assert parity.network_output_error(spec, net, io) <= RTOL
 
 
 def test_score_sde_score_matches_the_original(score_sde_case) -> None:
@@ -130,13 +107,9 @@ def test_score_sde_score_matches_the_original(score_sde_case) -> None:
     or -y / std(t) (VP); the fixture's sigma is std(t)."""
     _, spec, net, _, _, io = score_sde_case
     model = ScoreModel(net, sde=spec.sde, preconditioning="score_sde")
-    expected = (
-        io["y"] if spec.sde["type"] == "VESDE" else -io["y"] / io["sigma"][:, None, None, None]
-    )
-    assert _relative_l2(model.score(io["x"], io["t"]), expected) <= RTOL
+    assert parity.score_error(model.score, spec, io) <= RTOL
     # today's EDM map is another function of the same weights
-    edm = losses.precondition(net, sde_lib.sde_from_config(spec.sde))
-    assert _relative_l2(edm(io["x"], io["t"]), expected) > 100 * RTOL
+    assert parity.edm_score_error(spec, net, io) > EDM_DEPARTURE * RTOL
 
 
 @contextlib.contextmanager
@@ -164,7 +137,7 @@ def _recording(layers: list) -> Iterator[dict[int, np.ndarray]]:
 def test_every_layer_matches_the_originals_activation(score_sde_case) -> None:
     """all_modules[i]'s output, i in order: names the first layer that departs."""
     name, spec, net, info, _, io = score_sde_case
-    acts = np.load(SCORE_SDE / f"{name}.acts.npz")
+    acts = np.load(score_sde_folder() / f"{name}.acts.npz")
     modules = score_sde_modules(net)
     assert len(modules) == len(info["modules"])
     with _recording(modules) as outputs:
@@ -179,10 +152,9 @@ def test_every_layer_matches_the_originals_activation(score_sde_case) -> None:
 def test_diffusers_network_output_matches_diffusers(diffusers_case) -> None:
     """unet(x, sigma).sample = net(x, sigma) / sigma, to float32 against float64 torch too."""
     _, net, _ = diffusers_case
-    io = np.load(DIFFUSERS / "ncsnpp_small_io.npz")
-    score = _np(net(io["x"], io["sigma"])) / io["sigma"][:, None, None, None]
-    assert _relative_l2(score, io["y"]) <= RTOL
-    assert _relative_l2(score, io["y_f64"]) <= RTOL
+    score = parity.diffusers_unet_score(net)
+    assert parity.diffusers_output_error(score, diffusers_folder()) <= RTOL
+    assert parity.diffusers_output_error(score, diffusers_folder(), "y_f64") <= RTOL
 
 
 @pytest.mark.slow
@@ -193,9 +165,8 @@ def test_diffusers_group_counts_matter(diffusers_case) -> None:
     config = {**spec.network_config, "groupnorm_rule": "score_sde"}
     plain = type(spec)(**{**spec.to_dict(), "network_config": config}).build_network()
     load_diffusers_weights(plain, state_dict)
-    io = np.load(DIFFUSERS / "ncsnpp_small_io.npz")
-    score = _np(plain(io["x"], io["sigma"])) / io["sigma"][:, None, None, None]
-    assert _relative_l2(score, io["y"]) > 1e-2
+    score = parity.diffusers_unet_score(plain)
+    assert parity.diffusers_output_error(score, diffusers_folder()) > GROUP_COUNT_DEPARTURE
 
 
 # ----------------------------------------------------------------------------- (d) PC sampler
@@ -205,25 +176,7 @@ def test_pc_sampler_reproduces_the_diffusers_pipeline(diffusers_case) -> None:
     """pc_sample on the pipeline's recorded draws (init, then per step corrector, predictor)
     follows ScoreSdeVePipeline: VE SDE of N = num_inference_steps levels, t = linspace(1, eps)."""
     spec, net, _ = diffusers_case
-    run = np.load(DIFFUSERS / "ncsnpp_small_pc.npz")
-    assert list(run["draw_kind"][:3]) == ["init", "corrector", "predictor"]
-    sde = sde_lib.sde_from_config({**spec.sde, "N": int(run["num_inference_steps"])})
-    score_fn = losses.precondition(net, sde, spec.preconditioning)
-    sampler = spec.sampler
-    x, nfe = pc_sample(
-        score_fn,
-        sde,
-        run["draws"].shape[1:],
-        seed=None,
-        predictor=sampler["predictor"],
-        corrector=sampler["corrector"],
-        snr=sampler["snr"],
-        n_corrector_steps=sampler["n_corrector_steps"],
-        denoise=sampler["denoise"],
-        noise=iter(run["draws"]),
-    )
-    assert nfe == 2 * int(run["num_inference_steps"])
-    assert _relative_l2(x, run["final_mean"]) <= PC_RTOL
+    assert parity.pc_pipeline_error(spec, net, diffusers_folder()) <= PC_RTOL
 
 
 # ----------------------------------------------------------------------------- (b) refusals
@@ -287,7 +240,7 @@ def test_diffusers_weights_of_another_size_are_refused(diffusers_case) -> None:
 
 def _fixture_config(name: str) -> dict:
     """The config.to_dict() of a score_sde fixture."""
-    return json.loads((SCORE_SDE / f"{name}.json").read_text())["config"]
+    return json.loads((score_sde_folder() / f"{name}.json").read_text())["config"]
 
 
 @pytest.mark.parametrize(
@@ -320,7 +273,7 @@ def test_missing_config_field_and_unknown_name_are_refused() -> None:
 
 
 def _unet_config() -> dict:
-    return json.loads((DIFFUSERS / "ncsnpp_small" / "unet" / "config.json").read_text())
+    return json.loads((diffusers_folder() / "ncsnpp_small" / "unet" / "config.json").read_text())
 
 
 @pytest.mark.parametrize(
@@ -342,7 +295,7 @@ def test_diffusers_configs_scoregen_cannot_express_are_refused(key, value, messa
 
 def _copy_pipeline(tmp_path: Path) -> Path:
     folder = tmp_path / "pipeline"
-    shutil.copytree(DIFFUSERS / "ncsnpp_small", folder)
+    shutil.copytree(diffusers_folder() / "ncsnpp_small", folder)
     return folder
 
 
@@ -368,7 +321,7 @@ def test_unet_folder_without_weights_is_refused(tmp_path) -> None:
 
 def test_unet_folder_alone_gives_the_network_without_an_sde(diffusers_case) -> None:
     _, net, state_dict = diffusers_case
-    spec, alone = read_diffusers_folder(DIFFUSERS / "ncsnpp_small" / "unet")
+    spec, alone = read_diffusers_folder(diffusers_folder() / "ncsnpp_small" / "unet")
     assert spec.sde == {} and spec.sampler == {}
     assert sorted(alone) == sorted(state_dict) == sorted(diffusers_targets(net))
 
@@ -428,28 +381,30 @@ def _tiny(**model) -> dict:
     }
 
 
-TINY_VARIANTS = {  # every progressive / progressive_input / resblock / FIR / combine value
-    "output_skip+input_skip": _tiny(progressive="output_skip", progressive_input="input_skip"),
-    "residual+none": _tiny(progressive="residual", progressive_input="none"),
-    "ddpm+fir": _tiny(resblock_type="ddpm", progressive="residual"),
-    "ddpm-no-fir-no-conv+cat": _tiny(
-        resblock_type="ddpm",
-        fir=False,
-        resamp_with_conv=False,
-        conditional=False,
-        progressive_input="input_skip",
-        progressive_combine="cat",
-    ),
+TINY_VARIANTS = {  # every progressive / progressive_input / resblock / FIR / combine value:
+    # the model fields _tiny overrides (the fixture is read when a test runs)
+    "output_skip+input_skip": {"progressive": "output_skip", "progressive_input": "input_skip"},
+    "residual+none": {"progressive": "residual", "progressive_input": "none"},
+    "ddpm+fir": {"resblock_type": "ddpm", "progressive": "residual"},
+    "ddpm-no-fir-no-conv+cat": {
+        "resblock_type": "ddpm",
+        "fir": False,
+        "resamp_with_conv": False,
+        "conditional": False,
+        "progressive_input": "input_skip",
+        "progressive_combine": "cat",
+    },
 }
 
 
 @pytest.mark.parametrize("name", sorted(TINY_VARIANTS))
 def test_mapping_of_every_architecture_variant(name: str) -> None:
     """scoregen's network names every torch key of the original, with its shape, exactly once."""
-    spec = translate_score_sde_config(TINY_VARIANTS[name])
+    config = _tiny(**TINY_VARIANTS[name])
+    spec = translate_score_sde_config(config)
     net = spec.build_network()
     targets = score_sde_targets(net)
-    expected = original_state_dict_shapes(TINY_VARIANTS[name])
+    expected = original_state_dict_shapes(config)
     assert {k: t.source_shape for k, t in targets.items()} == expected
     assert net.count_params() == sum(math.prod(s) for s in expected.values())
 
