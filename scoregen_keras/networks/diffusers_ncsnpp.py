@@ -13,13 +13,17 @@ as written): scoregen's ``NCSNpp(groupnorm_rule="diffusers")`` reproduces them.
 
 `translate_unet_config` refuses, in one sentence naming the field, what scoregen's NCSNpp cannot
 express (another block type, multi-head attention, other activation, GroupNorm eps, ...);
-`read_diffusers_folder` refuses a folder that holds no score model (e.g. a DDPM pipeline).
+`read_diffusers_folder` refuses a folder that holds no score model (e.g. a DDPM pipeline). It
+reads the components where diffusers does (unet/ and scheduler/, else the folder itself: the hub's
+google/ncsnpp-* keep both at the top) and renames the deprecated attention weights of 2022
+checkpoints (query, key, value, proj_attn) as diffusers does on load.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import re
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -49,7 +53,14 @@ UNET_CLASS = "UNet2DModel"
 SCHEDULER_CLASS = "ScoreSdeVeScheduler"
 MODEL_INDEX = "model_index.json"
 UNET_CONFIG = "config.json"
-SCHEDULER_CONFIG = Path("scheduler") / "scheduler_config.json"
+SCHEDULER_CONFIG = "scheduler_config.json"
+UNET, SCHEDULER = "unet", "scheduler"  # a pipeline's components: each in its folder, or at the top
+# diffusers' deprecated AttentionBlock names (2022 checkpoints such as google/ncsnpp-*), renamed
+# on load as diffusers' ModelMixin._convert_deprecated_attention_blocks does
+DEPRECATED_ATTENTION = {"query": "to_q", "key": "to_k", "value": "to_v", "proj_attn": "to_out.0"}
+DEPRECATED_ATTENTION_KEY = re.compile(
+    r"^(?P<path>.*\.attentions\.\d+)\.(?P<name>query|key|value|proj_attn)\.(?P<kind>weight|bias)$"
+)
 WEIGHT_FILES = ("diffusion_pytorch_model.safetensors", "diffusion_pytorch_model.bin")
 DOWN_BLOCKS = {"SkipDownBlock2D": False, "AttnSkipDownBlock2D": True}  # type -> has attention
 UP_BLOCKS = {"SkipUpBlock2D": False, "AttnSkipUpBlock2D": True}
@@ -299,8 +310,26 @@ def unet_weights_file(unet_dir: Path) -> Path:
     raise ImportRefusedError(f"{unet_dir} holds no {' or '.join(WEIGHT_FILES)}.")
 
 
+def current_attention_names(state_dict: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """The state_dict with deprecated attention names (query, key, value, proj_attn) renamed to
+    today's (to_q, to_k, to_v, to_out.0); other keys as they are."""
+    renamed = {}
+    for key, value in state_dict.items():
+        match = DEPRECATED_ATTENTION_KEY.match(key)
+        if match:
+            key = f"{match['path']}.{DEPRECATED_ATTENTION[match['name']]}.{match['kind']}"
+        renamed[key] = value
+    return renamed
+
+
 def read_unet_weights(unet_dir: Path) -> dict[str, np.ndarray]:
-    """The UNet's state_dict from diffusion_pytorch_model.safetensors (or .bin, through torch)."""
+    """The UNet's state_dict from diffusion_pytorch_model.safetensors (or .bin, through torch),
+    with today's attention names."""
+    return current_attention_names(_read_weight_file(unet_dir))
+
+
+def _read_weight_file(unet_dir: Path) -> dict[str, np.ndarray]:
+    """The UNet's weight file as it is stored."""
     safetensors_file, bin_file = (unet_dir / name for name in WEIGHT_FILES)
     if unet_weights_file(unet_dir) == safetensors_file:
         from safetensors import SafetensorError
@@ -322,8 +351,16 @@ def read_unet_weights(unet_dir: Path) -> dict[str, np.ndarray]:
         raise ImportRefusedError(f"{bin_file} is not a plain state_dict: {error}.") from None
 
 
+def component_folder(pipeline: Path, name: str) -> Path:
+    """Where a pipeline keeps a component: its own folder, else the pipeline's (diffusers' rule;
+    the hub's google/ncsnpp-* keep the UNet and the scheduler at the top)."""
+    folder = pipeline / name
+    return folder if folder.is_dir() else pipeline
+
+
 def read_diffusers_folder(path: str | Path) -> tuple[ImportSpec, dict[str, np.ndarray]]:
-    """(ImportSpec, UNet state_dict) of a ScoreSdeVePipeline folder or of its unet/ folder alone.
+    """(ImportSpec, UNet state_dict) of a ScoreSdeVePipeline folder (components in unet/ and
+    scheduler/, or all at the top as on the hub) or of its unet/ folder alone.
 
     Without a scheduler (a unet/ folder alone) the spec's ``sde`` and ``sampler`` are empty; its
     ``source`` is the weight file read.
@@ -339,8 +376,9 @@ def read_diffusers_folder(path: str | Path) -> tuple[ImportSpec, dict[str, np.nd
             f"{index_file} names {index.get('_class_name')!r}, not {PIPELINE_CLASS}: the folder "
             "holds no score model.",
         )
-        sde, sampler = translate_scheduler_config(_read_json(path / SCHEDULER_CONFIG))
-        unet_dir = path / "unet"
+        scheduler_file = component_folder(path, SCHEDULER) / SCHEDULER_CONFIG
+        sde, sampler = translate_scheduler_config(_read_json(scheduler_file))
+        unet_dir = component_folder(path, UNET)
     else:
         unet_dir = path
     network_config = translate_unet_config(_read_json(unet_dir / UNET_CONFIG))
@@ -362,6 +400,8 @@ def load_diffusers_weights(net: NCSNpp, state_dict: Mapping[str, Any], what: str
 
 
 __all__ = [
+    "component_folder",
+    "current_attention_names",
     "diffusers_leaves",
     "diffusers_targets",
     "load_diffusers_weights",

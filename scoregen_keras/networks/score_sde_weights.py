@@ -45,6 +45,11 @@ class Layout:
             array = array.reshape(array.shape[: array.ndim - self.squeeze])
         return np.transpose(array, self.axes)
 
+    def to_source(self, array: np.ndarray) -> np.ndarray:
+        """A Keras variable's array in the torch layout (the inverse of `to_keras`)."""
+        array = np.transpose(array, np.argsort(self.axes))
+        return array.reshape(*array.shape, *(1,) * self.squeeze)
+
     def source_shape(self, keras_shape: tuple[int, ...]) -> tuple[int, ...]:
         """The torch shape that becomes a variable of `keras_shape`."""
         shape = [0] * len(self.axes)
@@ -269,7 +274,8 @@ def assign_state_dict(
     check_state_dict(targets, state_dict, what)
     for key, target in targets.items():
         value = target.layout.to_keras(np.asarray(state_dict[key]))
-        target.variable.assign(value.astype(keras.backend.standardize_dtype(target.variable.dtype)))
+        dtype = keras.backend.standardize_dtype(target.variable.dtype)
+        target.variable.assign(value.astype(dtype, copy=False))  # one copy: the variable's
 
 
 __all__ = [

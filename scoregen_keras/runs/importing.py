@@ -80,7 +80,11 @@ HASH_CHUNK_BYTES = 1 << 20
 IMPORT_SEED = 0  # the run's seed: what `evaluate` draws its data with; no training happens
 SHORT_SDE_NAMES = {name: short for short, name in SDE_NAMES.items()}  # "VESDE" -> "ve"
 SCORE_SDE_DATASETS = {"CIFAR10": "cifar10"}  # the original's data.dataset -> a scoregen data set
-HUB_MODEL_FILES = ("model_index.json", "unet/*", "scheduler/*")
+HUB_MODEL_FILES = (
+    "*.json",
+    "*.safetensors",
+    "*.bin",
+)  # configs and weights, at the top or in unet/
 DIFFUSERS_WEIGHTS = "unet"  # a diffusers folder publishes one set of weights
 
 
@@ -222,8 +226,10 @@ def import_score_sde(
     mapping = original if isinstance(original, Mapping) else BUILTIN_CONFIGS[original]
     read = read_score_sde_checkpoint(checkpoint)
     what = f"checkpoint of configuration {config_name}"
-    model = _imported_model(spec, _score_sde_loader(read, mapping, weights, what), read.ema_updates)
-    del read  # its memory-mapped tensors: only the network's copy stays
+    net = _imported_network(spec, _score_sde_loader(read, mapping, weights, what))
+    ema_updates = read.ema_updates
+    del read  # its memory-mapped tensors leave memory before the EMA copy is made
+    model = _score_model(spec, net, ema_updates)
     source = {
         "format": SCORE_SDE_FORMAT,
         "file": str(Path(checkpoint).resolve()),
@@ -293,8 +299,9 @@ def import_diffusers(source: str | os.PathLike[str], out: str | os.PathLike[str]
         sde, sampler = translate_scheduler_config({"_class_name": SCHEDULER_CLASS})
         spec = dataclasses.replace(spec, sde=sde, sampler=sampler)
         notes = (f"no scheduler: the SDE and sampler are {SCHEDULER_CLASS}'s defaults",)
-    model = _imported_model(spec, _diffusers_loader(state_dict, f"UNet of {folder}"), 0)
-    del state_dict  # only the network's copy stays
+    net = _imported_network(spec, _diffusers_loader(state_dict, f"UNet of {folder}"))
+    del state_dict  # leaves memory before the EMA copy is made
+    model = _score_model(spec, net, ema_updates=0)
     weights_file = Path(spec.source)
     source_info = {
         "format": DIFFUSERS_FORMAT,
@@ -312,16 +319,19 @@ def import_diffusers(source: str | os.PathLike[str], out: str | os.PathLike[str]
 # ----------------------------------------------------------------------------- the run folder
 
 
-def _imported_model(
-    spec: ImportSpec, assign: Callable[[NCSNpp], None], ema_updates: int
-) -> ScoreModel:
-    """The spec's ScoreModel: the network gets its weights from ``assign``, and the EMA (made
-    from the network's weights as the model is built) holds the same ones."""
+def _imported_network(spec: ImportSpec, assign: Callable[[NCSNpp], None]) -> NCSNpp:
+    """The spec's network, given its weights by ``assign`` (refusals as RunError)."""
     net = spec.build_network()
     try:
         assign(net)
     except ImportRefusedError as error:
         raise RunError(str(error)) from None
+    return net
+
+
+def _score_model(spec: ImportSpec, net: NCSNpp, ema_updates: int) -> ScoreModel:
+    """The spec's ScoreModel of an imported network: its EMA, made from the network's weights as
+    the model is built, holds the same ones; ``ema_updates`` the original's EMA count."""
     model = ScoreModel(
         net,
         sde=spec.sde,

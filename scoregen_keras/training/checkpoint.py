@@ -13,6 +13,7 @@ import keras
 KERAS_SUFFIX = ".keras"
 # Members every `.keras` archive written by `model.save` holds.
 REQUIRED_MEMBERS = ("metadata.json", "config.json", "model.weights.h5")
+UNZIPPED = "unzipped"  # save_checkpoint's folder of the archive's files
 
 
 class CheckpointError(ValueError):
@@ -22,22 +23,25 @@ class CheckpointError(ValueError):
 def save_checkpoint(model: keras.Model, path: str | os.PathLike[str]) -> Path:
     """Save `model` (weights, EMA, optimizer and seed state) to `path` atomically; return the path.
 
-    The archive is written to a temporary file in the same folder and moved over `path` with
-    `os.replace`, so a crash mid-save never leaves a half-written checkpoint under `path`.
+    Keras writes the model unzipped into a temporary folder beside `path`, its weights straight
+    to disk, and the folder's files become the `.keras` archive (the layout Keras' own zipped save
+    writes, uncompressed as it does); that archive is moved over `path` with `os.replace`, so a
+    crash mid-save never leaves a half-written checkpoint under `path`. Keras' zipped save would
+    hold the weights file in memory twice over whenever it fits in half the free memory.
     """
     path = Path(path)
     if path.suffix != KERAS_SUFFIX:
         raise ValueError(f"checkpoint path must end in {KERAS_SUFFIX!r}, got {str(path)!r}.")
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=KERAS_SUFFIX, dir=path.parent)
-    os.close(fd)
-    tmp = Path(tmp_name)
-    try:
-        model.save(tmp, overwrite=True)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    with tempfile.TemporaryDirectory(prefix=f".{path.stem}.", dir=path.parent) as folder:
+        unzipped = Path(folder) / UNZIPPED
+        model.save(unzipped, zipped=False)
+        archive = Path(folder) / path.name
+        with zipfile.ZipFile(archive, "w") as zipped:
+            for member in sorted(unzipped.rglob("*")):
+                if member.is_file():
+                    zipped.write(member, member.relative_to(unzipped).as_posix())
+        os.replace(archive, path)
     return path
 
 

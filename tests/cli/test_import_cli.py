@@ -177,6 +177,26 @@ def test_info_says_where_an_import_came_from(published, ve_run) -> None:
     assert source["sha256"] in text and str(checkpoint.resolve()) in text
 
 
+def test_a_checkpoint_in_torchs_legacy_format_reads_the_same(published, tmp_path) -> None:
+    """torch.save's pre-1.6 format cannot be memory-mapped: it is read whole, to the same arrays
+    (module. stripped, the EMA as the fixture's weights, the step)."""
+    import torch
+
+    fixture = published["ncsnpp_ve_c3"]
+    legacy = tmp_path / "legacy.pth"
+    loaded = torch.load(fixture.checkpoint, weights_only=True)
+    torch.save(loaded, legacy, _use_new_zipfile_serialization=False)
+    for path in (fixture.checkpoint, legacy):
+        read = runs.read_score_sde_checkpoint(path)
+        assert read.step == read.ema_updates == STEP
+        assert list(read.model_state) == list(fixture.raw)
+        for key, value in fixture.raw.items():
+            np.testing.assert_array_equal(read.model_state[key], value)
+        trainable = [k for k in fixture.raw if k not in fixture.fixed and k != "sigmas"]
+        for shadow, key in zip(read.shadow_params, trainable, strict=True):
+            np.testing.assert_array_equal(shadow, fixture.state_dict[key])
+
+
 def test_the_run_states_the_originals_conventions(ve_run) -> None:
     """VE: data in [0, 1] (0..255 pixels), the network centres its input, score = output / sigma."""
     config = json.loads((ve_run / "config.json").read_text())

@@ -112,6 +112,15 @@ def test_score_sde_score_matches_the_original(score_sde_case) -> None:
     assert parity.edm_score_error(spec, net, io) > EDM_DEPARTURE * RTOL
 
 
+def test_weights_in_the_torch_layout_give_back_the_state_dict(score_sde_case) -> None:
+    """Layout.to_source inverts to_keras: every variable of the loaded network, in the torch
+    layout, is the fixture's array (what the benchmark writes its checkpoint with)."""
+    _, _, net, _, state_dict, _ = score_sde_case
+    for key, target in score_sde_targets(net).items():
+        source = target.layout.to_source(_np(target.variable.value))
+        np.testing.assert_array_equal(source, state_dict[key])
+
+
 @contextlib.contextmanager
 def _recording(layers: list) -> Iterator[dict[int, np.ndarray]]:
     """Record each layer's output (by position in `layers`) while the context is open."""
@@ -324,6 +333,32 @@ def test_unet_folder_alone_gives_the_network_without_an_sde(diffusers_case) -> N
     spec, alone = read_diffusers_folder(diffusers_folder() / "ncsnpp_small" / "unet")
     assert spec.sde == {} and spec.sampler == {}
     assert sorted(alone) == sorted(state_dict) == sorted(diffusers_targets(net))
+
+
+def test_the_hubs_flat_layout_and_deprecated_attention_names(tmp_path, diffusers_case) -> None:
+    """google/ncsnpp-* keep config.json, the weights and scheduler_config.json at the top, and
+    name the attention weights query / key / value / proj_attn: the same weights come back."""
+    from safetensors.numpy import save_file
+
+    _, _, state_dict = diffusers_case
+    folder = _copy_pipeline(tmp_path)
+    for component in ("unet", "scheduler"):
+        for item in (folder / component).iterdir():
+            item.rename(folder / item.name)
+        (folder / component).rmdir()
+    old_names = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
+    deprecated = {}
+    for key, value in state_dict.items():
+        for new, old in old_names.items():
+            if ".attentions." in key and f".{new}." in key:
+                key = key.replace(f".{new}.", f".{old}.")
+        deprecated[key] = value
+    assert sorted(deprecated) != sorted(state_dict)
+    save_file(deprecated, str(folder / "diffusion_pytorch_model.safetensors"))
+    spec, loaded = read_diffusers_folder(folder)
+    assert spec.sde["sigma_max"] == 348.0  # the scheduler config at the top was read
+    assert sorted(loaded) == sorted(state_dict)
+    assert all(np.array_equal(loaded[k], v) for k, v in state_dict.items())
 
 
 def test_bin_weights_read_through_torch(tmp_path, diffusers_case) -> None:
