@@ -351,6 +351,15 @@ def _read_weight_file(unet_dir: Path) -> dict[str, np.ndarray]:
         raise ImportRefusedError(f"{bin_file} is not a plain state_dict: {error}.") from None
 
 
+def component_name(index: Mapping[str, Any], class_name: str, default: str) -> str:
+    """The name model_index.json gives the component of this class (the hub's google/ncsnpp-*
+    call their UNet "model"), else the default."""
+    for name, value in index.items():
+        if isinstance(value, list) and len(value) == 2 and value[1] == class_name:
+            return name
+    return default
+
+
 def component_folder(pipeline: Path, name: str) -> Path:
     """Where a pipeline keeps a component: its own folder, else the pipeline's (diffusers' rule;
     the hub's google/ncsnpp-* keep the UNet and the scheduler at the top)."""
@@ -376,9 +385,9 @@ def read_diffusers_folder(path: str | Path) -> tuple[ImportSpec, dict[str, np.nd
             f"{index_file} names {index.get('_class_name')!r}, not {PIPELINE_CLASS}: the folder "
             "holds no score model.",
         )
-        scheduler_file = component_folder(path, SCHEDULER) / SCHEDULER_CONFIG
-        sde, sampler = translate_scheduler_config(_read_json(scheduler_file))
-        unet_dir = component_folder(path, UNET)
+        scheduler_file = component_folder(path, component_name(index, SCHEDULER_CLASS, SCHEDULER))
+        sde, sampler = translate_scheduler_config(_read_json(scheduler_file / SCHEDULER_CONFIG))
+        unet_dir = component_folder(path, component_name(index, UNET_CLASS, UNET))
     else:
         unet_dir = path
     network_config = translate_unet_config(_read_json(unet_dir / UNET_CONFIG))
@@ -401,6 +410,7 @@ def load_diffusers_weights(net: NCSNpp, state_dict: Mapping[str, Any], what: str
 
 __all__ = [
     "component_folder",
+    "component_name",
     "current_attention_names",
     "diffusers_leaves",
     "diffusers_targets",

@@ -361,6 +361,18 @@ def test_the_hubs_flat_layout_and_deprecated_attention_names(tmp_path, diffusers
     assert all(np.array_equal(loaded[k], v) for k, v in state_dict.items())
 
 
+def test_the_unet_is_found_under_the_name_model_index_gives_it(tmp_path, diffusers_case) -> None:
+    """google/ncsnpp-ffhq-1024's model_index.json calls the UNet "model"."""
+    _, _, state_dict = diffusers_case
+    folder = _copy_pipeline(tmp_path)
+    (folder / "unet").rename(folder / "model")
+    index = json.loads((folder / "model_index.json").read_text())
+    index["model"] = index.pop("unet")
+    (folder / "model_index.json").write_text(json.dumps(index))
+    _, loaded = read_diffusers_folder(folder)
+    assert all(np.array_equal(loaded[k], v) for k, v in state_dict.items())
+
+
 def test_bin_weights_read_through_torch(tmp_path, diffusers_case) -> None:
     """diffusion_pytorch_model.bin (torch.save of the state_dict) gives the same weights."""
     torch = pytest.importorskip("torch", reason="reading .bin weights needs PyTorch")
