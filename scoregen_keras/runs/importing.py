@@ -124,10 +124,10 @@ def _named_arrays(value: Any, where: str) -> dict[str, np.ndarray]:
 def read_score_sde_checkpoint(path: str | os.PathLike[str]) -> ScoreSdeCheckpoint:
     """The model state (``module.`` stripped), EMA shadow parameters and step of a
     score_sde_pytorch ``checkpoint_N.pth``, its tensors memory-mapped (RunError otherwise)."""
+    if not Path(path).is_file():
+        raise RunError(f"checkpoint {path} does not exist.")
     try:
         loaded = backend.read_torch_file(path, mmap=True)
-    except FileNotFoundError:
-        raise RunError(f"checkpoint {path} does not exist.") from None
     except ModuleNotFoundError:
         raise RunError(
             f"reading the PyTorch checkpoint {path} needs PyTorch: {backend.TORCH_INSTALL_HINT}."
@@ -147,8 +147,12 @@ def read_score_sde_checkpoint(path: str | os.PathLike[str]) -> ScoreSdeCheckpoin
     shadow = ema.get("shadow_params") if isinstance(ema, dict) else None
     if not isinstance(shadow, list) or not all(isinstance(v, np.ndarray) for v in shadow):
         raise RunError(f"the 'ema' entry of {path} holds no list of shadow_params tensors.")
-    step = int(loaded.get("step", 0))
-    return ScoreSdeCheckpoint(model_state, shadow, step, int(ema.get("num_updates", step)))
+    try:
+        step = int(loaded.get("step", 0))
+        ema_updates = int(ema.get("num_updates", step))
+    except (TypeError, ValueError):
+        raise RunError(f"the step or ema.num_updates of {path} is not a number.") from None
+    return ScoreSdeCheckpoint(model_state, shadow, step, ema_updates)
 
 
 def trainable_keys(model_state: Mapping[str, Any], targets: Mapping[str, Target]) -> list[str]:

@@ -497,6 +497,17 @@ def test_a_file_that_is_no_training_checkpoint_is_refused(published, tmp_path) -
     assert_nothing_written(out)
 
 
+def test_a_missing_or_truncated_checkpoint_is_refused(published, tmp_path) -> None:
+    fixture = published["ncsnpp_ve_c3"]
+    out = tmp_path / "run"
+    result = _import(fixture, tmp_path / "nowhere.pth", out)
+    assert_one_line_error(result, "nowhere.pth does not exist")
+    data = fixture.checkpoint.read_bytes()
+    (tmp_path / "cut.pth").write_bytes(data[: len(data) // 2])
+    assert_one_line_error(_import(fixture, tmp_path / "cut.pth", out), "not a readable checkpoint")
+    assert_nothing_written(out)
+
+
 def test_an_existing_out_is_refused(published, ve_run) -> None:
     before = sorted(p.name for p in ve_run.iterdir())
     result = invoke(*published["ncsnpp_ve_c3"].args(ve_run))
