@@ -79,6 +79,19 @@ def test_ode_solvers_agree_and_report_the_same_nfe(toy_run: Path, tmp_path: Path
     np.testing.assert_allclose(drawn["dopri5"][1], drawn["RK45"][1], atol=SOLVER_RTOL * scale)
 
 
+def test_info_summarises_a_trained_run(toy_run: Path) -> None:
+    """`scoregen info`: status, step, model and noise process from the run's JSON files; a
+    trained run has no imported_from."""
+    result = invoke("info", toy_run, "--json")
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    config = json.loads((toy_run / "config.json").read_text())
+    assert (info["status"], info["step"]) == ("complete", config["steps"])
+    assert (info["model"], info["sde"]) == (config["model"], config["sde"])
+    assert "imported_from" not in info
+    assert_one_line_error(invoke("info", toy_run / "nowhere"), "does not exist")
+
+
 def test_default_output_goes_into_the_run_folder(toy_run: Path) -> None:
     """Without --out the files land in RUN_DIR/samples/SAMPLER-seedSEED.*."""
     result = invoke("sample", toy_run, "--n", N_SAMPLES, "--sampler", "heun", "--seed", "7")
