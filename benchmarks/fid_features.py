@@ -103,7 +103,8 @@ def time_extraction(args: argparse.Namespace) -> dict[str, Any]:
     """Images/s of pool3 extraction on this backend (best of the timed passes)."""
     import numpy as np
 
-    from scoregen_keras.networks import fid_inception, fid_statistics
+    from scoregen_keras.networks import fid_inception
+    from scoregen_keras.runs import fid_statistics
 
     network = fid_inception.build_fid_inception()
     fid_inception.load_torch_state_dict(network, random_state_dict(network))

@@ -1,4 +1,4 @@
-"""Data sets for training and evaluation: loaders, scalers, image files.
+"""Data sets for training and evaluation: loaders, scalers, image files, the FID's image sets.
 
 Every loader returns a `Dataset`: float32 examples in model space (batch-first) together with the
 `Scaler` that maps them back to the data's original scale.
@@ -10,6 +10,7 @@ from scoregen_keras.data.dataset import (
     as_images,
     check_finite,
     class_labels,
+    first_line,
     numbered_classes,
 )
 from scoregen_keras.data.datasets import (
@@ -33,6 +34,18 @@ from scoregen_keras.data.datasets import (
     held_out_split,
     index_digest,
     load_dataset,
+    read_array_file,
+)
+from scoregen_keras.data.image_sets import (
+    PYTORCH_FID_EXTENSIONS,
+    ImageArray,
+    ImageFiles,
+    ImageSet,
+    image_array,
+    image_files,
+    open_image_set,
+    pytorch_fid_files,
+    rgb_uint8,
 )
 from scoregen_keras.data.images import (
     IMAGE_EXTENSIONS,
@@ -40,6 +53,7 @@ from scoregen_keras.data.images import (
     SIXTEEN_BIT_STEPS_PER_LEVEL,
     eight_bit_image,
     image_folder,
+    read_image_file,
 )
 from scoregen_keras.data.scalers import (
     PIXEL_MAX_8BIT,
@@ -67,11 +81,15 @@ __all__ = [
     "KERAS_TEST",
     "KERAS_TRAIN",
     "PIXEL_MAX_8BIT",
+    "PYTORCH_FID_EXTENSIONS",
     "SCALER_SLICE_ENTRIES",
     "SIXTEEN_BIT_STEPS_PER_LEVEL",
     "TOY_DEFAULT_SIZE",
     "DataError",
     "Dataset",
+    "ImageArray",
+    "ImageFiles",
+    "ImageSet",
     "Scaler",
     "as_images",
     "check_finite",
@@ -80,12 +98,20 @@ __all__ = [
     "digits_split",
     "digits_split_record",
     "eight_bit_image",
+    "first_line",
     "held_out_split",
+    "image_array",
+    "image_files",
     "image_folder",
     "index_digest",
     "load_dataset",
     "model_pixel_range",
     "numbered_classes",
+    "open_image_set",
     "original_pixel_range",
     "pixel_scaler",
+    "pytorch_fid_files",
+    "read_array_file",
+    "read_image_file",
+    "rgb_uint8",
 ]

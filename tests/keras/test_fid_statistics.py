@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from scoregen_keras.networks import fid_statistics
+from scoregen_keras.runs import fid_statistics
 from scoregen_keras.networks.fid_inception import FIDError, fid_input
-from scoregen_keras.networks.fid_statistics import (
+from scoregen_keras.runs.fid_statistics import (
     FIDStatistics,
     feature_statistics,
     frechet_inception_distance,
