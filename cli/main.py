@@ -14,6 +14,7 @@ from cli.classifier_cmd import classifier
 from cli.colorize_cmd import colorize
 from cli.environment import DEBUG_ENV
 from cli.evaluate_cmd import evaluate
+from cli.fid_cmd import fid
 from cli.info_cmd import datasets, presets
 from cli.inpaint_cmd import inpaint
 from cli.interpolate_cmd import interpolate
@@ -34,6 +35,7 @@ COMMANDS = (
     colorize,
     interpolate,
     evaluate,
+    fid,
     classifier,
 )
 """Every command of `scoregen`: a new one is its module, imported above, and its name here."""

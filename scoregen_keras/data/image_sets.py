@@ -65,7 +65,7 @@ def rgb_uint8(images: np.ndarray, source: str = "the images") -> np.ndarray:
 class ImageFiles:
     """The image files of a folder, decoded one at a time as pytorch-fid decodes them."""
 
-    folder: Path
+    source: Path  # the folder
     files: tuple[Path, ...]
 
     def __len__(self) -> int:
@@ -73,7 +73,7 @@ class ImageFiles:
 
     def __iter__(self) -> Iterator[np.ndarray]:
         for file in self.files:
-            yield read_image_file(str(file), str(self.folder), _pytorch_fid_rgb)
+            yield read_image_file(str(file), str(self.source), _pytorch_fid_rgb)
 
 
 @dataclasses.dataclass(frozen=True)

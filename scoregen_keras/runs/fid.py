@@ -16,13 +16,12 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from scoregen_keras.data import open_image_set, rgb_uint8
+from scoregen_keras.data import ImageSet, open_image_set, rgb_uint8
 from scoregen_keras.networks.fid_weights import load_fid_inception
 from scoregen_keras.runs.config import value_range
 from scoregen_keras.runs.fid_statistics import (
@@ -66,6 +65,21 @@ def _progress_bar(total: int, description: str, progress: bool) -> tqdm:
     return tqdm(total=total, desc=description, unit="image", disable=None if progress else True)
 
 
+def _opened(path: PathLike) -> FIDStatistics | ImageSet:
+    """A statistics file's statistics, else the path's image set (opened, not read)."""
+    return load_fid_statistics(path) if is_statistics_file(path) else open_image_set(path)
+
+
+def _statistics(
+    source: FIDStatistics | ImageSet, network: NetworkLoader, batch_size: int, progress: bool
+) -> FIDStatistics:
+    """The statistics themselves, or those of the images (one pass, a bar over the images)."""
+    if isinstance(source, FIDStatistics):
+        return source
+    with _progress_bar(len(source), f"FID features of {source.source.name}", progress) as bar:
+        return feature_statistics(source, network(), batch_size, bar.update)
+
+
 def statistics_of_path(
     path: PathLike,
     network: NetworkLoader,
@@ -73,11 +87,7 @@ def statistics_of_path(
     progress: bool = False,
 ) -> FIDStatistics:
     """The statistics a path holds (a statistics .npz) or those of its images."""
-    if is_statistics_file(path):
-        return load_fid_statistics(path)
-    images = open_image_set(path)
-    with _progress_bar(len(images), f"FID features of {Path(path).name}", progress) as bar:
-        return feature_statistics(images, network(), batch_size, bar.update)
+    return _statistics(_opened(path), network, batch_size, progress)
 
 
 def fid_of_paths(
@@ -89,9 +99,14 @@ def fid_of_paths(
     batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
 ) -> FIDResult:
-    """pytorch-fid's FID between two paths (statistics files, folders or .npz of images)."""
+    """pytorch-fid's FID between two paths (statistics files, folders or .npz of images).
+
+    Both paths are opened (statistics read and checked, folders listed) before any image goes
+    through the network, so a bad second path fails at once.
+    """
     network = network_loader(weights, download)
-    statistics = [statistics_of_path(p, network, batch_size, progress) for p in (first, second)]
+    sources = [_opened(first), _opened(second)]
+    statistics = [_statistics(source, network, batch_size, progress) for source in sources]
     return FIDResult(frechet_inception_distance(*statistics), *statistics)
 
 
