@@ -128,6 +128,11 @@ def evaluate(
     require_positive(batch_size=batch_size, steps=steps)
     if fid_stats_path is not None and data_spec is not None:
         raise click.UsageError("--fid-stats compares with its statistics file; drop --data.")
+    if inception_weights_path is not None and fid_stats_path is None:
+        raise click.UsageError(
+            "--inception-weights are the FID network's, used with --fid-stats; the ImageNet "
+            "InceptionV3 of fd_inception_imagenet takes --imagenet-weights."
+        )
     use_backend(backend)
     from scoregen_keras import runs
 

@@ -302,7 +302,7 @@ def test_evaluate_fid_stats_feeds_the_samples_as_their_pngs(
 
 def test_evaluate_fid_stats_refuses_what_it_cannot_use(monkeypatch, files, tmp_path) -> None:
     """A point run, a statistics file of another dimension (before sampling), --data beside
-    --fid-stats: one line each."""
+    --fid-stats, the FID weights without --fid-stats: one line each."""
     np.savez(tmp_path / "small.npz", mu=np.zeros(64), sigma=np.eye(64))
     stats = ("--fid-stats", tmp_path / "small.npz", "--no-progress")
     drawn = fake_image_run(monkeypatch, tmp_path / "run", np.zeros((4, 2), np.float32), "points")
@@ -312,6 +312,8 @@ def test_evaluate_fid_stats_refuses_what_it_cannot_use(monkeypatch, files, tmp_p
     assert not drawn
     with_data = invoke("evaluate", tmp_path / "run", *stats, "--data", "digits")
     assert_one_line_error(with_data, "--fid-stats", "--data")
+    weights_alone = invoke("evaluate", tmp_path / "run", "--inception-weights", files["weights"])
+    assert_one_line_error(weights_alone, "--fid-stats", "--imagenet-weights")
 
 
 @pytest.mark.slow
