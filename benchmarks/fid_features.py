@@ -4,19 +4,26 @@ pass against the number of images.
 Speed: each backend runs in its own subprocess (KERAS_BACKEND is set before Keras starts) and
 pushes the same seeded uint8 images (--images of --size x --size) through the FID Inception
 network as `fid_statistics.pool3_batches` does (x / 255, resize to 299, batches of --batch, the
-last padded); one untimed batch first (compilation), then the best of --repeats timed passes.
-The weights are random (a state_dict in the published layout): speed does not depend on them.
-pytorch-fid itself is not measured: it needs torchvision, which this project does not install.
+last padded); one untimed batch first (compilation), then the best of --repeats timed passes, and
+the worker's peak resident memory. The weights are random (a state_dict in the published layout):
+speed does not depend on them. pytorch-fid itself is not measured: it needs torchvision, which
+this project does not install.
 
-Memory: `FeatureMoments` (the streaming float64 mean and covariance of `feature_statistics`) fed
-N synthetic 2048-d features in batches of --batch, for each N of --stats-n; the peak of NumPy's
-allocations (tracemalloc) during the pass, beside the N x 2048 float64 array that pytorch-fid's
-get_activations holds before np.cov (computed, not measured).
+Memory: for each N of --stats-n, a fresh process (backend --memory-backend) writes N seeded PNG
+images of --size x --size into a temporary folder and runs `scoregen fid --save-stats`'s pass over
+it (`runs.statistics_of_path`: the folder listed by pytorch-fid's rules, each file decoded, batches
+of --batch through the network, pool3 into the float64 `FeatureMoments`). The network is a
+stand-in with the FID network's output, 2048 ReLU features of the image's mean colour: the FID
+network at 299 x 299 runs at a few images/s on these CPUs (the speed rows), so 50 000 images
+would take hours, and its memory per batch does not depend on N. Reported: the
+process's peak resident memory (ru_maxrss) before the pass (imports, network, one warm batch) and
+after it, beside the N x 2048 float64 array that pytorch-fid's get_activations holds before np.cov
+(computed, not measured).
 
 Prints a table and writes benchmarks/results/fid_features.json (--quick: results/quick/).
 
-    python benchmarks/fid_features.py --quick                       # smoke test, seconds
-    python benchmarks/fid_features.py                               # 200 images, N to 50 000
+    python benchmarks/fid_features.py --quick                       # smoke test, a minute
+    python benchmarks/fid_features.py --threads 1                   # 200 images, N to 50 000
 """
 
 from __future__ import annotations
@@ -24,9 +31,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
+import shutil
 import sys
+import tempfile
 import time
-import tracemalloc
 from pathlib import Path
 from typing import Any
 
@@ -41,11 +50,14 @@ BACKENDS = ("tensorflow", "jax", "torch")
 POOL3 = 2048
 FLOAT64_BYTES = 8
 MIB = 2**20
-IMAGE_SEED, WEIGHT_SEED, FEATURE_SEED = 0, 2015, 1
+KIB = 2**10  # ru_maxrss counts KiB on Linux
+IMAGE_SEED, WEIGHT_SEED = 0, 2015
 CONV_GAIN = 1.3  # conv weights N(0, gain² / fan_in), as the fixture's random weights
 PYTORCH_FID = "not measured: pytorch-fid needs torchvision, which this project does not install"
 THREADS_ENV = "OMP_NUM_THREADS"
-QUICK = {"images": 8, "batch": 4, "repeats": 1, "stats_n": [1000, 5000, 50000]}
+QUICK = {"images": 8, "batch": 4, "repeats": 1, "stats_n": [100, 1000]}
+PNG_CHUNK = 1000
+"""Images generated and written at a time (the folder is written without holding all of it)."""
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -59,6 +71,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--stats-n", type=int, nargs="+", default=[1000, 5000, 50000], help="memory pass sizes"
     )
+    parser.add_argument(
+        "--memory-backend", default=BACKENDS[0], choices=BACKENDS, help="backend of the memory runs"
+    )
+    parser.add_argument("--memory-n", type=int, default=None, help=argparse.SUPPRESS)
     parser.add_argument(
         "--threads",
         type=int,
@@ -103,7 +119,8 @@ def time_extraction(args: argparse.Namespace) -> dict[str, Any]:
     """Images/s of pool3 extraction on this backend (best of the timed passes)."""
     import numpy as np
 
-    from scoregen_keras.networks import fid_inception, fid_statistics
+    from scoregen_keras.networks import fid_inception
+    from scoregen_keras.runs import fid_statistics
 
     network = fid_inception.build_fid_inception()
     fid_inception.load_torch_state_dict(network, random_state_dict(network))
@@ -126,6 +143,77 @@ def time_extraction(args: argparse.Namespace) -> dict[str, Any]:
         "pass_s": passes,
         "images_per_s": args.images / min(passes),
         "pool3_checksum": float(np.sum(features)),
+        "peak_rss_mib": peak_rss_mib(),
+    }
+
+
+def peak_rss_mib() -> float:
+    """This process's peak resident memory so far, MiB."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * KIB / MIB
+
+
+# --------------------------------------------------------------------------- memory (worker)
+
+
+def stand_in_network() -> Any:
+    """images (n, H, W, 3) -> {"pool3": (n, 2048)}: ReLU of a dense layer on the mean colour.
+
+    Its activations are (n, 2048), so the memory measured is that of the pass itself (files,
+    batches, FeatureMoments), not of a network's feature maps (a 1 x 1 convolution to 2048
+    channels would hold 400 MB per batch of 50 at 32 x 32 and blur the figure with its allocator).
+    """
+    import keras
+
+    images = keras.Input((None, None, 3))
+    colour = keras.layers.GlobalAveragePooling2D()(images)
+    pool3 = keras.layers.Dense(POOL3, activation="relu")(colour)
+    return keras.Model(images, {"pool3": pool3})
+
+
+def write_pngs(folder: Path, n: int, size: int) -> None:
+    """n seeded uint8 RGB PNG images in folder, PNG_CHUNK generated at a time."""
+    import numpy as np
+    from PIL import Image
+
+    rng = np.random.default_rng(IMAGE_SEED)
+    for first in range(0, n, PNG_CHUNK):
+        chunk = rng.integers(0, 256, (min(PNG_CHUNK, n - first), size, size, 3), dtype=np.uint8)
+        for k, image in enumerate(chunk):
+            Image.fromarray(image).save(folder / f"{first + k:06d}.png")
+
+
+def statistics_memory(args: argparse.Namespace) -> dict[str, Any]:
+    """Peak resident memory before and after the statistics pass over a folder of N images."""
+    import numpy as np
+
+    from scoregen_keras.runs import fid
+
+    n = args.memory_n
+    folder = Path(tempfile.mkdtemp(prefix="fid_memory_"))
+    try:
+        start = time.perf_counter()
+        write_pngs(folder, n, args.size)
+        write_s = time.perf_counter() - start
+        network = stand_in_network()
+        network.predict_on_batch(np.zeros((args.batch, args.size, args.size, 3), np.float32))
+        before = peak_rss_mib()
+        start = time.perf_counter()
+        stats = fid.statistics_of_path(folder, lambda: network, args.batch)
+        seconds = time.perf_counter() - start
+        after = peak_rss_mib()
+    finally:
+        shutil.rmtree(folder)
+    assert stats.count == n and np.all(np.isfinite(stats.sigma))
+    return {
+        "n": n,
+        "size": args.size,
+        "batch": args.batch,
+        "peak_rss_before_mib": before,
+        "peak_rss_after_mib": after,
+        "growth_mib": after - before,
+        "pass_s": seconds,
+        "write_pngs_s": write_s,
+        "all_features_mib": n * POOL3 * FLOAT64_BYTES / MIB,
     }
 
 
@@ -133,33 +221,8 @@ def worker(args: argparse.Namespace) -> None:
     """Benchmark the backend selected by KERAS_BACKEND; print one RESULT line of JSON."""
     from scoregen_keras import backend
 
-    backend_worker.emit_result({"backend": backend.name(), **time_extraction(args), "notes": []})
-
-
-# --------------------------------------------------------------------------- memory (driver)
-
-
-def statistics_memory(n: int, batch: int) -> dict[str, Any]:
-    """Peak traced NumPy memory of FeatureMoments over n synthetic pool3 features."""
-    import numpy as np
-
-    from reference.metrics import FeatureMoments
-
-    rng = np.random.default_rng(FEATURE_SEED)
-    tracemalloc.start()
-    start = time.perf_counter()
-    moments = FeatureMoments(POOL3)
-    for first in range(0, n, batch):
-        moments.update(rng.random((min(batch, n - first), POOL3)))  # pool3 is non-negative
-    moments.covariance()
-    _, peak = tracemalloc.get_traced_memory()
-    tracemalloc.stop()
-    return {
-        "n": n,
-        "peak_mib": peak / MIB,
-        "seconds": time.perf_counter() - start,
-        "all_features_mib": n * POOL3 * FLOAT64_BYTES / MIB,
-    }
+    measure = time_extraction if args.memory_n is None else statistics_memory
+    backend_worker.emit_result({"backend": backend.name(), **measure(args), "notes": []})
 
 
 # --------------------------------------------------------------------------- driver
@@ -169,6 +232,7 @@ def print_tables(speed: list[dict], memory: list[dict]) -> None:
     """Speed per backend, then memory per N."""
     header = (
         f"{'backend':<11} {'images':>6} {'size':>5} {'batch':>5} {'1st batch s':>11} {'img/s':>8}"
+        f" {'peak MiB':>9}"
     )
     print(header)
     print("-" * len(header))
@@ -176,23 +240,30 @@ def print_tables(speed: list[dict], memory: list[dict]) -> None:
         if "images_per_s" in row:
             print(
                 f"{row['backend']:<11} {row['images']:>6} {row['size']:>5} {row['batch']:>5} "
-                f"{row['first_batch_s']:>11.1f} {row['images_per_s']:>8.2f}"
+                f"{row['first_batch_s']:>11.1f} {row['images_per_s']:>8.2f} "
+                f"{row['peak_rss_mib']:>9.0f}"
             )
         backend_worker.print_notes(row)
     print(f"{'pytorch-fid':<11} {PYTORCH_FID}")
     print()
-    header = f"{'N':>7} {'peak MiB (streaming)':>21} {'N x 2048 float64 MiB':>21} {'s':>6}"
+    header = (
+        f"{'N':>7} {'peak MiB before':>16} {'after':>8} {'growth':>7} "
+        f"{'N x 2048 float64 MiB':>21} {'pass s':>7}"
+    )
     print(header)
     print("-" * len(header))
     for row in memory:
-        print(
-            f"{row['n']:>7} {row['peak_mib']:>21.1f} {row['all_features_mib']:>21.1f} "
-            f"{row['seconds']:>6.1f}"
-        )
+        if "n" in row:
+            print(
+                f"{row['n']:>7} {row['peak_rss_before_mib']:>16.0f} "
+                f"{row['peak_rss_after_mib']:>8.0f} {row['growth_mib']:>7.1f} "
+                f"{row['all_features_mib']:>21.1f} {row['pass_s']:>7.1f}"
+            )
+        backend_worker.print_notes(row)
 
 
 def main(argv: list[str] | None = None) -> None:
-    """Run every backend in its own process, then the memory passes; print, write the JSON."""
+    """Run every backend in its own process, then each memory pass in its own; print, write."""
     argv = sys.argv[1:] if argv is None else argv
     args = parse_args(argv)
     if args.worker:
@@ -202,7 +273,12 @@ def main(argv: list[str] | None = None) -> None:
     speed = [
         backend_worker.run_worker(__file__, backend, argv, {}, env) for backend in args.backends
     ]
-    memory = [statistics_memory(n, args.batch) for n in args.stats_n]
+    memory = [
+        backend_worker.run_worker(
+            __file__, args.memory_backend, [*argv, "--memory-n", str(n)], {"n_asked": n}, env
+        )
+        for n in args.stats_n
+    ]
     print_tables(speed, memory)
     output = args.output or layout.default_output(RESULTS_NAME, args.quick)
     output.parent.mkdir(parents=True, exist_ok=True)
@@ -210,8 +286,11 @@ def main(argv: list[str] | None = None) -> None:
         "definition": (
             f"pool3 images/s: best of {args.repeats} passes over {args.images} uint8 images of "
             f"{args.size}x{args.size} in batches of {args.batch} (resize to 299 included), after "
-            "one untimed batch; memory: tracemalloc peak of FeatureMoments over N synthetic "
-            "2048-d features"
+            "one untimed batch, random weights; memory: peak resident memory (ru_maxrss) of a "
+            f"fresh {args.memory_backend} process before and after runs.statistics_of_path over "
+            f"a folder of N PNG images of {args.size}x{args.size} in batches of {args.batch}, "
+            "through a stand-in network with 2048 features (ReLU of a dense layer on the mean "
+            "colour)"
         ),
         "machine": machine_info.machine(
             **{name: os.environ.get(name) for name in (THREADS_ENV, "OPENBLAS_NUM_THREADS")},

@@ -52,6 +52,7 @@ SCRIPTS: dict[str, list[str]] = {
     "class_guidance": ["--quick"],
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
     "mixed_precision": ["--quick"],
+    "fid_features": ["--quick", "--threads", "1"],
 }
 
 Row = list[Any]
@@ -434,6 +435,33 @@ def render_mixed_precision(data: dict[str, Any], results: Path) -> list[str]:
     return out + (["", *notes] if notes else [])
 
 
+def render_fid_features(data: dict[str, Any], results: Path) -> list[str]:
+    """FID Inception images/s per backend; peak memory of the statistics pass against N."""
+    speed = [
+        [r["backend"], r.get("images"), r.get("size"), r.get("batch"), r.get("first_batch_s"),
+         r.get("images_per_s"), r.get("peak_rss_mib")]
+        for r in data["speed"]
+    ]  # fmt: skip
+    memory = [
+        [r.get("n", r.get("n_asked")), r.get("peak_rss_before_mib"), r.get("peak_rss_after_mib"),
+         r.get("growth_mib"), r.get("all_features_mib"), r.get("pass_s")]
+        for r in data["memory"]
+    ]  # fmt: skip
+    notes = [
+        f"- {r['backend']}: {note}" for r in data["speed"] + data["memory"] for note in r["notes"]
+    ]
+    return [
+        f"{data.get('definition', '')}; pytorch-fid: {data.get('pytorch_fid', '')}.",
+        "",
+        md_table(["backend", "images", "size", "batch", "1st batch s", "img/s", "peak MiB"], speed),
+        "",
+        md_table(
+            ["N", "peak MiB before", "after", "growth", "N × 2048 float64 MiB", "pass s"], memory
+        ),
+        *(["", *notes] if notes else []),
+    ]
+
+
 def render_train_digits_classifier(data: dict[str, Any], results: Path) -> list[str]:
     """The shipped digits feature classifier."""
     r = data["result"]
@@ -481,6 +509,7 @@ TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "train_throughput": ("Training throughput", render_train_throughput),
     "mixed_precision": ("Mixed precision: score error against float32", render_mixed_precision),
     "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),
+    "fid_features": ("Standard FID: feature speed and statistics memory", render_fid_features),
 }
 
 

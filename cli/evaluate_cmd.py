@@ -11,6 +11,7 @@ import click
 from cli.environment import use_backend
 from cli.options import (
     count_option,
+    fid_weights_option,
     input_file_option,
     require_at_least,
     require_positive,
@@ -73,10 +74,17 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
     "digits:train, or npz:PATH of held-out examples).",
 )
 @input_file_option(
-    "--inception-weights",
-    "Local InceptionV3 'notop' .h5 weights for images other than 8x8 digits.",
-    show_default="$SCOREGEN_INCEPTION_WEIGHTS, else download",
+    "--imagenet-weights",
+    "Local keras.applications InceptionV3 'notop' .h5 ImageNet weights, the feature space of "
+    "fd_inception_imagenet and kid_inception_imagenet (images other than 8x8 digits).",
+    show_default="$SCOREGEN_IMAGENET_INCEPTION_WEIGHTS, else download",
 )
+@input_file_option(
+    "--fid-stats",
+    "Report the standard FID of the samples against this statistics file (pytorch-fid's .npz, "
+    "e.g. written by scoregen fid --save-stats), in place of the metrics against --data.",
+)
+@fid_weights_option
 @run_options()
 def evaluate(
     run_dir: str,
@@ -88,6 +96,8 @@ def evaluate(
     pairs: int,
     n_nll: int,
     data_spec: str | None,
+    imagenet_weights_path: str | None,
+    fid_stats_path: str | None,
     inception_weights_path: str | None,
     backend: str,
     progress: bool,
@@ -99,10 +109,15 @@ def evaluate(
     the real data (mean ± std over --pairs splits). --data compares with other data than the
     run's, such as the held-out part of a split data set.
 
+    --fid-stats reports the standard FID instead (pytorch-fid's network and formula; samples
+    quantised to 8 bits as PNGs), streamed in batches: with --n 50000 and the statistics of
+    CIFAR-10's train set it is the figure the papers report.
+
     \b
     Example:
       scoregen evaluate runs/toy --n 2000 --sampler ode
       scoregen evaluate runs/digits --data digits:held-out
+      scoregen evaluate runs/cifar10 --n 50000 --fid-stats cifar10_train_stats.npz
     """
     for flag, value, low in (
         ("--n", n, MIN_SAMPLES),
@@ -111,6 +126,13 @@ def evaluate(
     ):
         require_at_least(flag, value, low)
     require_positive(batch_size=batch_size, steps=steps)
+    if fid_stats_path is not None and data_spec is not None:
+        raise click.UsageError("--fid-stats compares with its statistics file; drop --data.")
+    if inception_weights_path is not None and fid_stats_path is None:
+        raise click.UsageError(
+            "--inception-weights are the FID network's, used with --fid-stats; the ImageNet "
+            "InceptionV3 of fd_inception_imagenet takes --imagenet-weights."
+        )
     use_backend(backend)
     from scoregen_keras import runs
 
@@ -125,10 +147,12 @@ def evaluate(
             steps=steps,
             n_pairs=pairs,
             n_nll=n_nll,
-            inception_weights=inception_weights_path,
+            imagenet_weights=imagenet_weights_path,
             progress=progress and not as_json,
             against=data_spec,
             batch_size=batch_size,
+            fid_statistics=fid_stats_path,
+            fid_weights=inception_weights_path,
         )
     path = Path(run.paths.root) / METRICS_FILE
     try:

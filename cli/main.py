@@ -15,6 +15,7 @@ from cli.colorize_cmd import colorize
 from cli.environment import DEBUG_ENV
 from cli.evaluate_cmd import evaluate
 from cli.import_cmd import import_group
+from cli.fid_cmd import fid
 from cli.info_cmd import datasets, info, presets
 from cli.inpaint_cmd import inpaint
 from cli.interpolate_cmd import interpolate
@@ -35,6 +36,7 @@ COMMANDS = (
     colorize,
     interpolate,
     evaluate,
+    fid,
     classifier,
     import_group,
     info,

@@ -78,6 +78,13 @@ def input_file_option(flag: str, help: str, **settings: Any) -> Decorator:
 
 
 run_dir_argument = click.argument("run_dir", type=click.Path())
+DEFAULT_FID_BATCH = 50  # pytorch-fid's --batch-size (scoregen_keras.runs.DEFAULT_BATCH_SIZE)
+fid_weights_option = input_file_option(
+    "--inception-weights",
+    "The FID Inception weights: pytorch-fid's pt_inception-2015-12-05-6726825d.pth, or the .npz "
+    "`scoregen fid convert-weights` writes from it (no PyTorch needed).",
+    show_default="$SCOREGEN_FID_WEIGHTS, else the cache folder, else downloaded there",
+)
 backend_option = choice_option(
     "--backend",
     names=choices.BACKENDS,

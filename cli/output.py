@@ -24,9 +24,10 @@ def _keras_free_errors() -> tuple[type[Exception], ...]:
 def _backend_errors() -> tuple[type[Exception], ...]:
     """The errors of the library's parts that run on keras (importing them imports keras)."""
     from scoregen_keras.networks.features import FeatureError
+    from scoregen_keras.networks.fid_inception import FIDError
     from scoregen_keras.runs import RunError
 
-    return FeatureError, RunError
+    return FeatureError, FIDError, RunError
 
 
 def library_error_types() -> tuple[type[Exception], ...]:

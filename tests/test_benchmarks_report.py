@@ -364,3 +364,33 @@ def test_render_class_guidance(run_all: ModuleType, results: Path) -> None:
     assert "50 samples of each digit with `pc`, 500 steps (NFE 1000)" in text
     assert "| unguided | 0.1 | 0.02 | 8.5 | 150 s |" in text
     assert "| 4 | 0.93 | 0.8 | 9.1 | 160 s |" in text
+
+
+def test_render_fid_features(run_all: ModuleType, results: Path) -> None:
+    """Speed per backend and memory per N, a failed worker's note; the definition leads."""
+    speed = {"images": 200, "size": 32, "batch": 50, "first_batch_s": 9.5, "peak_rss_mib": 1200.0}
+    memory = {
+        "n": 50000,
+        "peak_rss_before_mib": 800.0,
+        "peak_rss_after_mib": 930.0,
+        "growth_mib": 130.0,
+        "all_features_mib": 781.25,
+        "pass_s": 250.0,
+    }
+    payload = {
+        "definition": "pool3 images/s: best of 2 passes",
+        "pytorch_fid": "not measured",
+        "speed": [
+            {"backend": "jax", **speed, "images_per_s": 4.25, "notes": []},
+            {"backend": "torch", "notes": ["exit 1: out of memory"]},
+        ],
+        "memory": [{"backend": "tensorflow", **memory, "notes": []}],
+    }
+    (results / "fid_features.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### Standard FID: feature speed and statistics memory" in text
+    assert "pool3 images/s: best of 2 passes; pytorch-fid: not measured." in text
+    assert "| jax | 200 | 32 | 50 | 9.5 | 4.25 | 1200 |" in text
+    assert "| torch | – | – | – | – | – | – |" in text
+    assert "| 50000 | 800 | 930 | 130 | 781.2 | 250 |" in text
+    assert "- torch: exit 1: out of memory" in text

@@ -10,6 +10,7 @@ from scoregen_keras.data.dataset import (
     as_images,
     check_finite,
     class_labels,
+    first_line,
     numbered_classes,
 )
 from scoregen_keras.data.datasets import (
@@ -26,6 +27,7 @@ from scoregen_keras.data.datasets import (
     KERAS_SPLITS,
     KERAS_TEST,
     KERAS_TRAIN,
+    NPY_READ_ERRORS,
     TOY_DEFAULT_SIZE,
     dataset_names,
     digits_split,
@@ -33,6 +35,21 @@ from scoregen_keras.data.datasets import (
     held_out_split,
     index_digest,
     load_dataset,
+    read_array_file,
+)
+from scoregen_keras.data.image_sets import (
+    ARRAY_SUFFIXES,
+    GREY_CHANNELS,
+    PYTORCH_FID_EXTENSIONS,
+    RGB_CHANNELS,
+    ImageArray,
+    ImageFiles,
+    ImageSet,
+    image_array,
+    image_files,
+    open_image_set,
+    pytorch_fid_files,
+    rgb_uint8,
 )
 from scoregen_keras.data.images import (
     IMAGE_EXTENSIONS,
@@ -40,6 +57,7 @@ from scoregen_keras.data.images import (
     SIXTEEN_BIT_STEPS_PER_LEVEL,
     eight_bit_image,
     image_folder,
+    read_image_file,
 )
 from scoregen_keras.data.scalers import (
     PIXEL_MAX_8BIT,
@@ -51,6 +69,7 @@ from scoregen_keras.data.scalers import (
 )
 
 __all__ = [
+    "ARRAY_SUFFIXES",
     "DIGITS_HELD_OUT",
     "DIGITS_HELD_OUT_FRACTION",
     "DIGITS_PIXEL_MAX",
@@ -59,6 +78,7 @@ __all__ = [
     "DIGITS_TRAIN",
     "DIGIT_NAMES",
     "FLOAT_PIXEL_MAX",
+    "GREY_CHANNELS",
     "IMAGE_EXTENSIONS",
     "IMAGE_FORMATS",
     "KERAS_CLASS_NAMES",
@@ -66,12 +86,18 @@ __all__ = [
     "KERAS_SPLITS",
     "KERAS_TEST",
     "KERAS_TRAIN",
+    "NPY_READ_ERRORS",
     "PIXEL_MAX_8BIT",
+    "PYTORCH_FID_EXTENSIONS",
+    "RGB_CHANNELS",
     "SCALER_SLICE_ENTRIES",
     "SIXTEEN_BIT_STEPS_PER_LEVEL",
     "TOY_DEFAULT_SIZE",
     "DataError",
     "Dataset",
+    "ImageArray",
+    "ImageFiles",
+    "ImageSet",
     "Scaler",
     "as_images",
     "check_finite",
@@ -80,12 +106,20 @@ __all__ = [
     "digits_split",
     "digits_split_record",
     "eight_bit_image",
+    "first_line",
     "held_out_split",
+    "image_array",
+    "image_files",
     "image_folder",
     "index_digest",
     "load_dataset",
     "model_pixel_range",
     "numbered_classes",
+    "open_image_set",
     "original_pixel_range",
     "pixel_scaler",
+    "pytorch_fid_files",
+    "read_array_file",
+    "read_image_file",
+    "rgb_uint8",
 ]

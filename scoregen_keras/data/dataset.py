@@ -14,6 +14,12 @@ class DataError(ValueError):
     """A data set could not be loaded or is unusable; the message is one sentence for the user."""
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of an exception's message (or its type name), quoted in a DataError."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
 @dataclasses.dataclass
 class Dataset:
     """Training examples in model space, the scaler back to original units, and their kind.

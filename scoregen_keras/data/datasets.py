@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import zipfile
 from typing import Any
 
 import numpy as np
@@ -20,11 +21,14 @@ from scoregen_keras.data.dataset import (
     as_images,
     check_finite,
     class_labels,
+    first_line,
     numbered_classes,
 )
 from scoregen_keras.data.images import image_folder
 from scoregen_keras.data.scalers import PIXEL_MAX_8BIT, Scaler, pixel_scaler
 
+NPY_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
+"""np.load's failures: unreadable, empty, pickled (refused) or corrupt files."""
 FLOAT_PIXEL_MAX = 1.0  # float image arrays hold pixels in [0, 1]
 DIGITS_PIXEL_MAX = 16.0  # scikit-learn's digits take integer values 0..16
 DIGITS_HELD_OUT_FRACTION = 0.2
@@ -150,6 +154,29 @@ def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset
     return Dataset(spec, x, scaler, "images", None, labels, KERAS_CLASS_NAMES[name])
 
 
+def read_array_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
+    """(x, y) of a .npy file (y None) or a .npz file: its array `x` (or its only array) and its
+    array `y` when it has one besides; never unpickled, DataError naming the file."""
+    if not os.path.isfile(path):
+        raise DataError(f"data file {path} does not exist.")
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, np.lib.npyio.NpzFile):
+            return loaded, None
+        with loaded:
+            keys = list(loaded.keys())
+            key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+            if key is None:
+                raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
+            y = loaded["y"] if "y" in keys and key != "y" else None
+            return loaded[key], y
+    except DataError:
+        raise
+    except NPY_READ_ERRORS as error:
+        cause = first_line(error)
+        raise DataError(f"could not read {path} as a NumPy array file ({cause}).") from error
+
+
 def _array_file(path: str, centered: bool) -> Dataset:
     """Examples from a .npy file or the array under key `x` (or the only array) of a .npz file.
 
@@ -157,21 +184,7 @@ def _array_file(path: str, centered: bool) -> Dataset:
     float pixels in [0, 1], scaled to [0, 1] (or [-1, 1] when centred). A .npz file's array `y`,
     when there is one, holds each example's class 0, 1, ...
     """
-    if not os.path.isfile(path):
-        raise DataError(f"data file {path} does not exist.")
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError) as error:
-        raise DataError(f"could not read {path} as a NumPy array file ({error}).") from error
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        keys = list(loaded.keys())
-        key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-        if key is None:
-            raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
-        x = loaded[key]
-        y = loaded["y"] if "y" in keys and key != "y" else None
-    else:
-        x, y = loaded, None
+    x, y = read_array_file(path)
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"{path} has shape {x.shape}; expected (n, *dims) with n > 0.")
     if not np.issubdtype(x.dtype, np.number):

@@ -42,6 +42,19 @@ def eight_bit_image(image: Any, mode: str) -> Any:
     return image.convert(mode)
 
 
+def read_image_file(file: str, folder: str, decode: Callable[[Any], Any]) -> Any:
+    """decode(image) of a Pillow image opened from `file`, with a DataError naming the file (as
+    a path inside `folder`) when Pillow cannot read it."""
+    from PIL import Image
+
+    try:
+        with Image.open(file) as image:
+            return decode(image)
+    except (OSError, SyntaxError, ValueError) as error:  # Pillow's unreadable-file errors
+        name = os.path.relpath(file, folder)
+        raise DataError(f"could not read image {name} in {folder} ({error}).") from error
+
+
 def _image_files(folder: str) -> list[str]:
     """Image files in a folder and its subfolders, sorted; hidden files and folders skipped."""
     files = []
@@ -71,13 +84,8 @@ def image_folder(path: str, image_size: int | None, centered: bool, progress: bo
         raise DataError(f"folder {path} and its subfolders hold no {IMAGE_FORMATS} images.")
 
     def read(file: str, decode: Callable[[Any], Any]) -> Any:
-        """decode(image) of one file, with a DataError naming the file when it is unreadable."""
-        try:
-            with Image.open(file) as image:
-                return decode(image)
-        except (OSError, SyntaxError, ValueError) as error:  # Pillow's unreadable-file errors
-            name = os.path.relpath(file, path)
-            raise DataError(f"could not read image {name} in {path} ({error}).") from error
+        """decode(image) of one file of the folder."""
+        return read_image_file(file, path, decode)
 
     headers = [read(file, lambda image: (image.mode, image.size)) for file in files]
     mode = "L" if all(_is_grey(image_mode) for image_mode, _ in headers) else "RGB"

@@ -4,9 +4,10 @@ Every score network is called as ``net(x, cond, training=False)``, returns the r
 shape and has an attribute ``conditioning`` in {"t", "sigma", "sigma_index", "none"}.
 To register a network, import its class here and add one line per named config to CONFIGS.
 
-The FID Inception network (`fid_inception`, its weights files `fid_weights`, the statistics of
-its features `fid_statistics`) is a feature network, not a score network: it is built by
-`load_fid_inception` (or `build_fid_inception`, weights to load), not through CONFIGS.
+The FID Inception network (`fid_inception`, its weights files `fid_weights`) is a feature
+network, not a score network: it is built by `load_fid_inception` (or `build_fid_inception`,
+weights to load), not through CONFIGS. The statistics of its features and the FID are results
+(`scoregen_keras.runs.fid_statistics`).
 """
 
 from __future__ import annotations
@@ -16,13 +17,6 @@ from typing import Any
 import keras
 
 from scoregen_keras.networks.fid_inception import FIDError, build_fid_inception
-from scoregen_keras.networks.fid_statistics import (
-    FIDStatistics,
-    feature_statistics,
-    frechet_inception_distance,
-    load_fid_statistics,
-    save_fid_statistics,
-)
 from scoregen_keras.networks.fid_weights import (
     convert_fid_weights,
     find_fid_weights,
@@ -75,17 +69,12 @@ __all__ = [
     "NCSN",
     "DDPMpp",
     "FIDError",
-    "FIDStatistics",
     "MLPScoreNet",
     "NCSNpp",
     "NCSNv2",
     "build_fid_inception",
     "convert_fid_weights",
-    "feature_statistics",
     "find_fid_weights",
-    "frechet_inception_distance",
     "get_network",
     "load_fid_inception",
-    "load_fid_statistics",
-    "save_fid_statistics",
 ]

@@ -1,12 +1,16 @@
-"""Feature spaces for image metrics: InceptionV3 pool features and the shipped digits classifier.
+"""Feature spaces for image metrics: ImageNet InceptionV3 pool features and the digits classifier.
 
-Fréchet distance and KID compare images in a feature space. For natural images that is the
-2 048-dimensional average-pool output of InceptionV3 with ImageNet weights (Heusel et al. 2017);
-Keras downloads those weights once, so offline they must be supplied as a local file. For the
-8×8 scikit-learn digits, Inception features of 8-pixel images mean little, so this project ships
-a small CNN trained on the digits (`benchmarks/train_digits_classifier.py` writes
+Fréchet distance and KID compare images in a feature space. Here that is either the
+2 048-dimensional average-pool output of keras.applications' InceptionV3 with ImageNet weights,
+or, for the 8×8 scikit-learn digits, where Inception features of 8-pixel images mean little, a
+small CNN this project ships (`benchmarks/train_digits_classifier.py` writes
 data/digits_classifier.weights.npz as plain arrays, readable on every backend); its penultimate
 layer is the feature space and its softmax gives an Inception-score-like class confidence.
+
+The ImageNet InceptionV3 is not the network of the papers' FID (the 2015 TF graph that
+pytorch-fid ports: `networks.fid_inception`, statistics in `runs.fid_statistics`): its
+distances are reported as ``fd_inception_imagenet`` and cannot be compared with a published FID.
+Keras downloads its weights once; offline they must be supplied as a local file.
 """
 
 from __future__ import annotations
@@ -26,14 +30,14 @@ from scoregen_keras import data as data_sets
 
 Tensor = Any
 
-INCEPTION_SIZE = 299
-INCEPTION_FEATURES = 2048
-INCEPTION_WEIGHTS_ENV = "SCOREGEN_INCEPTION_WEIGHTS"
+IMAGENET_INCEPTION_SIZE = 299
+IMAGENET_INCEPTION_FEATURES = 2048
+IMAGENET_INCEPTION_WEIGHTS_ENV = "SCOREGEN_IMAGENET_INCEPTION_WEIGHTS"
 """Environment variable naming a local InceptionV3 'notop' weights file (.h5)."""
-INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
-INCEPTION_WEIGHTS_URL = (
+IMAGENET_INCEPTION_WEIGHTS_FILE = "inception_v3_weights_tf_dim_ordering_tf_kernels_notop.h5"
+IMAGENET_INCEPTION_WEIGHTS_URL = (
     "https://storage.googleapis.com/tensorflow/keras-applications/inception_v3/"
-    + INCEPTION_WEIGHTS_FILE
+    + IMAGENET_INCEPTION_WEIGHTS_FILE
 )
 CAUSE_CHARS = 80
 """Characters of the underlying error quoted in a weights error (the message stays one line)."""
@@ -63,7 +67,7 @@ class FeatureError(RuntimeError):
     """A feature network's weights cannot be loaded; the message is one sentence for the user."""
 
 
-class InceptionWeightsError(FeatureError):
+class ImageNetInceptionWeightsError(FeatureError):
     """The InceptionV3 ImageNet weights could neither be downloaded nor read from a local file."""
 
 
@@ -94,49 +98,54 @@ def _batched(fn: Any, x: Tensor, batch_size: int = FEATURE_BATCH) -> np.ndarray:
 # --------------------------------------------------------------------------------- Inception
 
 
-def _build_inception(weights: str) -> keras.Model:
+def _build_imagenet_inception(weights: str) -> keras.Model:
     """InceptionV3 without its classifier, average-pooled: (n, 299, 299, 3) -> (n, 2048)."""
     return keras.applications.InceptionV3(
         include_top=False,
         pooling="avg",
         weights=weights,
-        input_shape=(INCEPTION_SIZE, INCEPTION_SIZE, RGB_CHANNELS),
+        input_shape=(IMAGENET_INCEPTION_SIZE, IMAGENET_INCEPTION_SIZE, RGB_CHANNELS),
     )
 
 
 @functools.lru_cache(maxsize=2)
-def _cached_inception(weights: str) -> keras.Model:
+def _cached_imagenet_inception(weights: str) -> keras.Model:
     """Build InceptionV3 once per weights source."""
-    return _build_inception(weights)
+    return _build_imagenet_inception(weights)
 
 
-def inception_model(weights_path: str | os.PathLike[str] | None = None) -> keras.Model:
+def imagenet_inception_model(weights_path: str | os.PathLike[str] | None = None) -> keras.Model:
     """InceptionV3 pool-feature model with ImageNet weights: from a local file or downloaded.
 
-    The file is `weights_path`, else $SCOREGEN_INCEPTION_WEIGHTS, else Keras downloads (and
-    caches) them from INCEPTION_WEIGHTS_URL. Raises InceptionWeightsError, one sentence, on failure.
+    The file is `weights_path`, else $SCOREGEN_IMAGENET_INCEPTION_WEIGHTS, else Keras downloads
+    (and caches) them from IMAGENET_INCEPTION_WEIGHTS_URL. Raises ImageNetInceptionWeightsError,
+    one sentence, on failure.
     """
-    path = weights_path if weights_path is not None else os.environ.get(INCEPTION_WEIGHTS_ENV)
+    path = weights_path
+    if path is None:
+        path = os.environ.get(IMAGENET_INCEPTION_WEIGHTS_ENV)
     hint = (
-        f"set ${INCEPTION_WEIGHTS_ENV} (or pass weights_path) to a local copy of "
-        f"{INCEPTION_WEIGHTS_FILE}"
+        f"set ${IMAGENET_INCEPTION_WEIGHTS_ENV} (or pass weights_path) to a local copy of "
+        f"{IMAGENET_INCEPTION_WEIGHTS_FILE}"
     )
     if path:
         path = str(path)
         if not os.path.isfile(path):
-            raise InceptionWeightsError(
+            raise ImageNetInceptionWeightsError(
                 f"the InceptionV3 weights file {path} does not exist; {hint}."
             )
     try:
-        return _cached_inception(path or "imagenet")
+        return _cached_imagenet_inception(path or "imagenet")
     except Exception as error:  # download and HDF5 failures surface as many exception types
         cause = _first_line(error)[:CAUSE_CHARS]
-        raise InceptionWeightsError(
+        raise ImageNetInceptionWeightsError(
             f"could not load the InceptionV3 ImageNet weights ({cause}); {hint}."
         ) from error
 
 
-def inception_preprocess(images: Any, pixel_range: tuple[float, float] = (0.0, 1.0)) -> Tensor:
+def imagenet_inception_preprocess(
+    images: Any, pixel_range: tuple[float, float] = (0.0, 1.0)
+) -> Tensor:
     """Images (n, H, W, 1 or 3) in pixel_range -> InceptionV3 input (n, 299, 299, 3) in [-1, 1].
 
     Grey images are repeated to three channels; resizing is bilinear; then Keras's
@@ -147,21 +156,23 @@ def inception_preprocess(images: Any, pixel_range: tuple[float, float] = (0.0, 1
         raise ValueError(f"images must have shape (n, H, W, 1 or 3), got {tuple(x.shape)}")
     if x.shape[-1] == 1:
         x = ops.repeat(x, RGB_CHANNELS, axis=-1)
-    x = ops.image.resize(x, (INCEPTION_SIZE, INCEPTION_SIZE), interpolation="bilinear")
+    x = ops.image.resize(
+        x, (IMAGENET_INCEPTION_SIZE, IMAGENET_INCEPTION_SIZE), interpolation="bilinear"
+    )
     return keras.applications.inception_v3.preprocess_input(x * PIXEL_MAX_8BIT)
 
 
-def inception_features(
+def imagenet_inception_features(
     images: Any,
     pixel_range: tuple[float, float] = (0.0, 1.0),
     weights_path: str | os.PathLike[str] | None = None,
     batch_size: int = FEATURE_BATCH,
 ) -> np.ndarray:
     """InceptionV3 average-pool features (n, 2048) of images (n, H, W, C) with values in range."""
-    model = inception_model(weights_path)
+    model = imagenet_inception_model(weights_path)
     x = ops.convert_to_tensor(images)
     return _batched(
-        lambda batch: model(inception_preprocess(batch, pixel_range), training=False),
+        lambda batch: model(imagenet_inception_preprocess(batch, pixel_range), training=False),
         x,
         batch_size,
     )

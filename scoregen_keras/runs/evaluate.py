@@ -13,8 +13,15 @@ like B) scores the floor.
   component occupancies (mode imbalance), and, given the model's log-likelihood, the NLL gap
   E_data[log p(x) − log p_model(x)] = KL(p || p_model) ≥ 0.
 - images: Fréchet distance and KID in a feature space: the shipped digits classifier for 8×8×1
-  images (plus the Inception-score-like class confidence), else InceptionV3 pool features
-  (`features.InceptionWeightsError` when its weights are unavailable).
+  images (plus the Inception-score-like class confidence), else the pool features of
+  keras.applications' InceptionV3 with ImageNet weights (``fd_inception_imagenet``,
+  ``kid_inception_imagenet``; `features.ImageNetInceptionWeightsError` when its weights are
+  unavailable). That network is not the papers' FID network, so these are no FID.
+- the standard FID (``fid_statistics=`` a statistics file, e.g. CIFAR-10's train set written by
+  `scoregen fid --save-stats`): pytorch-fid's FID of the samples, quantised to 8 bits as PNGs,
+  against the file (`runs.fid.sampled_fid`). Comparable with the papers' figures at n = 50 000;
+  no floor (the file holds no images to split) and no other metric (those need every sample and
+  the data in memory; this streams the samples).
 """
 
 from __future__ import annotations
@@ -32,13 +39,17 @@ from scoregen_keras import metrics
 from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.networks import features
+from scoregen_keras.runs import fid
 from scoregen_keras.runs.build import load_run_data
 from scoregen_keras.runs.config import run_dataset
+from scoregen_keras.runs.folder import RunError
 from scoregen_keras.runs.load import Run
 from scoregen_keras.runs.sample import draw_samples
 from scoregen_keras.sde import SDE
 
 POINTS, IMAGES = "points", "images"
+FID = "fid"
+"""The standard FID's name in a report: pytorch-fid's network and formula, nothing else."""
 DEFAULT_PAIRS = 5
 DEFAULT_PROJECTIONS = metrics.DEFAULT_PROJECTIONS
 KID_SUBSETS = 50
@@ -146,9 +157,9 @@ def _image_metrics(
     splits: list[tuple],
     seed: int,
     pixel_range: tuple[float, float],
-    inception_weights: str | Path | None,
+    imagenet_weights: str | Path | None,
 ) -> dict[str, Entry]:
-    """Fréchet distance and KID in digits-classifier or Inception features, with floors."""
+    """Fréchet distance and KID in digits-classifier or ImageNet Inception features, with floors."""
     low, high = pixel_range
     if tuple(samples.shape[1:]) == DIGITS_SHAPE:
         space = "digits"
@@ -157,11 +168,11 @@ def _image_metrics(
             """Digits-classifier features of images in [0, 1]."""
             return features.digits_features(np.clip((x - low) / (high - low), 0.0, 1.0))
     else:
-        space = "inception"
+        space = "inception_imagenet"
 
         def extract(x: np.ndarray) -> np.ndarray:
-            """InceptionV3 pool features."""
-            return features.inception_features(x, pixel_range, inception_weights)
+            """ImageNet InceptionV3 pool features."""
+            return features.imagenet_inception_features(x, pixel_range, imagenet_weights)
 
     used = np.unique(np.concatenate([np.concatenate(pair) for pair in splits]))
     sample_features = extract(samples)
@@ -172,7 +183,7 @@ def _image_metrics(
         """KID with subsets drawn from the evaluation's seed."""
         return metrics.kernel_inception_distance(x, y, seed, KID_SUBSETS)
 
-    names = {"digits": ("fd_digits", "kid_digits"), "inception": ("fid", "kid")}[space]
+    names = (f"fd_{space}", f"kid_{space}")
     report = {
         names[0]: _against_floor(
             metrics.frechet_distance_from_samples, sample_features, data_features, splits
@@ -208,7 +219,7 @@ def evaluate_samples(
     density: Any = None,
     model_log_prob: Callable[[np.ndarray], np.ndarray] | None = None,
     n_nll: int = DEFAULT_NLL_POINTS,
-    inception_weights: str | Path | None = None,
+    imagenet_weights: str | Path | None = None,
 ) -> dict[str, Entry]:
     """Metrics of samples against data ("points" or "images"), each beside its noise floor.
 
@@ -244,7 +255,7 @@ def evaluate_samples(
             model_log_prob,
             n_nll,
         )
-    return _image_metrics(samples_np, data_np, splits, seed, pixel_range, inception_weights)
+    return _image_metrics(samples_np, data_np, splits, seed, pixel_range, imagenet_weights)
 
 
 # ------------------------------------------------------------------------------------ runs
@@ -293,10 +304,13 @@ def evaluate_run(
     steps: int | None = None,
     n_pairs: int = DEFAULT_PAIRS,
     n_nll: int = DEFAULT_NLL_POINTS,
-    inception_weights: str | Path | None = None,
+    imagenet_weights: str | Path | None = None,
     progress: bool = False,
     against: str | None = None,
     batch_size: int | None = None,
+    fid_statistics: str | Path | None = None,
+    fid_weights: str | Path | None = None,
+    download: bool = True,
 ) -> dict[str, Any]:
     """Draw n samples from a loaded run and evaluate them against data (original scale).
 
@@ -304,9 +318,38 @@ def evaluate_run(
     kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
     Toy sets are drawn afresh (2n points, seed = run seed + EVAL_DATA_SEED_OFFSET); other data
     sets are loaded whole. ``batch_size`` caps the samples drawn at once (`draw_samples`).
+    With ``fid_statistics`` (a statistics file) the one metric is the standard FID against it,
+    with the FID Inception weights ``fid_weights`` (`find_fid_weights`; ``download`` if absent).
     Returns the run's identity, the sampler's cost and the metrics.
     """
     config = run.config
+    identity = {
+        "run_dir": str(run.paths.root),
+        "checkpoint": str(run.checkpoint),
+        "step": run.step,
+        "backend": keras.backend.backend(),
+        "dataset": config.get("dataset"),
+        "kind": config["data"]["kind"],
+        "sampler": sampler,
+        "n": n,
+        "seed": seed,
+    }
+    if fid_statistics is not None:
+        return {
+            **identity,
+            **_standard_fid(
+                run,
+                n,
+                sampler,
+                seed,
+                steps,
+                batch_size,
+                progress,
+                fid_statistics,
+                fid_weights,
+                download,
+            ),
+        }
     kind = config["data"]["kind"]
     name = run_dataset(config, against, "evaluate")
     dataset = load_run_data(name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET)
@@ -333,20 +376,46 @@ def evaluate_run(
         density=density,
         model_log_prob=model_log_prob_fn(run) if density is not None else None,
         n_nll=n_nll,
-        inception_weights=inception_weights,
+        imagenet_weights=imagenet_weights,
     )
     return {
-        "run_dir": str(run.paths.root),
-        "checkpoint": str(run.checkpoint),
-        "step": run.step,
-        "backend": keras.backend.backend(),
-        "dataset": config["dataset"],
+        **identity,
         "against": name,
-        "kind": kind,
-        "sampler": sampler,
-        "n": n,
-        "seed": seed,
         "nfe": drawn.nfe,
         "sampling_seconds": round(drawn.seconds, 3),
         "metrics": report,
+    }
+
+
+def _standard_fid(
+    run: Run,
+    n: int,
+    sampler: str,
+    seed: int,
+    steps: int | None,
+    batch_size: int | None,
+    progress: bool,
+    statistics: str | Path,
+    weights: str | Path | None,
+    download: bool,
+) -> dict[str, Any]:
+    """evaluate_run's fields for the standard FID of n samples against a statistics file."""
+    if run.config["data"]["kind"] != IMAGES:
+        raise RunError("the standard FID is for image runs; this run's data are points.")
+    result = fid.sampled_fid(
+        run,
+        statistics,
+        n,
+        fid.network_loader(weights, download),
+        sampler=sampler,
+        seed=seed,
+        steps=steps,
+        batch_size=batch_size,
+        progress=progress,
+    )
+    return {
+        "against": str(statistics),
+        "nfe": result.nfe,
+        "sampling_seconds": round(result.sampling_seconds, 3),
+        "metrics": {FID: {"value": result.fid, "n": result.statistics.count}},
     }

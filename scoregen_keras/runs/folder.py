@@ -203,12 +203,14 @@ def run_config(run_dir: str | os.PathLike[str]) -> dict[str, Any]:
     return config
 
 
-def save_npz_atomic(path: Path, **arrays: np.ndarray) -> Path:
-    """Write arrays to path (.npz) through a temporary name and os.replace."""
+def save_npz_atomic(path: Path, *, compressed: bool = False, **arrays: np.ndarray) -> Path:
+    """Write arrays to path (.npz; np.savez_compressed if `compressed`) through a temporary name
+    and os.replace."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=".npz", dir=path.parent)
+    save = np.savez_compressed if compressed else np.savez
     try:
         with os.fdopen(fd, "wb") as handle:
-            np.savez(handle, **arrays)
+            save(handle, **arrays)
         make_readable(Path(tmp))
         os.replace(tmp, path)
     finally:

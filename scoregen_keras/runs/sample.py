@@ -8,7 +8,7 @@ import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -100,10 +100,66 @@ def draw_samples(
     'ode' runs fixed-step Heun with `steps`, else the adaptive `ode_solver` (RK45 or dopri5).
     ``batch_size`` caps the samples drawn at once (None: all n). The batches are equal (the last
     one padded, so that one compiled shape serves them all) and draw from one seed generator, so
-    the samples depend on the batch size as well as on the seed. ``nfe`` is a batch's (for the
-    adaptive ODE solver, the mean over batches). With a ``guide`` every sampler follows its
-    class-guided score, its classes in turn through the samples (`batch_layout`), and the
-    samples come sorted by class (stable), with their labels.
+    the samples depend on the batch size as well as on the seed (`sample_batches` yields the
+    same batches one at a time). ``nfe`` is a batch's (for the adaptive ODE solver, the mean over
+    batches). With a ``guide`` every sampler follows its class-guided score, its classes in turn
+    through the samples (`batch_layout`), and the samples come sorted by class (stable), with
+    their labels.
+    """
+    start = time.perf_counter()
+    drawn = list(
+        sample_batches(
+            model,
+            config,
+            n,
+            sampler=sampler,
+            seed=seed,
+            steps=steps,
+            snr=snr,
+            predictor=predictor,
+            corrector=corrector,
+            temperature=temperature,
+            progress=progress,
+            ode_solver=ode_solver,
+            batch_size=batch_size,
+            guide=guide,
+            step_lr=step_lr,
+        )
+    )
+    seconds = time.perf_counter() - start
+    x = np.concatenate([batch for batch, _ in drawn])
+    labels, class_names = None, ()
+    if guide is not None:
+        labels = np.tile(guide.batch_labels(len(drawn[0][0])), len(drawn))[:n]
+        order = np.argsort(labels, kind="stable")
+        x, labels, class_names = x[order], labels[order], guide.class_names
+    scaler = Scaler.from_config(config["data"]["scaler"])
+    nfe = round(float(np.mean([batch_nfe for _, batch_nfe in drawn])))
+    return Samples(x, scaler.inverse(x), nfe, seconds, sampler, labels, class_names)
+
+
+def sample_batches(
+    model: ScoreModel,
+    config: dict[str, Any],
+    n: int,
+    sampler: str = "pc",
+    seed: int = 0,
+    steps: int | None = None,
+    snr: float | None = None,
+    predictor: str | None = None,
+    corrector: str | None = None,
+    temperature: float | None = None,
+    progress: bool = False,
+    ode_solver: str = ODE_SOLVERS[0],
+    batch_size: int | None = None,
+    guide: ClassGuide | None = None,
+    step_lr: float | None = None,
+) -> Iterator[tuple[np.ndarray, int]]:
+    """`draw_samples`'s batches one at a time: (x in model space, float32; the batch's NFE).
+
+    The batches are those draw_samples concatenates (the last one cut so that n come out in all,
+    guided classes unsorted), so a caller can use each and let it go (the standard FID of 50 000
+    samples streams them this way). Arguments as draw_samples'; checked before the first draw.
     """
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
@@ -133,25 +189,26 @@ def draw_samples(
         ode_solver,
         step_lr,
     )
+    return _batches(draw, shape, n, n_batches, seed, progress)
+
+
+def _batches(
+    draw: Callable[[tuple[int, ...], Any], tuple[Any, int]],
+    shape: tuple[int, ...],
+    n: int,
+    n_batches: int,
+    seed: int,
+    progress: bool,
+) -> Iterator[tuple[np.ndarray, int]]:
+    """n_batches draws of `shape` from one seed stream, cut to n samples in all."""
     # one batch: the int seed, as the samplers take it; several: one stream through all of them
     seed_source = seed if n_batches == 1 else keras.random.SeedGenerator(seed)
-    start = time.perf_counter()
-    batches, nfes = [], []
     show_bar = progress and n_batches > 1  # None below: a bar on a terminal only
+    left = n
     for _ in tqdm(range(n_batches), desc="sample batches", disable=None if show_bar else True):
         x, nfe = draw(shape, seed_source)
-        batches.append(np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32))
-        nfes.append(nfe)
-    seconds = time.perf_counter() - start
-    x = np.concatenate(batches)[:n]
-    labels, class_names = None, ()
-    if guide is not None:
-        labels = np.tile(guide.batch_labels(shape[0]), n_batches)[:n]
-        order = np.argsort(labels, kind="stable")
-        x, labels, class_names = x[order], labels[order], guide.class_names
-    scaler = Scaler.from_config(config["data"]["scaler"])
-    nfe = round(float(np.mean(nfes)))
-    return Samples(x, scaler.inverse(x), nfe, seconds, sampler, labels, class_names)
+        yield np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)[:left], nfe
+        left -= shape[0]
 
 
 def _batch_sampler(

@@ -176,16 +176,17 @@ def test_other_images_without_inception_weights_fail_in_one_line(
         """What keras.utils.get_file raises without a network."""
         raise Exception("URL fetch failure on https://storage.googleapis.com/...")
 
-    features._cached_inception.cache_clear()
-    monkeypatch.delenv(features.INCEPTION_WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(features, "_build_inception", offline)
+    features._cached_imagenet_inception.cache_clear()
+    monkeypatch.delenv(features.IMAGENET_INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(features, "_build_imagenet_inception", offline)
     _fake_image_run(monkeypatch, tmp_path / "run", f"npz:{data_file}", (16, 16, 1), images)
     result = invoke("evaluate", tmp_path / "run", "--n", "8", "--no-progress")
     assert result.exit_code != 0
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error:")
     assert (
-        features.INCEPTION_WEIGHTS_ENV in lines[0] and features.INCEPTION_WEIGHTS_FILE in lines[0]
+        features.IMAGENET_INCEPTION_WEIGHTS_ENV in lines[0]
+        and features.IMAGENET_INCEPTION_WEIGHTS_FILE in lines[0]
     )
     assert not (tmp_path / "run" / "metrics.json").exists()
 

@@ -1,5 +1,6 @@
 """runs.draw_samples: the PC chain takes `steps` steps over levels of its own, not the SDE's N;
-samples drawn in batches are equal batches of one noise stream."""
+samples drawn in batches are equal batches of one noise stream, which runs.sample_batches yields
+one at a time."""
 
 from __future__ import annotations
 
@@ -51,6 +52,19 @@ def test_batches_are_equal_in_size_and_draw_fresh_noise(monkeypatch: pytest.Monk
     assert shapes == [(4, 2)] * 3
     assert drawn.x.shape == (10, 2) and drawn.nfe == 2 * 20
     assert len(np.unique(drawn.x, axis=0)) == 10  # one int seed per batch would repeat rows
+
+
+def test_sample_batches_are_draw_samples_one_batch_at_a_time() -> None:
+    """10 samples at most 4 at once: batches of 4, 4 and the last cut to 2, whose concatenation
+    is exactly draw_samples' draw; bad sizes are refused before the first draw."""
+    model = gaussian_model(VESDE(sigma_max=10.0))
+    whole = runs.draw_samples(model, CONFIG, 10, "pc", seed=5, steps=20, batch_size=4)
+    batches = list(runs.sample_batches(model, CONFIG, 10, "pc", seed=5, steps=20, batch_size=4))
+    assert [len(x) for x, _ in batches] == [4, 4, 2]
+    assert all(nfe == whole.nfe for _, nfe in batches)
+    np.testing.assert_array_equal(np.concatenate([x for x, _ in batches]), whole.x)
+    with pytest.raises(runs.RunError, match="must be positive"):
+        runs.sample_batches(model, CONFIG, 10, "pc", batch_size=0)
 
 
 def test_one_batch_is_the_unbatched_draw() -> None:

@@ -27,9 +27,9 @@ def digits() -> tuple[np.ndarray, np.ndarray]:
 @pytest.fixture
 def fresh_inception_cache():
     """No InceptionV3 model cached before or after the test."""
-    features._cached_inception.cache_clear()
+    features._cached_imagenet_inception.cache_clear()
     yield
-    features._cached_inception.cache_clear()
+    features._cached_imagenet_inception.cache_clear()
 
 
 # --------------------------------------------------------------------------------- digits
@@ -121,7 +121,7 @@ def test_class_confidence_known_values(digits: tuple[np.ndarray, np.ndarray]) ->
 def test_inception_download_failure_is_one_clear_error(
     monkeypatch: pytest.MonkeyPatch, fresh_inception_cache: None
 ) -> None:
-    """A failed download becomes InceptionWeightsError naming the variable to set; no download."""
+    """A failed download becomes ImageNetInceptionWeightsError naming the variable to set."""
 
     def offline(weights: str) -> keras.Model:
         """What keras.utils.get_file raises without a network."""
@@ -130,13 +130,16 @@ def test_inception_download_failure_is_one_clear_error(
             "Temporary failure in name resolution"
         )
 
-    monkeypatch.delenv(features.INCEPTION_WEIGHTS_ENV, raising=False)
-    monkeypatch.setattr(features, "_build_inception", offline)
-    with pytest.raises(features.InceptionWeightsError) as caught:
-        features.inception_features(np.zeros((1, 8, 8, 1)))
+    monkeypatch.delenv(features.IMAGENET_INCEPTION_WEIGHTS_ENV, raising=False)
+    monkeypatch.setattr(features, "_build_imagenet_inception", offline)
+    with pytest.raises(features.ImageNetInceptionWeightsError) as caught:
+        features.imagenet_inception_features(np.zeros((1, 8, 8, 1)))
     message = str(caught.value)
     assert "\n" not in message
-    assert features.INCEPTION_WEIGHTS_ENV in message and features.INCEPTION_WEIGHTS_FILE in message
+    assert (
+        features.IMAGENET_INCEPTION_WEIGHTS_ENV in message
+        and features.IMAGENET_INCEPTION_WEIGHTS_FILE in message
+    )
     assert isinstance(caught.value, features.FeatureError)
 
 
@@ -149,13 +152,13 @@ def test_inception_missing_local_file(
         """Building must not be attempted."""
         raise AssertionError("InceptionV3 was built")
 
-    monkeypatch.setattr(features, "_build_inception", never)
+    monkeypatch.setattr(features, "_build_imagenet_inception", never)
     missing = tmp_path / "missing.h5"
-    with pytest.raises(features.InceptionWeightsError, match="does not exist"):
-        features.inception_model(missing)
-    monkeypatch.setenv(features.INCEPTION_WEIGHTS_ENV, str(missing))
-    with pytest.raises(features.InceptionWeightsError, match="does not exist"):
-        features.inception_model()
+    with pytest.raises(features.ImageNetInceptionWeightsError, match="does not exist"):
+        features.imagenet_inception_model(missing)
+    monkeypatch.setenv(features.IMAGENET_INCEPTION_WEIGHTS_ENV, str(missing))
+    with pytest.raises(features.ImageNetInceptionWeightsError, match="does not exist"):
+        features.imagenet_inception_model()
 
 
 def test_inception_input_pipeline(
@@ -182,11 +185,11 @@ def test_inception_input_pipeline(
         seen["weights"] = weights
         return stand_in
 
-    local = tmp_path / features.INCEPTION_WEIGHTS_FILE
+    local = tmp_path / features.IMAGENET_INCEPTION_WEIGHTS_FILE
     local.write_bytes(b"")
-    monkeypatch.setattr(features, "_build_inception", build)
+    monkeypatch.setattr(features, "_build_imagenet_inception", build)
     grey = np.stack([np.zeros((8, 8, 1)), np.full((8, 8, 1), 16.0)])
-    out = features.inception_features(grey, pixel_range=(0.0, 16.0), weights_path=local)
+    out = features.imagenet_inception_features(grey, pixel_range=(0.0, 16.0), weights_path=local)
     assert seen["weights"] == str(local)
     np.testing.assert_allclose(out[:, :2], [[-1.0, -1.0], [1.0, 1.0]], atol=1e-5)
     np.testing.assert_allclose(out[:, 2], 0.0, atol=1e-6)

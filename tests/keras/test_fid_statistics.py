@@ -11,9 +11,9 @@ import keras
 import numpy as np
 import pytest
 
-from scoregen_keras.networks import fid_statistics
 from scoregen_keras.networks.fid_inception import FIDError, fid_input
-from scoregen_keras.networks.fid_statistics import (
+from scoregen_keras.runs import fid_statistics
+from scoregen_keras.runs.fid_statistics import (
     FIDStatistics,
     feature_statistics,
     frechet_inception_distance,
@@ -70,6 +70,18 @@ def test_streaming_statistics_are_np_cov_of_the_features(stand_in):
     # the padded last batch changes nothing beyond float32 round-off (XLA sums per batch shape)
     at_once = np.asarray(stand_in.predict_on_batch(fid_input(images))["pool3"], np.float64)
     np.testing.assert_allclose(features, at_once, rtol=FLOAT32_RTOL)
+
+
+def test_a_set_smaller_than_a_batch_is_not_padded(stand_in):
+    """3 images in batches of 50: one pass of 3 (pytorch-fid shrinks its batch the same way);
+    later short batches are padded to the longest before them."""
+    recorder = Recorder(stand_in)
+    stats = feature_statistics(uint8_images(3, 8, seed=7), recorder, batch_size=50)
+    assert stats.count == 3 and [shape[0] for shape in recorder.shapes] == [3]
+    recorder.shapes.clear()
+    images = [uint8_images(1, 8 if i < 5 else 5, seed=i)[0] for i in range(9)]
+    fid_statistics.feature_statistics(images, recorder, batch_size=4)
+    assert [shape[:2] for shape in recorder.shapes] == [(4, 8), (4, 8), (4, 5)]
 
 
 def test_images_of_several_sizes_are_batched_by_size(stand_in):

@@ -1,22 +1,22 @@
 """FID statistics: the pool3 mean and covariance of a set of images, as pytorch-fid writes them.
 
 - `feature_statistics(images, network, batch_size, progress)`: one streaming pass over images
-  (an array or any iterable of images or batches), pool3 features added to a float64
-  `FeatureMoments` batch by batch, so memory does not grow with the number of images.
+  (an array, a `data.ImageSet` or any iterable of images or batches), pool3 features added to a
+  float64 `FeatureMoments` batch by batch, so memory does not grow with the number of images.
 - `save_fid_statistics` / `load_fid_statistics`: ``.npz`` files with ``mu`` (2048,) and ``sigma``
   (2048, 2048) float64, the layout of pytorch-fid's ``--save-stats`` and of the published
   ``fid_stats_*.npz`` (other keys are ignored on reading; an existing file is never replaced).
 - `frechet_inception_distance`: pytorch-fid's ``calculate_frechet_distance`` on two of them.
 
 Images are RGB (n, H, W, 3), uint8 (divided by 255 as torchvision's ToTensor) or floating point in
-[0, 1]; each batch holds images of one size, as pytorch-fid's loader requires.
+[0, 1]; each batch holds images of one size, as pytorch-fid's loader requires. The network is
+`networks.load_fid_inception()`'s; these are its results, not part of it.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
-import tempfile
 import zipfile
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -27,6 +27,7 @@ import numpy as np
 
 from reference import metrics as reference_metrics
 from scoregen_keras.networks.fid_inception import POOL3_FEATURES, FIDError, error_cause, fid_input
+from scoregen_keras.runs.folder import save_npz_atomic
 
 DEFAULT_BATCH_SIZE = 50
 """pytorch-fid's default --batch-size."""
@@ -34,7 +35,6 @@ STATISTICS_KEYS = ("mu", "sigma")
 NPZ_SUFFIX = ".npz"
 NPZ_READ_ERRORS = (OSError, ValueError, EOFError, zipfile.BadZipFile)
 SINGLE_IMAGE_NDIM = 3
-STATISTICS_FILE_MODE = 0o644
 
 Progress = Callable[[int], None]
 """Called with the number of images just done (tqdm's update fits)."""
@@ -81,21 +81,26 @@ def image_batches(images: Iterable[Any], batch_size: int) -> Iterator[np.ndarray
         yield np.stack(pending)
 
 
-def _padded(batch: np.ndarray, batch_size: int) -> np.ndarray:
-    """The batch padded with zero images to batch_size rows, so compiled backends trace once."""
-    if len(batch) == batch_size:
+def _padded(batch: np.ndarray, rows: int) -> np.ndarray:
+    """The batch padded with zero images to `rows` rows."""
+    if len(batch) == rows:
         return batch
-    padding = np.zeros((batch_size - len(batch), *batch.shape[1:]), dtype=batch.dtype)
+    padding = np.zeros((rows - len(batch), *batch.shape[1:]), dtype=batch.dtype)
     return np.concatenate([batch, padding])
 
 
 def pool3_batches(
     images: Iterable[Any], network: keras.Model, batch_size: int = DEFAULT_BATCH_SIZE
 ) -> Iterator[np.ndarray]:
-    """pool3 features (b, 2048) float64 of each batch of images, in order."""
+    """pool3 features (b, 2048) float64 of each batch of images, in order.
+
+    A short batch is padded to the longest batch so far, so that compiled backends trace one
+    batch shape per image size (and a set smaller than one batch is not padded at all).
+    """
+    rows = 0
     for batch in image_batches(images, batch_size):
-        x = _padded(fid_input(batch), batch_size)
-        pool3 = network.predict_on_batch(x)["pool3"]
+        rows = max(rows, len(batch))
+        pool3 = network.predict_on_batch(_padded(fid_input(batch), rows))["pool3"]
         yield np.asarray(pool3, dtype=np.float64)[: len(batch)]
 
 
@@ -158,13 +163,9 @@ def _checked(mu: np.ndarray, sigma: np.ndarray, dim: int, source: str) -> FIDSta
     return FIDStatistics(mu, sigma)
 
 
-def save_fid_statistics(
-    path: str | os.PathLike[str], statistics: FIDStatistics, dim: int = POOL3_FEATURES
-) -> Path:
-    """Write mu and sigma (float64) to a new .npz as pytorch-fid's save_fid_stats does.
-
-    An existing file is refused; the file appears only once complete (temporary name, rename).
-    """
+def check_statistics_target(path: str | os.PathLike[str]) -> Path:
+    """The path a new statistics file may be written to: an .npz in an existing folder that does
+    not exist yet (FIDError otherwise), checked before the images are read."""
     path = Path(path)
     if path.suffix.lower() != NPZ_SUFFIX:
         raise FIDError(f"a statistics file must end in {NPZ_SUFFIX}, got {path.name}.")
@@ -172,17 +173,19 @@ def save_fid_statistics(
         raise FIDError(f"{path} exists; remove it or choose another name (it is not replaced).")
     if not path.parent.is_dir():
         raise FIDError(f"the folder {path.parent} of {path.name} does not exist.")
-    checked = _checked(statistics.mu, statistics.sigma, dim, "the statistics to save")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".partial", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            np.savez_compressed(handle, mu=checked.mu, sigma=checked.sigma)
-        os.chmod(tmp, STATISTICS_FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
     return path
+
+
+def save_fid_statistics(
+    path: str | os.PathLike[str], statistics: FIDStatistics, dim: int = POOL3_FEATURES
+) -> Path:
+    """Write mu and sigma (float64) to a new .npz as pytorch-fid's save_fid_stats does.
+
+    An existing file is refused; the file appears only once complete (temporary name, rename).
+    """
+    path = check_statistics_target(path)
+    checked = _checked(statistics.mu, statistics.sigma, dim, "the statistics to save")
+    return save_npz_atomic(path, compressed=True, mu=checked.mu, sigma=checked.sigma)
 
 
 def load_fid_statistics(path: str | os.PathLike[str], dim: int = POOL3_FEATURES) -> FIDStatistics:
@@ -206,12 +209,30 @@ def load_fid_statistics(path: str | os.PathLike[str], dim: int = POOL3_FEATURES)
     return _checked(arrays["mu"], arrays["sigma"], dim, str(path))
 
 
+def is_statistics_file(path: str | os.PathLike[str]) -> bool:
+    """Whether `path` is an .npz holding mu or sigma (read as statistics, not as images)."""
+    path = Path(path)
+    if not (path.is_file() and path.suffix.lower() == NPZ_SUFFIX):
+        return False
+    try:
+        archive = np.load(path, allow_pickle=False)
+    except NPZ_READ_ERRORS:
+        return False  # unreadable: reading it as images says why
+    if not isinstance(archive, np.lib.npyio.NpzFile):
+        return False
+    with archive:
+        return any(key in archive.files for key in STATISTICS_KEYS)
+
+
 __all__ = [
     "DEFAULT_BATCH_SIZE",
+    "STATISTICS_KEYS",
     "FIDStatistics",
+    "check_statistics_target",
     "feature_statistics",
     "frechet_inception_distance",
     "image_batches",
+    "is_statistics_file",
     "load_fid_statistics",
     "pool3_batches",
     "pool3_features",
