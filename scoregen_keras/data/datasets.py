@@ -55,6 +55,14 @@ KERAS_TRAIN, KERAS_TEST = "train", "test"
 KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
 """Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
 TOY_DEFAULT_SIZE = 50_000
+LABEL_NAMES = frozenset({"y", "label", "labels", "target", "targets", "class", "classes"})
+"""Array names that say labels, not data (case-insensitive)."""
+
+
+def _looks_like_labels(name: str | None, array: np.ndarray) -> bool:
+    """A label array: named like one (LABEL_NAMES), or integer and one-dimensional."""
+    named = name is not None and name.lower() in LABEL_NAMES
+    return named or (array.ndim == 1 and np.issubdtype(array.dtype, np.integer))
 
 
 def _toy(name: str, n: int, seed: int) -> Dataset:
@@ -171,7 +179,13 @@ def _array_file(path: str, centered: bool) -> Dataset:
         x = loaded[key]
         y = loaded["y"] if "y" in keys and key != "y" else None
     else:
-        x, y = loaded, None
+        key, x, y = None, loaded, None
+    if key != "x" and _looks_like_labels(key, x):
+        what = "a 1-d integer array" if key is None else f"only the array '{key}'"
+        raise DataError(
+            f"{path} holds {what}, which looks like class labels, not data; put the examples "
+            "under 'x' (and their classes under 'y')."
+        )
     if x.ndim < 2 or x.shape[0] == 0:
         raise DataError(f"{path} has shape {x.shape}; expected (n, *dims) with n > 0.")
     if not np.issubdtype(x.dtype, np.number):

@@ -29,12 +29,13 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import metrics
+from scoregen_keras.choices import COUNTER_NOISE
 from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.networks import features
 from scoregen_keras.runs.build import load_run_data
 from scoregen_keras.runs.load import Run
-from scoregen_keras.runs.sample import draw_samples
+from scoregen_keras.runs.sample import draw_samples, sample_seeds
 from scoregen_keras.sde import SDE
 
 POINTS, IMAGES = "points", "images"
@@ -296,8 +297,14 @@ def evaluate_run(
     progress: bool = False,
     against: str | None = None,
     batch_size: int | None = None,
+    *,
+    seeds: Any | None = None,
+    noise: str = COUNTER_NOISE,
 ) -> dict[str, Any]:
     """Draw n samples from a loaded run and evaluate them against data (original scale).
+
+    The samples' seeds are ``seeds`` (n then their number), else seed .. seed+n-1, drawn with
+    ``noise`` (`draw_samples`); ``seed`` also seeds the data's splits and the metrics' draws.
 
     The data are the run's own data set, or ``against`` (any `load_dataset` name with the run's
     kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
@@ -308,13 +315,16 @@ def evaluate_run(
     config = run.config
     kind = config["data"]["kind"]
     name = config["dataset"] if against is None else against
+    seeds = sample_seeds(n if seeds is None else None, seed, seeds)
+    n = len(seeds)
     dataset = load_run_data(name, config, 2 * n, seed=int(config["seed"]) + EVAL_DATA_SEED_OFFSET)
     drawn = draw_samples(
         run.model,
         config,
         n,
         sampler=sampler,
-        seed=seed,
+        seeds=seeds,
+        noise=noise,
         steps=steps,
         progress=progress,
         batch_size=batch_size,
@@ -345,6 +355,12 @@ def evaluate_run(
         "sampler": sampler,
         "n": n,
         "seed": seed,
+        "seeds": {
+            "first": int(seeds[0]),
+            "last": int(seeds[-1]),
+            "consecutive": bool(np.all(np.diff(seeds) == 1)),
+        },
+        "noise": noise,
         "nfe": drawn.nfe,
         "sampling_seconds": round(drawn.seconds, 3),
         "metrics": report,
