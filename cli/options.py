@@ -64,7 +64,9 @@ def out_option(
     help: str, show_default: str | None = None, folder: bool = False, **path: Any
 ) -> Decorator:
     """--out: where the command writes (a file stem, or a folder); `path`: click.Path's settings."""
-    kind = click.Path(file_okay=False, **path) if folder else click.Path(dir_okay=False, **path)
+    kind = (
+        click.Path(file_okay=False, **path) if folder else click.Path(**{"dir_okay": False, **path})
+    )
     return click.option("--out", type=kind, default=None, show_default=show_default, help=help)
 
 

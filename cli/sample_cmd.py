@@ -74,6 +74,7 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     "Output path without suffix: writes PATH.npz (keys x, seeds) and PATH.png; with --shard "
     "I/K, PATH-shardIofK.npz and .png.",
     show_default="RUN_DIR/samples/SAMPLER[-classC]-seedSEED (--seeds: -seedsA-B)",
+    dir_okay=True,  # PATH/ is the image files' folder, which other shards may have made
 )
 @click.option(
     "--class",
