@@ -99,6 +99,13 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     "in the folder PATH/ (for tools that read a folder of images); the folder may hold other "
     "seeds' files (another shard's), never these seeds' own.",
 )
+@count_option(
+    "--devices",
+    None,
+    "Split each batch over this many devices of this host (jax; the samples stay those of one "
+    "device). On a machine without accelerators $SCOREGEN_CPU_DEVICES splits the CPU.",
+    show_default="1",
+)
 @run_options()
 def sample(
     run_dir: str,
@@ -120,6 +127,7 @@ def sample(
     class_choice: str | None,
     guidance: float | None,
     image_files: bool,
+    devices: int | None,
     backend: str,
     progress: bool,
     as_json: bool,
@@ -137,7 +145,13 @@ def sample(
       scoregen sample runs/digits --seeds 0-49999 --shard 1/4 --image-files --out fid/digits
       scoregen sample runs/digits --class all --n 100
     """
-    require_positive(batch_size=batch_size, steps=steps, step_lr=step_lr, temperature=temperature)
+    require_positive(
+        batch_size=batch_size,
+        steps=steps,
+        step_lr=step_lr,
+        temperature=temperature,
+        devices=devices,
+    )
     chosen, first_position = resolve_seeds(seed, n, seeds, shard, DEFAULT_N)
     if guidance is not None and class_choice is None:
         raise click.UsageError("--guidance scales the guidance of --class; give a class too.")
@@ -148,8 +162,9 @@ def sample(
         )
     use_backend(backend)
     from scoregen_keras import runs
+    from scoregen_keras.training import distribution
 
-    with library_errors():
+    with library_errors(), distribution.sampling_scope(devices) as used:
         run = runs.load_run(run_dir)
         sampler = sampler or runs.default_sampler(run.config)
         guide = None
@@ -191,6 +206,7 @@ def sample(
         "seeds": describe_seeds(chosen),
         **({} if shard is None else {"shard": f"{shard[0]}/{shard[1]}"}),
         "noise": noise,
+        "devices": used,
         "batch_size": min(len(chosen), batch_size),
         "nfe": samples.nfe,
         "seconds": round(samples.seconds, 3),

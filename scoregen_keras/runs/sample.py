@@ -16,7 +16,7 @@ import keras
 import numpy as np
 from tqdm.auto import tqdm
 
-from scoregen_keras import samplers
+from scoregen_keras import backend, samplers
 from scoregen_keras.choices import (
     BACKEND_NOISE,
     COUNTER_NOISE,
@@ -74,8 +74,8 @@ def batch_layout(n: int, batch_size: int | None, multiple: int = 1) -> tuple[int
     cap = batch_size - batch_size % multiple
     if cap == 0:
         raise RunError(
-            f"drawing {multiple} classes in turn in several batches needs a batch size of at "
-            f"least {multiple}."
+            f"batches that hold whole turns of the classes drawn (and split evenly over the "
+            f"devices) need a batch size of at least {multiple}."
         )
     batches = math.ceil(n / cap)
     length = math.ceil(n / batches)
@@ -145,7 +145,8 @@ def draw_samples(
     over batches). With a ``guide`` every sampler follows its class-guided score: the seed at
     position j of the whole seed list gets the class ``guide.classes[j mod K]``, where
     ``first_position`` is the position of ``seeds[0]`` (a shard's start), so shards and batches
-    keep every seed's class.
+    keep every seed's class. Inside `training.distribution.sampling_scope` each batch is split
+    over that scope's devices (its length padded to a multiple of them).
     """
     if sampler not in SAMPLERS:
         raise RunError(f"unknown sampler '{sampler}'; choose one of {', '.join(SAMPLERS)}.")
@@ -159,7 +160,10 @@ def draw_samples(
         )
     seeds = sample_seeds(n, seed, seeds)
     n = len(seeds)
-    n_batches, length = batch_layout(n, batch_size, 1 if guide is None else len(guide.classes))
+    devices = backend.batch_devices()  # a batch is split over them (`sampling_scope`)
+    multiple = math.lcm(devices, 1 if guide is None else len(guide.classes))
+    n_batches, length = batch_layout(n, batch_size, multiple)
+    length += -length % devices  # one batch too: the padding seeds' samples are dropped
     shape = (length, *config["data"]["shape"])
     score_fn = model.score_fn(use_ema=True)
     if guide is not None:  # an NCSN score takes noise levels sigma where an SDE's takes t

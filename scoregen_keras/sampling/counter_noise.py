@@ -210,12 +210,13 @@ class CounterNoise:
         return z.reshape(k, *self.shape).astype(keras.config.floatx())
 
     def draw(self, k: int) -> Tensor:
-        """The next k draws stacked on a new leading axis, a tensor (k, *shape)."""
-        return backend.from_host(self.draw_host(k))
+        """The next k draws stacked on a new leading axis, a tensor (k, *shape); under a
+        data-parallel distribution split over its devices along the batch (`from_host_batch`)."""
+        return backend.from_host_batch(self.draw_host(k), batch_axis=1)
 
     def draw_one(self) -> Tensor:
-        """The next draw, a tensor of shape ``shape``."""
-        return backend.from_host(self.draw_host(1)[0])
+        """The next draw, a tensor of shape ``shape`` (split over devices as ``draw``)."""
+        return backend.from_host_batch(self.draw_host(1)[0], batch_axis=0)
 
 
 # --------------------------------------------------------------------------- keras.ops twin
