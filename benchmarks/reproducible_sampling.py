@@ -42,7 +42,7 @@ from benchmarks.machine_info import machine  # noqa: E402
 
 JSON_NAME = "reproducible_sampling.json"
 BACKENDS = ("tensorflow", "jax", "torch")
-N_SEEDS, QUICK_SEEDS = 64, 8
+N_SEEDS, QUICK_SEEDS = 16, 8
 STEPS = 100  # fixed-step samplers (PC, Euler-Maruyama, Heun ODE)
 QUICK_STEPS = 10
 DRAWS: dict[str, dict[str, Any]] = {

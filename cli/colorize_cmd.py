@@ -39,7 +39,7 @@ GREY_OR_COLOUR = (1, 3)
     "--n",
     None,
     "Colourings to draw, of the seeds --seed .. --seed + N - 1.",
-    show_default=DEFAULT_N,
+    show_default=str(DEFAULT_N),
 )
 @seed_option("Seed of the first result (the n-th has seed + n - 1).", default=None)
 @seeds_option

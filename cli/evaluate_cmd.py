@@ -54,7 +54,10 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 @click.command("evaluate")
 @run_dir_argument
 @count_option(
-    "--n", None, "Number of samples, of the seeds --seed .. --seed + N - 1.", show_default=DEFAULT_N
+    "--n",
+    None,
+    "Number of samples, of the seeds --seed .. --seed + N - 1.",
+    show_default=str(DEFAULT_N),
 )
 @sample_batch_option
 @sampler_option

@@ -56,7 +56,10 @@ DEFAULT_GUIDANCE = 1.0  # the guided score of Song et al. (2021), eq. 14, unscal
     help="pc corrector.",
 )
 @count_option(
-    "--n", None, "Number of samples, of the seeds --seed .. --seed + N - 1.", show_default=DEFAULT_N
+    "--n",
+    None,
+    "Number of samples, of the seeds --seed .. --seed + N - 1.",
+    show_default=str(DEFAULT_N),
 )
 @sample_batch_option
 @seed_option("Seed of the first sample (the n-th has seed + n - 1).", default=None)
