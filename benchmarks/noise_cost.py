@@ -7,9 +7,11 @@ predictor-corrector sampler asks for in one compiled chunk (2 draws a step, as m
 candidate once per round, the median over rounds kept):
 
 * ``keras.random``: ``keras.random.normal`` of the whole request from a seed generator, as
-  ``samplers.NoiseSource`` draws it (the baseline; backend-specific, batch-dependent);
+  ``sampling.NoiseSource`` draws it for ``--noise backend`` (the baseline; backend-specific,
+  batch-dependent);
 * ``host counter``: ``CounterNoise.draw`` -- vectorised NumPy Philox-4x32-10 + float64
-  Box–Muller on the host, one transfer per request (its host part alone is reported too);
+  Box–Muller on the host, one transfer per request (its host part alone is reported too): the
+  samplers' default source;
 * ``device counter``: ``counter_normals_ops`` -- the same words in keras.ops int32 arithmetic,
   compiled with ``backend.jit`` as the samplers compile their chunks;
 * ``per-sample numpy``: one ``np.random.Generator(np.random.Philox(seed_i))`` per sample, a
@@ -68,10 +70,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def draws_per_chunk(shape: tuple[int, ...], draws_per_step: int = PC_DRAWS_PER_STEP) -> int:
     """Normals a sampler requests at once at this batch shape: a chunk's steps x draws a step."""
-    from scoregen_keras import samplers
+    from scoregen_keras.sampling.chunks import MAX_CHUNK_STEPS
+    from scoregen_keras.sampling.noise import NOISE_BLOCK_ENTRIES
 
     entries = draws_per_step * math.prod(shape)
-    steps = max(1, min(samplers.MAX_CHUNK_STEPS, samplers.NOISE_BLOCK_ENTRIES // entries))
+    steps = max(1, min(MAX_CHUNK_STEPS, NOISE_BLOCK_ENTRIES // entries))
     return steps * draws_per_step
 
 

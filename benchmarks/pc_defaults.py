@@ -119,6 +119,7 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ("snr", "0.11", {"snr": 0.11}),
     ("snr", "0.24", {"snr": 0.24}),
     ("norm ratio", "per example", {"group": 1}),
+    ("norm ratio", "per example, snr 0.05", {"group": 1, "snr": 0.05}),
     ("norm ratio", "groups of 20", {"group": 20}),
     ("norm ratio", "groups of 250", {"group": 250}),
     ("denoise", "off (last step's noise kept)", {"denoise": False}),
@@ -138,6 +139,7 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
             (DEFAULT_SETTING, {}),
             ("no corrector", {"corrector": "none"}),
             ("snr 0.05", {"snr": 0.05}),
+            ("ALD, snr 0.16", {"corrector": "ald"}),
             ("ODE RK45", {"sampler": "ode"}),
         )
     ),
@@ -155,11 +157,14 @@ ROWS: tuple[tuple[str, str, dict[str, Any]], ...] = (
     ),
 )
 FACTORS = tuple(dict.fromkeys(factor for factor, _, _ in ROWS))
-# a trained run (--run): the library's own sampler, with its defaults and the candidate fixes
+# a trained run (--run): the library's own sampler, with its default before (score_sde's Langevin
+# corrector at snr 0.16, norms averaged over the batch) and after issue 25 (ALD for point runs)
+LIBRARY_DEFAULT = "library default (PC, ALD corrector)"
+LIBRARY_BEFORE = "before: PC, langevin snr 0.16"
 TRAINED_ROWS: tuple[tuple[str, dict[str, Any]], ...] = (
-    (DEFAULT_SETTING, {"sampler": "pc"}),
-    ("PC snr 0.05", {"sampler": "pc", "snr": 0.05}),
-    ("PC, ALD corrector", {"sampler": "pc", "corrector": "ald"}),
+    (LIBRARY_DEFAULT, {"sampler": "pc"}),
+    (LIBRARY_BEFORE, {"sampler": "pc", "corrector": "langevin"}),
+    ("PC, langevin snr 0.05", {"sampler": "pc", "corrector": "langevin", "snr": 0.05}),
     ("PC, no corrector", {"sampler": "pc", "corrector": "none"}),
     ("ODE RK45", {"sampler": "ode"}),
 )
@@ -444,20 +449,77 @@ def main(argv: list[str] | None = None) -> None:
     print(HEADER)
     for row in merged:
         print_row(row)
+    print_before_after(before_after(merged))
     write_report(output, merged, args, n, step_fraction, check)
     print(f"wrote {output}")
 
 
 def merged_rows(output: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """These rows and those of ``output`` not rerun, in the order of ROWS."""
+    """These rows and those of ``output`` not rerun, in the order of ROWS (a new trained table
+    replaces the old one whole)."""
     previous = json.loads(output.read_text())["rows"] if output.exists() else []
     new = {(row["factor"], row["setting"]) for row in rows}
-    kept = [row for row in previous if (row["factor"], row["setting"]) not in new]
+    trained_again = any(row["factor"] == "trained" for row in rows)
+    kept = [
+        row
+        for row in previous
+        if (row["factor"], row["setting"]) not in new
+        and not (trained_again and row["factor"] == "trained")
+    ]
     order = {(factor, setting): i for i, (factor, setting, _) in enumerate(ROWS)}
     order.update(
         {("trained", setting): len(ROWS) + i for i, (setting, _) in enumerate(TRAINED_ROWS)}
     )
     return sorted(kept + rows, key=lambda row: order.get((row["factor"], row["setting"]), 0))
+
+
+def _pair_row(before: dict[str, Any], after: dict[str, Any], what: str) -> dict[str, Any]:
+    """One line of the before / after table."""
+    figures = ("logp_gap", "logp_gap_se", "spread_ratio", "spread_ratio_se")
+    return {
+        "what": what,
+        "dim": before["dim"],
+        **{f"{when}_{key}": row[key] for when, row in (("before", before), ("after", after))
+           for key in figures},
+        "after_paired_diff": after.get("paired_diff"),
+        "after_paired_diff_se": after.get("paired_diff_se"),
+    }  # fmt: skip
+
+
+def before_after(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Per mixture and for the trained run: the library's PC default for points before issue 25
+    (score_sde's Langevin corrector, snr 0.16, batch norms) and after (ALD at snr 0.16)."""
+    table = []
+    for mixture in MIXTURES:
+        before_settings = {**DEFAULT, "mixture": mixture}
+        after_settings = {**before_settings, "corrector": "ald"}
+        before = next((r for r in rows if r.get("settings") == before_settings), None)
+        after = next((r for r in rows if r.get("settings") == after_settings), None)
+        if before is not None and after is not None:
+            table.append(_pair_row(before, after, f"{mixture}, exact score"))
+    trained = {row["setting"]: row for row in rows if row["factor"] == "trained"}
+    if LIBRARY_BEFORE in trained and LIBRARY_DEFAULT in trained:
+        table.append(_pair_row(trained[LIBRARY_BEFORE], trained[LIBRARY_DEFAULT], "trained run"))
+    return table
+
+
+def print_before_after(table: list[dict[str, Any]]) -> None:
+    """The before / after table."""
+    print(
+        f"\n{'library PC default':<24} {'dim':>4} {'before: logp gap':>18} {'spread':>14} "
+        f"{'after (ALD): logp gap':>22} {'spread':>14} {'paired':>17}"
+    )
+    for row in table:
+        paired = ""
+        if row["after_paired_diff"] is not None:
+            paired = f"{row['after_paired_diff']:+.4f} ± {row['after_paired_diff_se']:.4f}"
+        print(
+            f"{row['what']:<24.24} {row['dim']:>4} "
+            f"{row['before_logp_gap']:>+9.4f} ± {row['before_logp_gap_se']:.4f} "
+            f"{row['before_spread_ratio']:>6.3f} ± {row['before_spread_ratio_se']:.3f} "
+            f"{row['after_logp_gap']:>+13.4f} ± {row['after_logp_gap_se']:.4f} "
+            f"{row['after_spread_ratio']:>6.3f} ± {row['after_spread_ratio_se']:.3f} {paired:>17}"
+        )
 
 
 def write_report(
@@ -481,6 +543,7 @@ def write_report(
         "self_check_max_abs_diff": check,
         "default": DEFAULT,
         "rows": rows,
+        "before_after": before_after(rows),
     }
     temporary = output.with_suffix(".json.tmp")
     temporary.write_text(json.dumps(report, indent=2) + "\n")

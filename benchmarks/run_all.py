@@ -46,6 +46,8 @@ SCRIPTS: dict[str, list[str]] = {
     "reference_likelihood": ["--points", "50", "--hutchinson-points", "5"],
     "param_counts": [],
     "sampler_overhead": ["--backends", "jax", "--rounds", "3"],
+    "noise_cost": ["--quick", "--backends", "jax"],
+    "pc_defaults": ["--quick"],
     "nfe_quality": ["--quick"],
     "quality_toy": ["--quick"],
     "quality_digits": ["--quick"],
@@ -349,7 +351,12 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
                 judged = target is not None and sampler in model["samplers"]
                 verdict = row["overhead"] <= target if judged else None
                 measured = [row["nfe"], row["wall_s"], row["overhead"], interval, spread]
-                rows.append([*where, *measured, verdict])
+                noise = [
+                    _milliseconds(row.get("noise_s_per_step")),
+                    _milliseconds(row.get("score_s_per_step")),
+                    None if "noise_fraction" not in row else f"{100 * row['noise_fraction']:.1f}",
+                ]
+                rows.append([*where, *measured, *noise, verdict])
     headers = [
         "backend",
         "model",
@@ -360,6 +367,9 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
         "overhead",
         "95% interval",
         "rounds",
+        "noise ms / step",
+        "score ms / step",
+        "noise % of wall",
         "verdict",
     ]
     intro = f"Target overhead ≤ {target}; {data.get('definition', '')}"
@@ -368,7 +378,72 @@ def render_sampler_overhead(data: dict[str, Any], results: Path) -> list[str]:
     intro += " (rounds: the lowest and highest round, and how many rounds)."
     if floor:
         intro += f" Floor rows: {floor['definition']}."
+    intro += (
+        " Noise: the per-sample counter normals the sampler draws (host Philox, one transfer "
+        "per chunk), per step beside the score's, and their share of the wall time."
+    )
     return [intro, "", md_table(headers, rows)]
+
+
+def _milliseconds(seconds: float | None) -> float | None:
+    """Seconds as milliseconds (None stays None)."""
+    return None if seconds is None else 1e3 * seconds
+
+
+def render_noise_cost(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 25: the candidate noise sources per draw, against keras.random, per backend."""
+    rows = [
+        [
+            result["backend"],
+            shape["name"],
+            shape["draws_per_request"],
+            candidate,
+            1e3 * row["seconds_per_draw"],
+            row["ratio_to_keras_random"],
+            "–".join(f"{v:.2f}" for v in row["ratio_range"]),
+        ]
+        for result in data["results"]
+        for shape in result["shapes"]
+        for candidate, row in shape["candidates"].items()
+    ]
+    headers = ["backend", "shape", "draws", "candidate", "ms / draw", "× keras.random", "range"]
+    return [data.get("definition", ""), "", md_table(headers, rows)]
+
+
+def render_pc_defaults(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 25 item 6: the library's PC default for points before and after, then every row."""
+    pairs = [
+        [
+            row["what"],
+            row["dim"],
+            f"{row['before_logp_gap']:+.4f} ± {row['before_logp_gap_se']:.4f}",
+            f"{row['before_spread_ratio']:.3f}",
+            f"{row['after_logp_gap']:+.4f} ± {row['after_logp_gap_se']:.4f}",
+            f"{row['after_spread_ratio']:.3f}",
+        ]
+        for row in data.get("before_after", [])
+    ]
+    table = [
+        [
+            row["factor"],
+            row["setting"],
+            row["dim"],
+            row["nfe"],
+            f"{row['logp_gap']:+.4f} ± {row['logp_gap_se']:.4f}",
+            f"{row['spread_ratio']:.3f} ± {row['spread_ratio_se']:.3f}",
+            row["occupancy_tv"],
+            row["sw1_ratio"],
+        ]
+        for row in data["rows"]
+    ]
+    intro = (
+        "Before: score_sde's Langevin corrector at snr 0.16 (norms averaged over the batch); "
+        f"after: ALD at snr 0.16, the PC corrector of point runs. {data['n']} 2-D samples a row, "
+        "exact scores unless 'trained run'; spread 1 = as wide as the data."
+    )
+    headers = ["", "dim", "before: logp gap", "spread", "after: logp gap", "spread"]
+    every = ["factor", "setting", "dim", "NFE", "logp gap", "spread", "occ. TV", "SW1 / floor"]
+    return [intro, "", md_table(headers, pairs), "", md_table(every, table)]
 
 
 def render_train_throughput(data: dict[str, Any], results: Path) -> list[str]:
@@ -506,6 +581,8 @@ TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "reference_likelihood": ("NumPy oracle: likelihood", render_generic),
     "param_counts": ("Parameter counts against the papers", render_param_counts),
     "sampler_overhead": ("Sampler overhead over the model", render_sampler_overhead),
+    "noise_cost": ("Per-sample noise against keras.random", render_noise_cost),
+    "pc_defaults": ("The default PC sampler on point data", render_pc_defaults),
     "train_throughput": ("Training throughput", render_train_throughput),
     "mixed_precision": ("Mixed precision: score error against float32", render_mixed_precision),
     "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),

@@ -13,8 +13,12 @@ median (`median_interval`), so a verdict near the target shows whether more roun
 it. Each round also times the same score calls made as a
 host-driven solver makes them (input sent from the host, result read back before the next call):
 their ratio to the back-to-back calls is the floor of any sampler that steps on the host, such as
-SciPy's ``solve_ivp`` (reported beside the samplers, not a sampler itself). Prints a table and
-writes benchmarks/results/sampler_overhead.json (every round's ratio included).
+SciPy's ``solve_ivp`` (reported beside the samplers, not a sampler itself). Beside each sampler
+the cost of its per-sample counter noise (``benchmarks.noise_cost.counter_noise_step_seconds``:
+one normal of the batch's shape, drawn as a compiled chunk requests it, times the normals the
+sampler draws): per step beside the score's per step, and as a share of the wall time (the
+noise is part of that wall time). Prints a table and writes
+benchmarks/results/sampler_overhead.json (every round's ratio included).
 
     python benchmarks/sampler_overhead.py                  # all backends, modest step counts
     python benchmarks/sampler_overhead.py --backends jax --pc-steps 1000
@@ -38,6 +42,7 @@ if str(ROOT) not in sys.path:  # run as a script from anywhere
     sys.path.insert(0, str(ROOT))
 
 from benchmarks import backend_worker  # noqa: E402
+from benchmarks.noise_cost import counter_noise_step_seconds  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results" / "sampler_overhead.json"
 BACKENDS = ("tensorflow", "jax", "torch")
@@ -159,6 +164,22 @@ def _row(nfe: int, walls: list[float], score_s: list[float]) -> dict[str, Any]:
     }
 
 
+def _noise_cost(
+    row: dict[str, Any], n_steps: int, n_draws: int, noise_s_per_draw: float
+) -> dict[str, Any]:
+    """The per-sample counter noise's share of a run: its draws' seconds, per step beside the
+    score's per step (fixed-step samplers), and as a fraction of the run's wall time."""
+    noise_s = n_draws * noise_s_per_draw
+    per_step = {}
+    if n_steps:
+        per_step = {
+            "noise_s_per_step": noise_s / n_steps,
+            "score_s_per_step": row["nfe"] * row["score_s"] / n_steps,
+        }
+    fraction = noise_s / row["wall_s"]
+    return {"noise_draws": n_draws, "noise_s": noise_s, "noise_fraction": fraction, **per_step}
+
+
 def time_sampler(run: Any) -> tuple[float, int]:
     """(wall seconds, NFE) of one sampler run, waiting for its result."""
     start = time.perf_counter()
@@ -167,8 +188,9 @@ def time_sampler(run: Any) -> tuple[float, int]:
     return time.perf_counter() - start, nfe
 
 
-def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, Any]:
-    """name -> f(score_fn, sigma_score_fn, sde, shape, variables) running one sampler."""
+def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, tuple[Any, int, int]]:
+    """name -> (f(score_fn, sigma_score_fn, sde, shape, variables) running one sampler, its
+    steps, its normals drawn (`samplers`' draw layouts))."""
     import numpy as np
 
     from scoregen_keras import samplers
@@ -180,30 +202,64 @@ def sampler_runs(args: argparse.Namespace, fraction: float) -> dict[str, Any]:
     sigmas = geometric_sigmas(1.0, 0.01, steps(args.langevin_levels))
     tol = {"rtol": args.rk45_tol, "atol": args.rk45_tol}
     seed = 0
+    ald_steps = steps(args.langevin_levels) * steps(args.langevin_steps_each)
+    pc_steps, ode_steps = steps(args.pc_steps), steps(args.ode_steps)
     return {
-        "annealed_langevin": lambda s, ss, sde, shape, v: samplers.annealed_langevin(
-            ss, sigmas, shape, seed, steps(args.langevin_steps_each), variables=v
+        "annealed_langevin": (
+            lambda s, ss, sde, shape, v: samplers.annealed_langevin(
+                ss, sigmas, shape, seed, steps(args.langevin_steps_each), variables=v
+            ),
+            ald_steps,
+            1 + ald_steps,
         ),
-        "pc (rev. diffusion + langevin)": lambda s, ss, sde, shape, v: samplers.pc_sample(
-            s, sde, shape, seed, n_steps=steps(args.pc_steps), variables=v
+        "pc (rev. diffusion + langevin)": (
+            lambda s, ss, sde, shape, v: samplers.pc_sample(
+                s, sde, shape, seed, n_steps=pc_steps, variables=v
+            ),
+            pc_steps,
+            1 + 2 * pc_steps,
         ),
-        "pc (euler_maruyama, no corr.)": lambda s, ss, sde, shape, v: samplers.pc_sample(
-            s, sde, shape, seed, "euler_maruyama", "none", n_steps=steps(args.pc_steps), variables=v
+        "pc (euler_maruyama, no corr.)": (
+            lambda s, ss, sde, shape, v: samplers.pc_sample(
+                s, sde, shape, seed, "euler_maruyama", "none", n_steps=pc_steps, variables=v
+            ),
+            pc_steps,
+            1 + pc_steps,
         ),
-        "ode RK45 (host solve_ivp)": lambda s, ss, sde, shape, v: samplers.ode_sample(
-            s, sde, shape, seed, variables=v, **tol
+        "ode RK45 (host solve_ivp)": (
+            lambda s, ss, sde, shape, v: samplers.ode_sample(
+                s, sde, shape, seed, variables=v, **tol
+            ),
+            0,  # adaptive: the steps are not known before
+            1,
         ),
-        "ode dopri5 (compiled RK45)": lambda s, ss, sde, shape, v: samplers.ode_sample(
-            s, sde, shape, seed, "dopri5", variables=v, **tol
+        "ode dopri5 (compiled RK45)": (
+            lambda s, ss, sde, shape, v: samplers.ode_sample(
+                s, sde, shape, seed, "dopri5", variables=v, **tol
+            ),
+            0,
+            1,
         ),
-        "ode heun (fixed step)": lambda s, ss, sde, shape, v: samplers.ode_sample(
-            s, sde, shape, seed, "heun", n_steps=steps(args.ode_steps), variables=v
+        "ode heun (fixed step)": (
+            lambda s, ss, sde, shape, v: samplers.ode_sample(
+                s, sde, shape, seed, "heun", n_steps=ode_steps, variables=v
+            ),
+            ode_steps,
+            1,
         ),
-        "edm_heun (churn)": lambda s, ss, sde, shape, v: samplers.edm_heun_sample(
-            s, sde, shape, seed, args.edm_steps, s_churn=float(np.sqrt(2.0)), variables=v
+        "edm_heun (churn)": (
+            lambda s, ss, sde, shape, v: samplers.edm_heun_sample(
+                s, sde, shape, seed, args.edm_steps, s_churn=float(np.sqrt(2.0)), variables=v
+            ),
+            args.edm_steps,
+            1 + args.edm_steps,  # churn at every step: gamma = min(sqrt 2 / N, sqrt 2 - 1) > 0
         ),
-        "dpm_solver_pp": lambda s, ss, sde, shape, v: samplers.dpm_solver_pp_sample(
-            s, sde, shape, seed, args.dpm_steps, variables=v
+        "dpm_solver_pp": (
+            lambda s, ss, sde, shape, v: samplers.dpm_solver_pp_sample(
+                s, sde, shape, seed, args.dpm_steps, variables=v
+            ),
+            args.dpm_steps,
+            1,
         ),
     }
 
@@ -238,10 +294,13 @@ def bench_model(
     sigma_score_fn = losses.sigma_conditional_score(net)
     compiled = backend.jit(score_fn, variables=variables)
     t = keras.ops.convert_to_tensor(np.full(batch, SCORE_TIME_T, np.float32))
+    plan = sampler_runs(args, fraction)
     runs = {
         sampler: functools.partial(run, score_fn, sigma_score_fn, sde, shape, variables)
-        for sampler, run in sampler_runs(args, fraction).items()
+        for sampler, (run, _, _) in plan.items()
     }
+    # the noise source's cost: one normal of the batch's shape, drawn as a chunk requests them
+    noise_s_per_draw = counter_noise_step_seconds(shape, 1)
     nfes, walls, score_s = {}, {sampler: [] for sampler in runs}, {sampler: [] for sampler in runs}
     x_host = keras.ops.convert_to_numpy(x)
     round_trip_walls, round_trip_score_s = [], []
@@ -258,11 +317,14 @@ def bench_model(
             calls_s = time_round_trip(compiled, x_host, t, ROUND_TRIP_CALLS)
             round_trip_walls.append(ROUND_TRIP_CALLS * calls_s)
     rows = {sampler: _row(nfes[sampler], wall, score_s[sampler]) for sampler, wall in walls.items()}
+    for sampler, (_, n_steps, n_draws) in plan.items():
+        rows[sampler].update(_noise_cost(rows[sampler], n_steps, n_draws, noise_s_per_draw))
     floor = _row(ROUND_TRIP_CALLS, round_trip_walls, round_trip_score_s)
     return {
         "model": name,
         "batch": batch,
         "rounds": rounds,
+        "noise_s_per_draw": noise_s_per_draw,
         "samplers": rows,
         "host_round_trip": floor,
     }
@@ -305,7 +367,7 @@ def print_table(results: list[dict]) -> None:
     """One row per (backend, model, sampler)."""
     header = f"{'backend':<11} {'model':<14} {'batch':>5} {'sampler':<31} {'NFE':>5} "
     header += f"{'wall s':>8} {'score ms':>9} {'overhead':>8} {'95% interval':>13} "
-    header += f"{'rounds range':>13}"
+    header += f"{'rounds range':>13} {'noise/step ms':>13} {'score/step ms':>13} {'noise %':>7}"
     print(header)
     print("-" * len(header))
     for result in results:
@@ -319,11 +381,19 @@ def print_table(results: list[dict]) -> None:
                     flag = "  > target"
                 low, high = row["overhead_range"]
                 below, above = row["overhead_median_interval"]
+                noise = ""
+                if "noise_s_per_step" in row:
+                    noise += f" {1e3 * row['noise_s_per_step']:>13.3f}"
+                    noise += f" {1e3 * row['score_s_per_step']:>13.3f}"
+                elif "noise_fraction" in row:
+                    noise += f" {'-':>13} {'-':>13}"
+                if "noise_fraction" in row:
+                    noise += f" {100 * row['noise_fraction']:>7.1f}"
                 print(
                     f"{result['backend']:<11} {model['model']:<14} {model['batch']:>5} "
                     f"{sampler:<31} {row['nfe']:>5} {row['wall_s']:>8.3f} "
                     f"{1e3 * row['score_s']:>9.3f} {row['overhead']:>8.2f} "
-                    f"{below:>6.2f}-{above:<6.2f} {low:>6.2f}-{high:<6.2f}{flag}"
+                    f"{below:>6.2f}-{above:<6.2f} {low:>6.2f}-{high:<6.2f}{noise}{flag}"
                 )
         backend_worker.print_notes(result)
 

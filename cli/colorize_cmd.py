@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cli.environment import use_backend
 from cli.options import (
     count_option,
+    describe_seeds,
     input_file_option,
     out_option,
     replacement_options,
     require_positive,
+    resolve_seeds,
     run_dir_argument,
     run_options,
     seed_option,
+    seeds_option,
 )
 from cli.output import library_errors, report, run_summary
 
@@ -30,12 +35,18 @@ GREY_OR_COLOUR = (1, 3)
     required=True,
 )
 @replacement_options
-@count_option("--n", DEFAULT_N, "Colourings to draw.")
-@seed_option("Seed of the sampler.")
+@count_option(
+    "--n",
+    None,
+    "Colourings to draw, of the seeds --seed .. --seed + N - 1.",
+    show_default=str(DEFAULT_N),
+)
+@seed_option("Seed of the first result (the n-th has seed + n - 1).", default=None)
+@seeds_option
 @out_option(
-    "Output path: writes PATH.png (grey input, results) and PATH.npz (x: results, grey; "
+    "Output path: writes PATH.png (grey input, results) and PATH.npz (x: results, seeds, grey; "
     "original scale).",
-    show_default="RUN_DIR/samples/colorize-seedSEED",
+    show_default="RUN_DIR/samples/colorize-seedSEED (--seeds: -seedsA-B)",
 )
 @run_options()
 def colorize(
@@ -44,8 +55,9 @@ def colorize(
     steps: int | None,
     snr: float | None,
     step_lr: float | None,
-    n: int,
-    seed: int,
+    n: int | None,
+    seed: int | None,
+    seeds: Any,
     out: str | None,
     backend: str,
     progress: bool,
@@ -60,7 +72,8 @@ def colorize(
     Example:
       scoregen colorize runs/cifar10 --image grey.png --n 8 --out runs/coloured
     """
-    require_positive(n=n, steps=steps, step_lr=step_lr)
+    require_positive(steps=steps, step_lr=step_lr)
+    chosen, _ = resolve_seeds(seed, n, seeds, None, DEFAULT_N)
     use_backend(backend)
     from scoregen_keras import runs
 
@@ -69,21 +82,23 @@ def colorize(
         runs.require_images(config, "colorization", channels=runs.COLOR_CHANNELS)
         image = runs.read_image(image_path, config, channels=GREY_OR_COLOUR)
         run = runs.load_run(run_dir)
-        stem = runs.output_stem(out if out else run.paths.samples / f"colorize-seed{seed}")
-        sampling = {"n": n, "seed": seed, "steps": steps, "snr": snr, "step_lr": step_lr}
+        named = f"seed{seed or 0}" if seeds is None else f"seeds{seeds[0]}-{seeds[-1]}"
+        stem = runs.output_stem(out if out else run.paths.samples / f"colorize-{named}")
+        sampling = {"seeds": chosen, "steps": steps, "snr": snr, "step_lr": step_lr}
         result = runs.colorize_image(run, image, **sampling, progress=progress and not as_json)
         npz, png = runs.save_controlled(stem, result, run.config)
     summary = {
         **run_summary(run, backend),
-        "n": n,
+        "n": len(chosen),
+        "seeds": describe_seeds(chosen),
         "nfe": result.nfe,
         "seconds": round(result.seconds, 3),
         "npz": str(npz),
         "png": str(png),
     }
     lines = [
-        f"{n} colourings from {run.checkpoint} (step {run.step}, NFE {result.nfe})",
-        f"results: {npz}  (key 'x', original data scale)",
+        f"{len(chosen)} colourings from {run.checkpoint} (step {run.step}, NFE {result.nfe})",
+        f"results: {npz}  (keys 'x', 'seeds'; original data scale)",
         f"plot:    {png}  (grey input, results)",
     ]
     report(summary, as_json, lines)

@@ -13,6 +13,7 @@ from cli.options import (
     count_option,
     fid_weights_option,
     input_file_option,
+    noise_option,
     require_at_least,
     require_positive,
     run_dir_argument,
@@ -21,6 +22,7 @@ from cli.options import (
     sampler_option,
     sampler_steps_option,
     seed_option,
+    seeds_option,
 )
 from cli.output import library_errors, report
 
@@ -52,11 +54,18 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 
 @click.command("evaluate")
 @run_dir_argument
-@count_option("--n", DEFAULT_N, "Number of samples.")
+@count_option(
+    "--n",
+    None,
+    "Number of samples, of the seeds --seed .. --seed + N - 1.",
+    show_default=str(DEFAULT_N),
+)
 @sample_batch_option
 @sampler_option
 @sampler_steps_option(adaptive_ode="RK45")
-@seed_option("Seed of sampler and splits.")
+@seed_option("Seed of the first sample (without --seeds), of the splits and the metrics.")
+@seeds_option
+@noise_option
 @count_option(
     "--pairs", DEFAULT_PAIRS, "Random splits of the data into halves for the real-vs-real floor."
 )
@@ -88,11 +97,13 @@ def format_table(metrics: dict[str, dict[str, Any]]) -> list[str]:
 @run_options()
 def evaluate(
     run_dir: str,
-    n: int,
+    n: int | None,
     batch_size: int,
     sampler: str | None,
     steps: int | None,
     seed: int,
+    seeds: Any,
+    noise: str,
     pairs: int,
     n_nll: int,
     data_spec: str | None,
@@ -119,8 +130,11 @@ def evaluate(
       scoregen evaluate runs/digits --data digits:held-out
       scoregen evaluate runs/cifar10 --n 50000 --fid-stats cifar10_train_stats.npz
     """
+    if seeds is not None and n is not None:
+        raise click.UsageError("give the samples by --seeds or by --n, not both.")
+    n = len(seeds) if seeds is not None else DEFAULT_N if n is None else n
     for flag, value, low in (
-        ("--n", n, MIN_SAMPLES),
+        ("--n" if seeds is None else "--seeds", n, MIN_SAMPLES),
         ("--pairs", pairs, MIN_PAIRS),
         ("--n-nll", n_nll, MIN_NLL_POINTS),
     ):
@@ -153,6 +167,8 @@ def evaluate(
             batch_size=batch_size,
             fid_statistics=fid_stats_path,
             fid_weights=inception_weights_path,
+            seeds=seeds,
+            noise=noise,
         )
     path = Path(run.paths.root) / METRICS_FILE
     try:

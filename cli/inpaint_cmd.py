@@ -2,18 +2,23 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 
 from cli.environment import use_backend
 from cli.options import (
     count_option,
+    describe_seeds,
     input_file_option,
     out_option,
     replacement_options,
     require_positive,
+    resolve_seeds,
     run_dir_argument,
     run_options,
     seed_option,
+    seeds_option,
 )
 from cli.output import library_errors, report, run_summary
 
@@ -34,12 +39,18 @@ DEFAULT_N = 8
     required=True,
 )
 @replacement_options
-@count_option("--n", DEFAULT_N, "Inpaintings to draw.")
-@seed_option("Seed of the sampler.")
+@count_option(
+    "--n",
+    None,
+    "Inpaintings to draw, of the seeds --seed .. --seed + N - 1.",
+    show_default=str(DEFAULT_N),
+)
+@seed_option("Seed of the first result (the n-th has seed + n - 1).", default=None)
+@seeds_option
 @out_option(
     "Output path: writes PATH.png (input, masked input, results) and PATH.npz "
-    "(x: results, image, mask; original scale).",
-    show_default="RUN_DIR/samples/inpaint-seedSEED",
+    "(x: results, seeds, image, mask; original scale).",
+    show_default="RUN_DIR/samples/inpaint-seedSEED (--seeds: -seedsA-B)",
 )
 @run_options()
 def inpaint(
@@ -49,8 +60,9 @@ def inpaint(
     steps: int | None,
     snr: float | None,
     step_lr: float | None,
-    n: int,
-    seed: int,
+    n: int | None,
+    seed: int | None,
+    seeds: Any,
     out: str | None,
     backend: str,
     progress: bool,
@@ -65,7 +77,8 @@ def inpaint(
     Example:
       scoregen inpaint runs/digits --image digit.png --mask mask.png --n 8 --out runs/inpainted
     """
-    require_positive(n=n, steps=steps, step_lr=step_lr)
+    require_positive(steps=steps, step_lr=step_lr)
+    chosen, _ = resolve_seeds(seed, n, seeds, None, DEFAULT_N)
     use_backend(backend)
     from scoregen_keras import runs
 
@@ -75,14 +88,16 @@ def inpaint(
         image = runs.read_image(image_path, config)
         mask = runs.read_mask(mask_path, config)
         run = runs.load_run(run_dir)
-        stem = runs.output_stem(out if out else run.paths.samples / f"inpaint-seed{seed}")
-        sampling = {"n": n, "seed": seed, "steps": steps, "snr": snr, "step_lr": step_lr}
+        named = f"seed{seed or 0}" if seeds is None else f"seeds{seeds[0]}-{seeds[-1]}"
+        stem = runs.output_stem(out if out else run.paths.samples / f"inpaint-{named}")
+        sampling = {"seeds": chosen, "steps": steps, "snr": snr, "step_lr": step_lr}
         result = runs.inpaint_image(run, image, mask, **sampling, progress=progress and not as_json)
         npz, png = runs.save_controlled(stem, result, run.config)
     known = round(float(mask.mean()), 6)
     summary = {
         **run_summary(run, backend),
-        "n": n,
+        "n": len(chosen),
+        "seeds": describe_seeds(chosen),
         "known_fraction": known,
         "nfe": result.nfe,
         "seconds": round(result.seconds, 3),
@@ -90,9 +105,9 @@ def inpaint(
         "png": str(png),
     }
     lines = [
-        f"{n} inpaintings from {run.checkpoint} (step {run.step}, {known:.0%} of pixels known, "
-        f"NFE {result.nfe})",
-        f"results: {npz}  (key 'x', original data scale)",
+        f"{len(chosen)} inpaintings from {run.checkpoint} (step {run.step}, {known:.0%} of "
+        f"pixels known, NFE {result.nfe})",
+        f"results: {npz}  (keys 'x', 'seeds'; original data scale)",
         f"plot:    {png}  (input, masked input, results)",
     ]
     report(summary, as_json, lines)

@@ -14,8 +14,8 @@ from cli.classifier_cmd import classifier
 from cli.colorize_cmd import colorize
 from cli.environment import DEBUG_ENV
 from cli.evaluate_cmd import evaluate
-from cli.import_cmd import import_group
 from cli.fid_cmd import fid
+from cli.import_cmd import import_group
 from cli.info_cmd import datasets, info, presets
 from cli.inpaint_cmd import inpaint
 from cli.interpolate_cmd import interpolate

@@ -8,10 +8,12 @@ tests/cli/test_sample_cli.py checks them against the library.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
+import numpy as np
 
 from cli import environment
 from scoregen_keras import choices
@@ -57,16 +59,19 @@ def count_option(flag: str, default: int | None, help: str, **settings: Any) -> 
     return click.option(flag, type=int, default=default, help=help, **settings)
 
 
-def seed_option(help: str) -> Decorator:
-    """--seed, 0 by default."""
-    return count_option("--seed", 0, help)
+def seed_option(help: str, default: int | None = 0, **settings: Any) -> Decorator:
+    """--seed, a non-negative integer (0 by default)."""
+    settings.setdefault("show_default", True if default is not None else "0")
+    return click.option("--seed", type=SEED_INTEGER, default=default, help=help, **settings)
 
 
 def out_option(
     help: str, show_default: str | None = None, folder: bool = False, **path: Any
 ) -> Decorator:
     """--out: where the command writes (a file stem, or a folder); `path`: click.Path's settings."""
-    kind = click.Path(file_okay=False, **path) if folder else click.Path(dir_okay=False, **path)
+    kind = (
+        click.Path(file_okay=False, **path) if folder else click.Path(**{"dir_okay": False, **path})
+    )
     return click.option("--out", type=kind, default=None, show_default=show_default, help=help)
 
 
@@ -135,7 +140,9 @@ def sampler_steps_option(adaptive_ode: str) -> Decorator:
 sample_batch_option = count_option(
     "--batch-size",
     DEFAULT_SAMPLE_BATCH,
-    "Samples drawn at once; lower it when memory runs out (the samples depend on it).",
+    "Samples drawn at once; lower it when memory runs out (it changes the speed only, except "
+    "for --noise backend, the adaptive ODE solvers to their tolerance, and point runs' Langevin "
+    "corrector).",
 )
 step_lr_option = click.option(
     "--step-lr",
@@ -162,6 +169,158 @@ replacement_options = compose(
     ),
     step_lr_option,
 )
+
+
+# --------------------------------------------------------------------------- seed lists
+SEED_INTEGER = click.IntRange(min=0, max=2**64 - 1)
+SEED_LIST_EXAMPLE = "0-49999 or 0,5,7-9"
+MAX_SEEDS = 100_000_000
+"""The most seeds one list may name (800 MB of uint64): a typing slip would exhaust memory."""
+_SEED_ITEM = re.compile(r"^(-?\d+)(?:-(-?\d+))?$")
+
+
+class SeedList(click.ParamType):
+    """A list of seeds: comma-separated integers and inclusive ranges A-B, in order, each seed
+    once (``0-49999``, ``0,5,7-9``); as a uint64 NumPy array.
+
+    Pure parsing, here rather than in the library: Click converts options before the command
+    chooses the Keras backend, and the library's packages import Keras; the library takes the
+    resulting array (any Python caller builds its own, e.g. ``np.arange``)."""
+
+    name = "seeds"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """The seeds of ``value``; one sentence and a usage error for anything else."""
+        if isinstance(value, np.ndarray):
+            return value
+        text = str(value).replace(" ", "")
+        if not text:
+            self.fail(f"is empty; give seeds such as {SEED_LIST_EXAMPLE}.", param, ctx)
+        parts = [self._range(item, text, param, ctx) for item in text.split(",")]
+        if sum(len(part) for part in parts) > MAX_SEEDS:
+            self.fail(f"names more than {MAX_SEEDS:,} seeds; split it over processes.", param, ctx)
+        seeds = np.concatenate(parts)
+        unique, counts = np.unique(seeds, return_counts=True)
+        if len(unique) < len(seeds):
+            self.fail(
+                f"names seed {unique[counts > 1][0]} more than once ({text!r}); each seed gives "
+                "one sample.",
+                param,
+                ctx,
+            )
+        return seeds
+
+    def _range(
+        self, item: str, text: str, param: click.Parameter | None, ctx: click.Context | None
+    ) -> np.ndarray:
+        """The seeds of one item, A or A-B."""
+        match = _SEED_ITEM.match(item)
+        if match is None:
+            self.fail(f"{text!r} is not a list of seeds such as {SEED_LIST_EXAMPLE}.", param, ctx)
+        first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
+        if min(first, last) < 0:
+            self.fail(f"seeds must not be negative, got {min(first, last)}.", param, ctx)
+        if max(first, last) >= 2**64:
+            self.fail(f"seeds must be below 2**64, got {max(first, last)}.", param, ctx)
+        if last < first:
+            self.fail(f"the range {item} runs backwards; write {last}-{first}.", param, ctx)
+        if last - first >= MAX_SEEDS:
+            self.fail(f"names more than {MAX_SEEDS:,} seeds; split it over processes.", param, ctx)
+        return np.arange(first, last + 1, dtype=np.uint64)
+
+
+class Shard(click.ParamType):
+    """I/K: the I-th (from 0) of K contiguous parts of a seed list, as (I, K)."""
+
+    name = "I/K"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
+        """(I, K) with 0 <= I < K; one sentence and a usage error for anything else."""
+        if isinstance(value, tuple):
+            return value
+        match = re.fullmatch(r"(\d+)/(\d+)", str(value).strip())
+        if match is None:
+            self.fail(f"must be I/K with 0 <= I < K, such as 0/4; got {value!r}.", param, ctx)
+        index, count = int(match[1]), int(match[2])
+        if count == 0 or index >= count:
+            self.fail(f"{value}: the part I must lie in 0..K-1, and K be at least 1.", param, ctx)
+        return index, count
+
+
+def shard_part(seeds: np.ndarray, index: int, count: int) -> tuple[np.ndarray, int]:
+    """(the seeds of part ``index`` of ``count``, the position of its first seed in the list).
+
+    Contiguous parts whose sizes differ by at most one, the larger first (``numpy.array_split``),
+    so the K parts of one list are disjoint and together the list, whoever computes them.
+    """
+    base, larger = divmod(len(seeds), count)
+    first = index * base + min(index, larger)
+    return seeds[first : first + base + (index < larger)], first
+
+
+seeds_option = click.option(
+    "--seeds",
+    type=SeedList(),
+    default=None,
+    help=f"The samples' seeds, one sample each ({SEED_LIST_EXAMPLE}); a sample depends on its "
+    "seed alone, not on the backend, --batch-size or the seeds beside it. Instead of --seed/--n.",
+)
+shard_option = click.option(
+    "--shard",
+    type=Shard(),
+    default=None,
+    help="Draw only part I (from 0) of K contiguous parts of the seed list: K processes or hosts "
+    "with --shard 0/K .. K-1/K write the files one process writes, with no coordination.",
+)
+noise_option = choice_option(
+    "--noise",
+    names=choices.NOISE_SOURCES,
+    default=choices.COUNTER_NOISE,
+    help="counter: per-seed counter-based normals, the same sample on every backend and batch "
+    "size; backend: keras.random from the first seed, one stream through the batches (the "
+    "samples then change with the backend and --batch-size).",
+)
+
+
+def resolve_seeds(
+    seed: int | None,
+    n: int | None,
+    seeds: np.ndarray | None,
+    shard: tuple[int, int] | None,
+    default_n: int,
+) -> tuple[np.ndarray, int]:
+    """(this process's seeds, the position of the first in the whole list): --seeds, or the
+    shorthand --seed S --n N for S..S+N-1, cut to --shard's part; usage errors for a conflict,
+    an --n below 1 or an empty part."""
+    if seeds is not None and (seed is not None or n is not None):
+        raise click.UsageError("give the seeds by --seeds or by --seed and --n, not both.")
+    if seeds is None:
+        n = default_n if n is None else n
+        require_positive(n=n)
+        first_seed = 0 if seed is None else seed
+        if first_seed + n > 2**64:
+            raise click.BadParameter("the seeds must stay below 2**64.", param_hint="'--seed'")
+        seeds = np.arange(first_seed, first_seed + n, dtype=np.uint64)
+    if shard is None:
+        return seeds, 0
+    index, count = shard
+    if count > len(seeds):
+        raise click.BadParameter(
+            f"{index}/{count} cuts {len(seeds)} seeds into {count} parts, some of them empty; "
+            f"use at most {len(seeds)} parts.",
+            param_hint="'--shard'",
+        )
+    return shard_part(seeds, index, count)
+
+
+def describe_seeds(seeds: np.ndarray) -> str:
+    """'S' for one seed, 'A-B' for a run of consecutive seeds, else 'A..B (N seeds)'."""
+    first, last = int(seeds[0]), int(seeds[-1])
+    if len(seeds) == 1:
+        return str(first)
+    if bool(np.all(np.diff(seeds) == 1)):
+        return f"{first}-{last}"
+    return f"{first}..{last} ({len(seeds)} seeds)"
 
 
 def require_positive(**options: float | None) -> None:

@@ -40,6 +40,7 @@ def impute(
     eps: float | None = None,
     denoise: bool = True,
     n_steps: int | None = None,
+    norm_rule: str = "batch",
 ) -> tuple[np.ndarray, int]:
     """Impute the coordinates where ``mask`` is False given ``x_obs`` (batch, *dims) by PC sampling.
 
@@ -48,7 +49,8 @@ def impute(
     to mean + std z with (mean, std) = ``sde.marginal_prob(x_obs, t)``. Draws: the prior
     (``sde.prior_sampling(rng, shape)``); then per step the corrector's normals, one replacement
     normal, the predictor's normal, one replacement normal. The result carries ``x_obs`` exactly
-    at the observed coordinates. ``n_steps`` other than sde.N runs on ``sde.with_levels(n_steps)``.
+    at the observed coordinates. ``n_steps`` other than sde.N runs on ``sde.with_levels(n_steps)``;
+    ``norm_rule``: the Langevin corrector's norms (``samplers.NORM_RULES``).
 
     This is the standard method (score_sde's inpainting) and it is biased even with exact scores:
     the free coordinates are steered by a noised copy of ``x_obs`` and settle on a mode of a
@@ -76,7 +78,7 @@ def impute(
     x_mean = x
     for t in np.linspace(sde.T, eps, n_steps):
         t_vec = np.full(x.shape[0], t)
-        x, x_mean = corrector_fn(counted, sde, x, t_vec, rng, snr, n_corrector_steps)
+        x, x_mean = corrector_fn(counted, sde, x, t_vec, rng, snr, n_corrector_steps, norm_rule)
         x, x_mean = replace_observed(x, x_mean, t_vec)
         x, x_mean = predictor_fn(counted, sde, x, t_vec, rng, dt)
         x, x_mean = replace_observed(x, x_mean, t_vec)

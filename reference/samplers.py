@@ -136,12 +136,23 @@ def ancestral(
 
 
 # --------------------------------------------------------------------------- correctors
-# A corrector step maps (score_fn, sde, x, t, rng, snr, n_steps) to (x, x_mean).
+# A corrector step maps (score_fn, sde, x, t, rng, snr, n_steps, norm_rule) to (x, x_mean);
+# norm_rule is a key of NORM_RULES (read by the Langevin corrector only).
 
 
 def _norm_per_example(v: np.ndarray) -> np.ndarray:
     """Euclidean norm of each example, shape (batch,)."""
     return np.linalg.norm(v.reshape(v.shape[0], -1), axis=-1)
+
+
+def _norm_batch_mean(v: np.ndarray) -> np.ndarray:
+    """The examples' Euclidean norms averaged over the batch (a scalar), as score_sde."""
+    return np.mean(_norm_per_example(v))
+
+
+NORM_RULES = {"batch": _norm_batch_mean, "per_example": _norm_per_example}
+"""The Langevin corrector's norms ||z||, ||s|| in its step rule: per example then averaged over
+the batch (score_sde's; couples the samples of a batch), or per example (batch-independent)."""
 
 
 def langevin_corrector(
@@ -152,19 +163,21 @@ def langevin_corrector(
     rng: np.random.Generator,
     snr: float,
     n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Langevin corrector with the signal-to-noise step rule (Song et al. 2021, Algorithm 4).
 
-    Step eps = 2 alpha (snr ||z|| / ||s||)^2, both norms per example then averaged over the batch,
-    alpha = ``sde.langevin_alpha(t)``. Each step: one NFE, then one normal of x.shape.
+    Step eps = 2 alpha (snr ||z|| / ||s||)^2, alpha = ``sde.langevin_alpha(t)``, the norms by
+    ``norm_rule`` (`NORM_RULES`): "batch", per example then averaged over the batch (score_sde),
+    or "per_example". Each step: one NFE, then one normal of x.shape.
     """
     alpha = sde.langevin_alpha(t)
+    norm = NORM_RULES[norm_rule]
     x_mean = x
     for _ in range(n_steps):
         grad = score_fn(x, t)
         z = rng.standard_normal(x.shape)
-        grad_norm = np.mean(_norm_per_example(grad))
-        noise_norm = np.mean(_norm_per_example(z))
+        grad_norm, noise_norm = norm(grad), norm(z)
         step_size = batch_scalar(2.0 * alpha * (snr * noise_norm / grad_norm) ** 2, x)
         x_mean = x + step_size * grad
         x = x_mean + np.sqrt(2.0 * step_size) * z
@@ -179,10 +192,12 @@ def ald(
     rng: np.random.Generator,
     snr: float,
     n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[np.ndarray, np.ndarray]:
     """Annealed Langevin corrector: eps = 2 alpha (snr sigma_t)^2, sigma_t the marginal std.
 
-    As score_sde's ``AnnealedLangevinDynamics``. Each step: one NFE, then one normal of x.shape.
+    As score_sde's ``AnnealedLangevinDynamics``; its step reads no norms (``norm_rule`` unused).
+    Each step: one NFE, then one normal of x.shape.
     """
     alpha = sde.langevin_alpha(t)
     _, std = sde.marginal_coefficients(t)
@@ -204,6 +219,7 @@ def none(
     rng: np.random.Generator,
     snr: float,
     n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[np.ndarray, np.ndarray]:
     """The identity corrector: no NFE, no draws."""
     return x, x
@@ -231,11 +247,13 @@ def pc_sample(
     denoise: bool = True,
     x_init: np.ndarray | None = None,
     n_steps: int | None = None,
+    norm_rule: str = "batch",
 ) -> tuple[np.ndarray, int]:
     """Predictor-corrector sampling (Song et al. 2021, Algorithm 1), t = linspace(T, eps, N).
 
     At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. ``n_steps``
     other than sde.N runs on ``sde.with_levels(n_steps)``, whose noise levels the chain visits.
+    ``norm_rule``: the Langevin corrector's norms (`NORM_RULES`; "batch" is score_sde's).
     Draws: the prior (``sde.prior_sampling(rng, shape)``) unless ``x_init``; then per step the
     corrector's normals, then the predictor's. Returns the noise-free mean of the last step when
     ``denoise``.
@@ -250,7 +268,7 @@ def pc_sample(
     x_mean = x
     for t in np.linspace(sde.T, eps, n_steps):
         t_vec = np.full(x.shape[0], t)
-        x, x_mean = corrector_fn(counted, sde, x, t_vec, rng, snr, n_corrector_steps)
+        x, x_mean = corrector_fn(counted, sde, x, t_vec, rng, snr, n_corrector_steps, norm_rule)
         x, x_mean = predictor_fn(counted, sde, x, t_vec, rng, dt)
     return (x_mean if denoise else x), counted.nfe
 

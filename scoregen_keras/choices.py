@@ -15,6 +15,12 @@ PC_SAMPLER, ALD_SAMPLER = SAMPLERS[0], SAMPLERS[1]
 PREDICTORS = ("reverse_diffusion", "euler_maruyama", "ancestral", "none")
 CORRECTORS = ("langevin", "ald", "none")
 DEFAULT_PREDICTOR, DEFAULT_CORRECTOR = PREDICTORS[0], CORRECTORS[0]
+NORM_RULES = ("batch", "per_example")
+"""The Langevin corrector's norms: averaged over the batch (score_sde's), or per example."""
+NOISE_SOURCES = ("counter", "backend")
+"""Where samplers' normals come from: per-sample counter-based seeds (the same sample for a seed
+on every backend and batch size), or the backend's own keras.random stream (an opt-in)."""
+COUNTER_NOISE, BACKEND_NOISE = NOISE_SOURCES
 ODE_SOLVERS = ("RK45", "dopri5")
 """Adaptive probability-flow solvers: SciPy's RK45 on the host, the same RK45 compiled."""
 FIXED_STEP_ODE_METHODS = ("euler", "heun")

@@ -12,11 +12,18 @@ set to y_obs + sigma z before each step.
 Class-conditional sampling adds a classifier's gradient to the score,
 grad log p_t(x | y) = grad log p_t(x) + grad log p_t(y | x) (eq. 14).
 
-Same names, signatures and random draws as ``reference.controllable``; ``seed`` (int or
-``keras.random.SeedGenerator``) replaces ``rng``, and ``noise`` (a callable ``noise(shape)`` such as
-a NumPy generator's ``standard_normal``, or an iterable) may inject the normals in the reference's
-order, as in ``scoregen_keras.samplers``, whose predictor and corrector steps are used here.
-The PC steps run compiled in chunks (``sampling.run_steps``), the noise drawn outside.
+Same names, signatures and random draws as ``reference.controllable``; ``seed`` replaces ``rng``
+as in ``scoregen_keras.samplers`` (an int S for the per-sample seeds S, S+1, ..., one seed per
+sample, a ``CounterNoise``, or a ``keras.random.SeedGenerator`` for the backend's stream), and
+``noise`` (a callable ``noise(shape)`` such as a NumPy generator's ``standard_normal``, or an
+iterable) may inject the normals in the reference's order. With per-sample seeds, draw d of a
+sample is the d-th normal in the order each docstring states (PC with replacement: draw 0 the
+prior, then per step the corrector's normals, a replacement normal, the predictor's, a
+replacement normal; annealed Langevin with replacement: draw 0 the start, then per step a
+replacement normal and the step's), so a result depends on its seed alone, not on its batch
+(with ``norm_rule="per_example"`` or a corrector other than Langevin). Class-guided sampling
+draws as ``pc_sample``; each example's label rides with it. The PC steps run compiled in chunks
+(``sampling.run_steps``), the noise drawn outside.
 """
 
 from __future__ import annotations
@@ -73,6 +80,7 @@ def pc_sample_with_replacement(
     eps: float | None = None,
     denoise: bool = True,
     n_steps: int | None = None,
+    norm_rule: str = "batch",
     x_init: Tensor | None = None,
     noise: Noise = None,
     temperature: float = 1.0,
@@ -86,13 +94,14 @@ def pc_sample_with_replacement(
     ``temperature``; none with ``x_init``), then per step the corrector's normals, one replacement
     normal, the predictor's normal, one replacement normal. t = linspace(T, eps, n_steps) and
     dt = -T/n_steps on ``sde.with_levels(n_steps)``; returns the noise-free mean of the last step
-    when ``denoise``. Steps run compiled in chunks as ``scoregen_keras.samplers.pc_sample``'s
+    when ``denoise``. ``norm_rule``: the Langevin corrector's norms (``samplers.NORM_RULES``).
+    Steps run compiled in chunks as ``scoregen_keras.samplers.pc_sample``'s
     (``progress``, ``variables``: as there).
     """
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
-    predictor_step, corrector_step = pc_steps(predictor, corrector, sde)
+    predictor_step, corrector_step = pc_steps(predictor, corrector, sde, norm_rule)
     n_corrector = corrector_step.nfe * n_corrector_steps  # the corrector's normals per step
     n_predictor = predictor_step.nfe
     dt = -sde.T / n_steps
@@ -119,13 +128,16 @@ def pc_sample_with_replacement(
                 couple(ops.where(observed, obs_mean, decouple(x_mean))),
             )
 
-        x, x_mean = corrector_step(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+        x, x_mean = corrector_step(
+            score_fn, sde, x, t, z[:n_corrector], snr, n_corrector, norm_rule
+        )
         x, x_mean = replace(x, x_mean, z[n_corrector])
         z_predictor = z[n_corrector + 1] if n_predictor else None
         x, x_mean = predictor_step(score_fn, sde, x, t, z_predictor, dt)
         return (*replace(x, x_mean, z[-1]), y_obs, observed)
 
-    key = ("pc with replacement", score_fn, sde, predictor, corrector, float(snr), n_corrector)
+    settings = (predictor, corrector, float(snr), n_corrector, norm_rule)
+    key = ("pc with replacement", score_fn, sde, *settings)
     x = couple(ops.where(observed, y_obs, decouple(x)))
     with backend.no_grad():
         x, x_mean, _, _ = run_steps(
@@ -156,6 +168,7 @@ def impute(
     eps: float | None = None,
     denoise: bool = True,
     n_steps: int | None = None,
+    norm_rule: str = "batch",
     x_init: Tensor | None = None,
     noise: Noise = None,
     temperature: float = 1.0,
@@ -182,6 +195,7 @@ def impute(
         eps=eps,
         denoise=denoise,
         n_steps=n_steps,
+        norm_rule=norm_rule,
         x_init=x_init,
         noise=noise,
         temperature=temperature,

@@ -16,7 +16,6 @@ import math
 from collections.abc import Callable
 from typing import Any
 
-import keras
 import numpy as np
 from keras import ops
 from scipy.integrate import solve_ivp
@@ -25,6 +24,8 @@ from reference.utils import require_finite
 from scoregen_keras import backend
 from scoregen_keras.choices import DIVERGENCES, ODE_SOLVERS, PROBES
 from scoregen_keras.sampling import dopri
+from scoregen_keras.sampling.counter_noise import DEQUANTIZE_STREAM, PROBE_STREAM
+from scoregen_keras.sampling.noise import NoiseSource, Seed
 from scoregen_keras.sde import SDE, per_example, sum_over_dims, to_float
 
 Tensor = Any
@@ -36,11 +37,15 @@ LOG_2 = math.log(2.0)
 SQRT_2 = math.sqrt(2.0)
 
 
-def draw_probe(seed: Any, shape: tuple[int, ...], probe: str) -> Tensor:
-    """Hutchinson probe v with E[v v^T] = I: Gaussian z, or Rademacher sign(z); one normal draw."""
+def draw_probe(seed: Seed, shape: tuple[int, ...], probe: str) -> Tensor:
+    """Hutchinson probe v with E[v v^T] = I: Gaussian z, or Rademacher sign(z); one normal draw.
+
+    ``seed`` as the samplers' (`sampling.noise`): with per-sample seeds, the probe of example i
+    is draw 0 of its seed on the probe stream (``counter_noise.PROBE_STREAM``).
+    """
     if probe not in PROBES:
         raise ValueError(f"unknown probe {probe!r}; choose from {PROBES}")
-    z = keras.random.normal(shape, seed=seed)
+    z = NoiseSource(shape, seed, stream=PROBE_STREAM).draw_one()
     return ops.where(z >= 0.0, 1.0, -1.0) if probe == "rademacher" else z
 
 
@@ -210,11 +215,17 @@ def bits_per_dim(log_p: Tensor, n_dims: int, n_bins: int | None = None) -> Tenso
 
 
 def dequantize(
-    x_int: Tensor, seed: Any = None, n_bins: int = UINT8_LEVELS, z: Tensor | None = None
+    x_int: Tensor, seed: Seed = None, n_bins: int = UINT8_LEVELS, z: Tensor | None = None
 ) -> Tensor:
-    """Uniform dequantisation to [0, 1]: (x + u) / n_bins, u = Phi(z), z ~ N(0, I) (or given z)."""
+    """Uniform dequantisation to [0, 1]: (x + u) / n_bins, u = Phi(z), z ~ N(0, I) (or given z).
+
+    ``seed`` as the samplers': with per-sample seeds, z of example i is draw 0 of its seed on
+    the dequantisation stream (``counter_noise.DEQUANTIZE_STREAM``).
+    """
     x_int = to_float(x_int)
-    z = keras.random.normal(x_int.shape, seed=seed) if z is None else to_float(z)
+    if z is None:
+        z = NoiseSource(tuple(x_int.shape), seed, stream=DEQUANTIZE_STREAM).draw_one()
+    z = to_float(z)
     u = 0.5 * (1.0 + ops.erf(z / SQRT_2))  # Phi(z) ~ U(0, 1), as the reference draws it
     return (x_int + u) / n_bins
 

@@ -4,8 +4,29 @@ Every sampler takes a score function and returns ``(x, nfe)``: the final sample,
 ``(batch, *dims)``, and the number of score evaluations. Continuous-time samplers take
 ``score_fn(x, t)`` with ``t`` of shape ``(batch,)``; the NCSN samplers take ``score_fn(x, sigma)``.
 
-Randomness: where the reference takes ``rng`` a sampler takes ``seed``, or ``noise`` injected by
-a test and consumed in the order the reference draws its normals (`scoregen_keras.sampling.noise`).
+Randomness: where the reference takes ``rng`` a sampler takes ``seed``: an int S (the samples'
+seeds S, S+1, ...), one seed per sample, a ``CounterNoise``, or a ``keras.random.SeedGenerator``
+(the backend's stream, an opt-in); or ``noise`` injected by a test, consumed in the order the
+reference draws its normals (`scoregen_keras.sampling.noise`). With per-sample seeds, draw d of a
+sample (one normal of its shape) is a function of its seed and d alone, d counting the normals
+in the order each docstring states, from 0:
+
+- `pc_sample`: draw 0 the prior (none with ``x_init``); then per step the corrector's
+  ``n_corrector_steps`` normals (langevin, ald; none for "none"), then the predictor's one
+  (none for "none");
+- `annealed_langevin`: draw 0 the start sigma_1 z (none with ``x_init``); then one per Langevin
+  step, level after level;
+- `langevin`: one per step;
+- `ode_sample`: draw 0 the latent (none with ``z``), nothing after;
+- `edm_heun_sample`: draw 0 the start sigma_0 z; then one churn normal per step with
+  gamma_i > 0 only;
+- `dpm_solver_pp_sample`: draw 0 the start sigma_0 z, nothing after.
+
+So a sample depends on neither the backend, nor the batch it is drawn in, nor its place there,
+wherever the sampler's arithmetic is per example: every sampler here except the Langevin
+corrector with ``norm_rule="batch"`` (score_sde's step rule, norms averaged over the batch) and
+the adaptive ODE solvers (RK45 / dopri5), whose step sizes are chosen for the whole batch, so that
+a sample agrees across batch sizes only to the solver's tolerance.
 Compilation: the fixed-step samplers run several steps per compiled call
 (`scoregen_keras.sampling.chunks`); ``variables`` lists the weights the score reads, so that a
 compiled step sees their later values on JAX. ``temperature`` scales the prior draw
@@ -46,6 +67,16 @@ def _start(sde: SDE, source: NoiseSource, x_init: Any | None, temperature: float
 def _norm_per_example(v: Tensor) -> Tensor:
     """Euclidean norm of each example, shape (batch,)."""
     return ops.sqrt(sum_over_dims(ops.square(v)))
+
+
+def _norm_batch_mean(v: Tensor) -> Tensor:
+    """The examples' Euclidean norms averaged over the batch (a scalar), as score_sde."""
+    return ops.mean(_norm_per_example(v))
+
+
+NORM_RULES = {"batch": _norm_batch_mean, "per_example": _norm_per_example}
+"""The Langevin corrector's norms ||z||, ||s|| in its step rule: per example then averaged over
+the batch (score_sde's; couples the samples of a batch), or per example (batch-independent)."""
 
 
 @without_grad
@@ -158,7 +189,8 @@ def tweedie_denoise(
 # --------------------------------------------------------------------------- predictor-corrector
 # A predictor step maps (score_fn, sde, x, t, z, dt) to (x, x_mean), x_mean the noise-free part and
 # z the step's normal (the reference's rng draw). A corrector step maps (score_fn, sde, x, t, z,
-# snr, n_steps) to (x, x_mean), z stacking its n_steps normals, shape (n_steps, *x.shape).
+# snr, n_steps, norm_rule) to (x, x_mean), z stacking its n_steps normals, shape
+# (n_steps, *x.shape); norm_rule is a key of NORM_RULES (read by the Langevin corrector only).
 
 
 def euler_maruyama(
@@ -195,19 +227,27 @@ def no_predictor(
 
 
 def langevin_corrector(
-    score_fn: ScoreFn, sde: SDE, x: Tensor, t: Tensor, z: Tensor, snr: float, n_steps: int
+    score_fn: ScoreFn,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    z: Tensor,
+    snr: float,
+    n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[Tensor, Tensor]:
     """Langevin corrector with the signal-to-noise step rule (Song et al. 2021, Algorithm 4).
 
-    Step eps = 2 alpha (snr ||z|| / ||s||)^2, both norms per example then averaged over the batch,
-    alpha = ``sde.langevin_alpha(t)``. Each step: one NFE, one normal z[j].
+    Step eps = 2 alpha (snr ||z|| / ||s||)^2, alpha = ``sde.langevin_alpha(t)``, the norms by
+    ``norm_rule`` (`NORM_RULES`): "batch", per example then averaged over the batch (score_sde),
+    or "per_example". Each step: one NFE, one normal z[j].
     """
     alpha = sde.langevin_alpha(t)
+    norm = NORM_RULES[norm_rule]
     x_mean = x
     for j in range(n_steps):
         grad = score_fn(x, t)
-        grad_norm = ops.mean(_norm_per_example(grad))
-        noise_norm = ops.mean(_norm_per_example(z[j]))
+        grad_norm, noise_norm = norm(grad), norm(z[j])
         step_size = batch_scalar(2.0 * alpha * ops.square(snr * noise_norm / grad_norm), x)
         x_mean = x + step_size * grad
         x = x_mean + ops.sqrt(2.0 * step_size) * z[j]
@@ -215,11 +255,19 @@ def langevin_corrector(
 
 
 def ald(
-    score_fn: ScoreFn, sde: SDE, x: Tensor, t: Tensor, z: Tensor, snr: float, n_steps: int
+    score_fn: ScoreFn,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    z: Tensor,
+    snr: float,
+    n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[Tensor, Tensor]:
     """Annealed Langevin corrector: eps = 2 alpha (snr sigma_t)^2, sigma_t the marginal std.
 
-    As score_sde's ``AnnealedLangevinDynamics``. Each step: one NFE, one normal z[j].
+    As score_sde's ``AnnealedLangevinDynamics``; its step reads no norms (``norm_rule`` unused).
+    Each step: one NFE, one normal z[j].
     """
     alpha = sde.langevin_alpha(t)
     _, std = sde.marginal_coefficients(t)
@@ -233,7 +281,14 @@ def ald(
 
 
 def none(
-    score_fn: ScoreFn, sde: SDE, x: Tensor, t: Tensor, z: Tensor, snr: float, n_steps: int
+    score_fn: ScoreFn,
+    sde: SDE,
+    x: Tensor,
+    t: Tensor,
+    z: Tensor,
+    snr: float,
+    n_steps: int,
+    norm_rule: str = "batch",
 ) -> tuple[Tensor, Tensor]:
     """The identity corrector: no NFE, no draws."""
     return x, x
@@ -267,16 +322,21 @@ CORRECTORS = {
 }
 
 
-def pc_steps(predictor: str, corrector: str, sde: SDE) -> tuple[PCStep, PCStep]:
+def pc_steps(
+    predictor: str, corrector: str, sde: SDE, norm_rule: str = "batch"
+) -> tuple[PCStep, PCStep]:
     """The predictor and corrector steps of these names, checked against the SDE.
 
-    ValueError for unknown names, or when they read N-level tables the SDE cannot provide.
+    ValueError for unknown names (the norm rule's too), or when they read N-level tables the SDE
+    cannot provide.
     """
     if predictor not in PREDICTORS or corrector not in CORRECTORS:
         raise ValueError(
             f"predictor must be one of {sorted(PREDICTORS)} and corrector one of "
             f"{sorted(CORRECTORS)}; got {predictor!r}, {corrector!r}"
         )
+    if norm_rule not in NORM_RULES:
+        raise ValueError(f"norm_rule must be one of {sorted(NORM_RULES)}; got {norm_rule!r}")
     steps = PREDICTORS[predictor], CORRECTORS[corrector]
     if any(step.reads_discrete_chain for step in steps):
         sde.check_discrete_chain()
@@ -297,6 +357,7 @@ def pc_sample(
     denoise: bool = True,
     x_init: Any | None = None,
     n_steps: int | None = None,
+    norm_rule: str = "batch",
     *,
     noise: Noise = None,
     temperature: float = 1.0,
@@ -307,6 +368,7 @@ def pc_sample(
 
     At each step the corrector runs, then the predictor; dt = -T/N as in score_sde. ``n_steps``
     other than sde.N runs on ``sde.with_levels(n_steps)``, whose noise levels the chain visits.
+    ``norm_rule``: the Langevin corrector's norms (`NORM_RULES`; "batch" is score_sde's).
     Draws as the reference: the prior (scaled by ``temperature``) unless ``x_init``; then per
     step the corrector's normals, then the predictor's. Returns the noise-free mean of the last
     step when ``denoise``.
@@ -314,7 +376,7 @@ def pc_sample(
     eps = sde.eps if eps is None else eps
     sde = sde if n_steps is None else sde.with_levels(n_steps)
     n_steps = sde.N
-    predictor_step, corrector_step = pc_steps(predictor, corrector, sde)
+    predictor_step, corrector_step = pc_steps(predictor, corrector, sde, norm_rule)
     n_corrector = corrector_step.nfe * n_corrector_steps  # the corrector's normals per step
     n_draws = n_corrector + predictor_step.nfe
     source = NoiseSource(shape, seed, noise)
@@ -324,15 +386,16 @@ def pc_sample(
     def step(state: tuple[Tensor, Tensor], t: Tensor, z: Tensor) -> tuple[Tensor, Tensor]:
         """The corrector, then the predictor at t; z stacks their normals in that order."""
         x, t = state[0], per_example(t[0], state[0])
-        x, _ = corrector_step(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector)
+        x, _ = corrector_step(score_fn, sde, x, t, z[:n_corrector], snr, n_corrector, norm_rule)
         z_predictor = z[n_corrector] if predictor_step.nfe else None
         return predictor_step(score_fn, sde, x, t, z_predictor, dt)
 
+    settings = (predictor, corrector, float(snr), n_corrector, norm_rule, dt)
     x, x_mean = run_steps(
         step,
         (x, x),
         np.linspace(sde.T, eps, n_steps),
-        key=("pc", score_fn, sde, predictor, corrector, float(snr), n_corrector, dt),
+        key=("pc", score_fn, sde, *settings),
         noise=source,
         draws_per_step=n_draws,
         variables=variables,

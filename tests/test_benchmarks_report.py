@@ -235,6 +235,9 @@ def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
         "overhead_median_interval": [0.954, 1.3],
         "overhead_range": [0.954, 1.3],
         "overhead_rounds": [0.954, 1.1834, 1.3],
+        "noise_s_per_step": 0.00025,
+        "score_s_per_step": 0.0042,
+        "noise_fraction": 0.0987,
     }
     payload = {
         "target": 1.2,
@@ -251,15 +254,16 @@ def test_render_sampler_overhead(run_all: ModuleType, results: Path) -> None:
     text = run_all.render_results(results)
     assert "Target overhead ≤ 1.2; median over rounds of wall time / (NFE x score time)" in text
     assert "(95% interval: order statistics)" in text
-    headers = "| NFE | wall s | overhead | 95% interval | rounds | verdict |"
-    assert headers in text
-    row = (
-        "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 | 0.95–1.30 (3) | pass |"
+    headers = (
+        "| NFE | wall s | overhead | 95% interval | rounds | noise ms / step | score ms / step"
     )
-    assert row in text
+    assert headers + " | noise % of wall | verdict |" in text
+    row = "| torch | mlp/toy | 1024 | pc | 200 | 0.5123 | 1.183 | 0.95–1.30 | 0.95–1.30 (3) |"
+    assert row + " 0.25 | 4.2 | 9.9 | pass |" in text
     payload["target"] = 1.1
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
-    assert "| 1.183 | 0.95–1.30 | 0.95–1.30 (3) | **FAIL** |" in run_all.render_results(results)
+    failed = "| 1.183 | 0.95–1.30 | 0.95–1.30 (3) | 0.25 | 4.2 | 9.9 | **FAIL** |"
+    assert failed in run_all.render_results(results)
 
 
 def test_the_host_round_trip_floor_is_listed_without_a_verdict(
@@ -279,9 +283,15 @@ def test_the_host_round_trip_floor_is_listed_without_a_verdict(
     (results / "sampler_overhead.json").write_text(json.dumps(payload))
     text = run_all.render_results(results)
     assert "Floor rows: calls read back." in text
-    assert "| jax | mlp/toy | 1024 | pc | 100 | 0.25 | 1.25 |  | 1.10–1.40 | **FAIL** |" in text
+    no_noise = "| – | – | – |"  # results written before the noise columns
+    assert (
+        "| jax | mlp/toy | 1024 | pc | 100 | 0.25 | 1.25 |  | 1.10–1.40 " + no_noise + " **FAIL** |"
+        in text
+    )
     floor_row = (
-        "| jax | mlp/toy | 1024 | (floor) round trip | 100 | 0.25 | 1.25 |  | 1.10–1.40 | – |"
+        "| jax | mlp/toy | 1024 | (floor) round trip | 100 | 0.25 | 1.25 |  | 1.10–1.40 "
+        + no_noise
+        + " – |"
     )
     assert floor_row in text
 

@@ -16,6 +16,7 @@ from scoregen_keras import choices
 
 def _registries() -> list[tuple[str, object, tuple[str, ...]]]:
     """(what, the library's names, the choices' names) for every registry."""
+    from reference import samplers as reference_samplers
     from scoregen_keras import likelihood, losses, networks, samplers
     from scoregen_keras.sampling import ode
     from scoregen_keras.training import presets, score_model
@@ -23,6 +24,8 @@ def _registries() -> list[tuple[str, object, tuple[str, ...]]]:
     return [
         ("predictors", samplers.PREDICTORS, choices.PREDICTORS),
         ("correctors", samplers.CORRECTORS, choices.CORRECTORS),
+        ("corrector norm rules", samplers.NORM_RULES, choices.NORM_RULES),
+        ("the reference's norm rules", reference_samplers.NORM_RULES, choices.NORM_RULES),
         ("fixed-step ODE methods", ode.FIXED_STEP_METHODS, choices.FIXED_STEP_ODE_METHODS),
         ("likelihood solvers", likelihood.METHODS, choices.ODE_SOLVERS),
         ("networks", networks.CONFIGS, choices.NETWORKS),

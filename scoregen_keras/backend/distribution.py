@@ -18,6 +18,7 @@ import keras
 from keras import ops
 
 from scoregen_keras.backend.active import dispatch, name
+from scoregen_keras.backend.compile import from_host
 
 Tensor = Any
 XLA_CPU_COUNT_FLAG = "--xla_force_host_platform_device_count"
@@ -292,3 +293,27 @@ def logs_for_multi_worker(logs: dict[str, Any]) -> dict[str, Any]:
     if not _TF_MULTI_WORKER:
         return logs
     return {key: ops.reshape(value, (1,)) for key, value in logs.items()}
+
+
+def batch_devices() -> int:
+    """Devices a batch is split over by `from_host_batch`: those of a JAX data-parallel
+    distribution when one is set, else 1."""
+    distribution = keras.distribution.distribution() if name() == "jax" else None
+    if not isinstance(distribution, keras.distribution.DataParallel):
+        return 1
+    return int(distribution.device_mesh.devices.size)
+
+
+def from_host_batch(array: Any, batch_axis: int = 0) -> Tensor:
+    """A host array as a tensor, split along ``batch_axis`` over the devices of a JAX
+    data-parallel distribution when one is set and the axis divides evenly (each device then
+    holds its own samples' rows, and compiled steps run where their rows lie); else
+    `from_host`. TensorFlow's strategies and PyTorch have no such placement here."""
+    devices = batch_devices()
+    if devices == 1 or array.shape[batch_axis] % devices:
+        return from_host(array)
+    distribution = keras.distribution.distribution()
+    axes: list[str | None] = [None] * array.ndim
+    axes[batch_axis] = distribution.batch_dim_name
+    layout = keras.distribution.TensorLayout(axes, distribution.device_mesh)
+    return keras.distribution.distribute_tensor(array, layout)

@@ -59,6 +59,14 @@ KERAS_TRAIN, KERAS_TEST = "train", "test"
 KERAS_SPLITS = (KERAS_TRAIN, KERAS_TEST)
 """Parts of a keras.datasets set: `NAME` is its train split, `NAME:test` its test split."""
 TOY_DEFAULT_SIZE = 50_000
+LABEL_NAMES = frozenset({"y", "label", "labels", "target", "targets", "class", "classes"})
+"""Array names that say labels, not data (case-insensitive)."""
+
+
+def _looks_like_labels(name: str | None, array: np.ndarray) -> bool:
+    """A label array: named like one (LABEL_NAMES), or integer and one-dimensional."""
+    named = name is not None and name.lower() in LABEL_NAMES
+    return named or (array.ndim == 1 and np.issubdtype(array.dtype, np.integer))
 
 
 def _toy(name: str, n: int, seed: int) -> Dataset:
@@ -156,25 +164,34 @@ def _keras_images(name: str, centered: bool, part: str = KERAS_TRAIN) -> Dataset
 
 def read_array_file(path: str | os.PathLike[str]) -> tuple[np.ndarray, np.ndarray | None]:
     """(x, y) of a .npy file (y None) or a .npz file: its array `x` (or its only array) and its
-    array `y` when it has one besides; never unpickled, DataError naming the file."""
+    array `y` when it has one besides; never unpickled, DataError naming the file (also when the
+    only array looks like class labels)."""
     if not os.path.isfile(path):
         raise DataError(f"data file {path} does not exist.")
     try:
         loaded = np.load(path, allow_pickle=False)
         if not isinstance(loaded, np.lib.npyio.NpzFile):
-            return loaded, None
-        with loaded:
-            keys = list(loaded.keys())
-            key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
-            if key is None:
-                raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
-            y = loaded["y"] if "y" in keys and key != "y" else None
-            return loaded[key], y
+            key, x, y = None, loaded, None
+        else:
+            with loaded:
+                keys = list(loaded.keys())
+                key = "x" if "x" in keys else (keys[0] if len(keys) == 1 else None)
+                if key is None:
+                    raise DataError(f"{path} holds arrays {keys}; name the data array 'x'.")
+                y = loaded["y"] if "y" in keys and key != "y" else None
+                x = loaded[key]
     except DataError:
         raise
     except NPY_READ_ERRORS as error:
         cause = first_line(error)
         raise DataError(f"could not read {path} as a NumPy array file ({cause}).") from error
+    if key != "x" and _looks_like_labels(key, x):
+        what = "a 1-d integer array" if key is None else f"only the array '{key}'"
+        raise DataError(
+            f"{path} holds {what}, which looks like class labels, not data; put the examples "
+            "under 'x' (and their classes under 'y')."
+        )
+    return x, y
 
 
 def _array_file(path: str, centered: bool) -> Dataset:

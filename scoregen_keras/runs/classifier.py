@@ -170,7 +170,7 @@ def load_run_classifier(run: Run) -> NoiseConditionalClassifier:
 
 @dataclasses.dataclass(frozen=True)
 class ClassGuide:
-    """The guided score for the chosen classes, cycled over the examples of each batch."""
+    """The guided score for the chosen classes, cycled over the positions of a seed list."""
 
     classifier: NoiseConditionalClassifier
     classes: tuple[int, ...]
@@ -181,19 +181,21 @@ class ClassGuide:
         """Names of all the classifier's classes (index k: class k)."""
         return self.classifier.class_names
 
-    def batch_labels(self, batch: int) -> np.ndarray:
-        """The class of each example of a batch: the chosen classes in turn."""
-        return np.resize(np.asarray(self.classes, dtype=np.int32), batch)
+    def labels(self, positions: np.ndarray) -> np.ndarray:
+        """The class of the samples at these positions of a seed list: the chosen classes in
+        turn, position j getting classes[j mod K]."""
+        classes = np.asarray(self.classes, dtype=np.int32)
+        return classes[np.asarray(positions) % len(classes)]
 
-    def score_fn(self, score_fn: ScoreFn, batch: int) -> ScoreFn:
-        """s(x, t) + scale grad_x log p_t(y | x) for batches of `batch` examples."""
+    def score_fn(self, score_fn: ScoreFn, labels: np.ndarray) -> ScoreFn:
+        """s(x, t) + scale grad_x log p_t(y | x) for batches whose examples have these labels."""
         return controllable.guided_score(
-            score_fn, log_posterior_grad_fn(self.classifier), self.batch_labels(batch), self.scale
+            score_fn, log_posterior_grad_fn(self.classifier), labels, self.scale
         )
 
-    def sigma_score_fn(self, score_fn: ScoreFn, batch: int) -> ScoreFn:
+    def sigma_score_fn(self, score_fn: ScoreFn, labels: np.ndarray) -> ScoreFn:
         """s(x, sigma) + scale grad_x log p_sigma(y | x) for a score of noise levels sigma (NCSN)
-        and batches of `batch` examples.
+        and batches whose examples have these labels.
 
         x = x_0 + sigma z is x_t / alpha(t) at the t where the classifier SDE's sigma~(t) = sigma,
         so log p_sigma(y | x) = log p_t(y | alpha x); under VE (an NCSN run's `guidance_sde`)
@@ -207,9 +209,7 @@ class ClassGuide:
             alpha = batch_scalar(sde.marginal_coefficients(t)[0], x)
             return alpha * grad_at_t(alpha * x, t, y)
 
-        return controllable.guided_score(
-            score_fn, grad_at_sigma, self.batch_labels(batch), self.scale
-        )
+        return controllable.guided_score(score_fn, grad_at_sigma, labels, self.scale)
 
 
 def class_guide(classifier: NoiseConditionalClassifier, choice: str, scale: float) -> ClassGuide:

@@ -10,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from scoregen_keras.choices import ALD_SAMPLER, NCSN_SDE, PC_SAMPLER
+from scoregen_keras.choices import ALD_SAMPLER, CORRECTORS, NCSN_SDE, NORM_RULES, PC_SAMPLER
 from scoregen_keras.data import DataError, Scaler, load_dataset
 from scoregen_keras.runs.folder import RunError
 
@@ -58,6 +58,37 @@ def default_sampler(config: dict[str, Any]) -> str:
     """The sampler a command uses unless told: annealed Langevin for a run of NCSN noise levels
     (the only one it has), predictor-corrector otherwise."""
     return ALD_SAMPLER if config.get("sde") == NCSN_SDE else PC_SAMPLER
+
+
+POINT_CORRECTOR = CORRECTORS[1]
+"""The PC corrector of point runs without a ``sampler_corrector``: ALD, whose step reads no norms
+(batch-independent) and which reaches the Monte-Carlo floor on the toy mixtures where the
+Langevin corrector at snr 0.16 draws too wide (benchmarks/pc_defaults.py)."""
+IMAGE_CORRECTOR = CORRECTORS[0]
+"""The PC corrector of image runs without a ``sampler_corrector``: score_sde's Langevin."""
+BATCH_NORMS, PER_EXAMPLE_NORMS = NORM_RULES
+
+
+def is_image_run(config: dict[str, Any]) -> bool:
+    """Whether the run's examples are images (else points)."""
+    return config["data"].get("kind") == "images"
+
+
+def default_corrector(config: dict[str, Any]) -> str:
+    """The PC corrector a command uses unless told: the run's ``sampler_corrector`` (an imported
+    model: the original's, `pc_settings`), else ALD for point data and Langevin for images."""
+    chosen = config.get("sampler_corrector", pc_settings(config).get("corrector"))
+    if chosen is not None:
+        return str(chosen)
+    return IMAGE_CORRECTOR if is_image_run(config) else POINT_CORRECTOR
+
+
+def corrector_norm_rule(config: dict[str, Any]) -> str:
+    """The Langevin corrector's norms for a run: per example for images (each sample its own
+    step size, so a sample does not depend on its batch; at image dimension the norms of one
+    example are close to the batch's mean), score_sde's batch mean for points (in 2-D a single
+    example's ||s|| can be near 0 and its step explode)."""
+    return PER_EXAMPLE_NORMS if is_image_run(config) else BATCH_NORMS
 
 
 def value_range(config: dict[str, Any]) -> tuple[float, float]:

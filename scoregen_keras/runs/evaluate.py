@@ -36,6 +36,7 @@ import numpy as np
 from reference import sde as reference_sde_lib
 from reference.datasets import EXACT_MIXTURES
 from scoregen_keras import metrics
+from scoregen_keras.choices import COUNTER_NOISE
 from scoregen_keras.data import original_pixel_range
 from scoregen_keras.likelihood import ode_likelihood
 from scoregen_keras.networks import features
@@ -44,7 +45,7 @@ from scoregen_keras.runs.build import load_run_data
 from scoregen_keras.runs.config import run_dataset
 from scoregen_keras.runs.folder import RunError
 from scoregen_keras.runs.load import Run
-from scoregen_keras.runs.sample import draw_samples
+from scoregen_keras.runs.sample import draw_samples, sample_seeds
 from scoregen_keras.sde import SDE
 
 POINTS, IMAGES = "points", "images"
@@ -311,8 +312,14 @@ def evaluate_run(
     fid_statistics: str | Path | None = None,
     fid_weights: str | Path | None = None,
     download: bool = True,
+    *,
+    seeds: Any | None = None,
+    noise: str = COUNTER_NOISE,
 ) -> dict[str, Any]:
     """Draw n samples from a loaded run and evaluate them against data (original scale).
+
+    The samples' seeds are ``seeds`` (n then their number), else seed .. seed+n-1, drawn with
+    ``noise`` (`draw_samples`); ``seed`` also seeds the data's splits and the metrics' draws.
 
     The data are the run's own data set, or ``against`` (any `load_dataset` name with the run's
     kind and example shape, e.g. ``digits:held-out`` for a run trained on ``digits:train``).
@@ -323,6 +330,8 @@ def evaluate_run(
     Returns the run's identity, the sampler's cost and the metrics.
     """
     config = run.config
+    seeds = sample_seeds(n if seeds is None else None, seed, seeds)
+    n = len(seeds)
     identity = {
         "run_dir": str(run.paths.root),
         "checkpoint": str(run.checkpoint),
@@ -333,15 +342,21 @@ def evaluate_run(
         "sampler": sampler,
         "n": n,
         "seed": seed,
+        "seeds": {
+            "first": int(seeds[0]),
+            "last": int(seeds[-1]),
+            "consecutive": bool(np.all(np.diff(seeds) == 1)),
+        },
+        "noise": noise,
     }
     if fid_statistics is not None:
         return {
             **identity,
             **_standard_fid(
                 run,
-                n,
+                seeds,
+                noise,
                 sampler,
-                seed,
                 steps,
                 batch_size,
                 progress,
@@ -358,7 +373,8 @@ def evaluate_run(
         config,
         n,
         sampler=sampler,
-        seed=seed,
+        seeds=seeds,
+        noise=noise,
         steps=steps,
         progress=progress,
         batch_size=batch_size,
@@ -389,9 +405,9 @@ def evaluate_run(
 
 def _standard_fid(
     run: Run,
-    n: int,
+    seeds: np.ndarray,
+    noise: str,
     sampler: str,
-    seed: int,
     steps: int | None,
     batch_size: int | None,
     progress: bool,
@@ -399,16 +415,18 @@ def _standard_fid(
     weights: str | Path | None,
     download: bool,
 ) -> dict[str, Any]:
-    """evaluate_run's fields for the standard FID of n samples against a statistics file."""
+    """evaluate_run's fields for the standard FID of the samples of these seeds against a
+    statistics file."""
     if run.config["data"]["kind"] != IMAGES:
         raise RunError("the standard FID is for image runs; this run's data are points.")
     result = fid.sampled_fid(
         run,
         statistics,
-        n,
+        len(seeds),
         fid.network_loader(weights, download),
         sampler=sampler,
-        seed=seed,
+        seeds=seeds,
+        noise=noise,
         steps=steps,
         batch_size=batch_size,
         progress=progress,

@@ -16,11 +16,13 @@ import functools
 import os
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import keras
 import numpy as np
 from tqdm.auto import tqdm
 
+from scoregen_keras.choices import COUNTER_NOISE
 from scoregen_keras.data import ImageSet, open_image_set, rgb_uint8
 from scoregen_keras.networks.fid_weights import load_fid_inception
 from scoregen_keras.runs.config import value_range
@@ -170,9 +172,12 @@ def sampled_fid(
     batch_size: int | None = None,
     fid_batch_size: int = DEFAULT_BATCH_SIZE,
     progress: bool = False,
+    seeds: Any | None = None,
+    noise: str = COUNTER_NOISE,
 ) -> SampledFID:
-    """FID of n samples of a run (drawn as `draw_samples` draws them, in batches of batch_size)
-    against a statistics file, each sample quantised to 8 bits as its PNG would be."""
+    """FID of n samples of a run (drawn as `draw_samples` draws them, in batches of batch_size,
+    from ``seeds`` or seed .. seed+n-1) against a statistics file, each sample quantised to 8
+    bits as its PNG would be."""
     reference = load_fid_statistics(statistics_file)
     batches = sample_batches(
         run.model,
@@ -183,6 +188,8 @@ def sampled_fid(
         steps=steps,
         batch_size=batch_size,
         progress=progress,
+        seeds=seeds,
+        noise=noise,
     )
     nfes: list[int] = []
     sampling: list[float] = []

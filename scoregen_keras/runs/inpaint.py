@@ -18,9 +18,17 @@ import numpy as np
 
 from scoregen_keras import controllable
 from scoregen_keras.runs import plots
-from scoregen_keras.runs.config import ald_options, pc_settings, require_images, value_range
+from scoregen_keras.runs.config import (
+    ald_options,
+    corrector_norm_rule,
+    default_corrector,
+    pc_settings,
+    require_images,
+    value_range,
+)
 from scoregen_keras.runs.folder import RunError, one_line, output_stem, save_npz_atomic
 from scoregen_keras.runs.load import Run
+from scoregen_keras.runs.sample import sample_seeds
 
 MAX_ROW = 10
 """Images per row of an inpainting / colorization grid."""
@@ -41,13 +49,15 @@ class Controlled:
     """What the .npz keeps beside the results (original scale images, the mask)."""
     nfe: int
     seconds: float
+    seeds: np.ndarray | None = None
+    """The seed of each result, in order (uint64)."""
 
 
 def _sample_with_replacement(
     run: Run,
     y_obs: np.ndarray,
     mask: np.ndarray,
-    seed: int,
+    seed: np.ndarray,
     steps: int | None,
     snr: float | None,
     step_lr: float | None,
@@ -56,9 +66,11 @@ def _sample_with_replacement(
     couple: controllable.LinearMap = controllable.identity,
 ) -> tuple[Any, int]:
     """Sample with ``decouple(x)[mask]`` kept on ``y_obs``: PC with replacement for an SDE run
-    (``steps`` None: the SDE's N; ``step_lr`` unused), annealed Langevin with replacement for a
-    run of NCSN noise levels (``steps`` per level and ``step_lr`` as `runs.ald_options`; ``snr``
-    unused; None: the run's own, `pc_settings`, else SNR_DEFAULT)."""
+    (``steps`` None: the SDE's N; ``step_lr`` unused; the run's `default_corrector`, Langevin
+    norms per example; ``snr`` None: the run's own, `pc_settings`, else SNR_DEFAULT), annealed
+    Langevin with replacement for a run of NCSN noise levels (``steps`` per level and ``step_lr``
+    as `runs.ald_options`; ``snr`` unused). ``seed``: one per example (`samplers`' per-sample
+    seeds)."""
     snr = pc_settings(run.config).get("snr", SNR_DEFAULT) if snr is None else snr
     if any(size is not None and size <= 0 for size in (steps, step_lr)) or snr < 0:
         raise RunError(
@@ -87,7 +99,9 @@ def _sample_with_replacement(
         y_obs,
         mask,
         seed,
+        corrector=default_corrector(run.config),
         snr=float(snr),
+        norm_rule=corrector_norm_rule(run.config),
         **common,
         **({} if steps is None else {"n_steps": int(steps)}),
     )
@@ -110,12 +124,19 @@ def inpaint_image(
     snr: float | None = None,
     progress: bool = False,
     step_lr: float | None = None,
+    *,
+    seeds: Any | None = None,
 ) -> Controlled:
-    """n inpaintings of one model-space image (H, W, C): known pixels (mask True) are kept."""
+    """Inpaintings of one model-space image (H, W, C): known pixels (mask True) are kept.
+
+    One result per seed of ``seeds``, else for the seeds seed .. seed+n-1; each result depends
+    on its seed alone (`samplers`' per-sample seeds).
+    """
     require_images(run.config, "inpainting")
+    seeds = sample_seeds(None if seeds is not None else n, seed, seeds)
     start = time.perf_counter()
     x, nfe = _sample_with_replacement(
-        run, _batch(image, n), mask[None], seed, steps, snr, step_lr, progress
+        run, _batch(image, len(seeds)), mask[None], seeds, steps, snr, step_lr, progress
     )
     x = np.asarray(keras.ops.convert_to_numpy(x), dtype=np.float32)
     low, high = value_range(run.config)
@@ -128,6 +149,7 @@ def inpaint_image(
         inputs={"image": scaler.inverse(image), "mask": mask},
         nfe=int(nfe),
         seconds=time.perf_counter() - start,
+        seeds=seeds,
     )
 
 
@@ -140,16 +162,20 @@ def colorize_image(
     snr: float | None = None,
     progress: bool = False,
     step_lr: float | None = None,
+    *,
+    seeds: Any | None = None,
 ) -> Controlled:
-    """n colourings of one model-space image (H, W, 1 or 3) keeping its grey (mean) channel."""
+    """Colourings of one model-space image (H, W, 1 or 3) keeping its grey (mean) channel: one
+    per seed of ``seeds``, else for the seeds seed .. seed+n-1."""
     require_images(run.config, "colorization", COLOR_CHANNELS)
+    seeds = sample_seeds(None if seeds is not None else n, seed, seeds)
     start = time.perf_counter()
-    y_obs, observed = controllable.grey_observation(_batch(image, n))
+    y_obs, observed = controllable.grey_observation(_batch(image, len(seeds)))
     x, nfe = _sample_with_replacement(
         run,
         y_obs,
         observed,
-        seed,
+        seeds,
         steps,
         snr,
         step_lr,
@@ -167,18 +193,22 @@ def colorize_image(
         inputs={"grey": scaler.inverse(image.mean(axis=-1, keepdims=True))},
         nfe=int(nfe),
         seconds=time.perf_counter() - start,
+        seeds=seeds,
     )
 
 
 def save_controlled(
     path: str | os.PathLike[str], result: Controlled, config: dict[str, Any]
 ) -> tuple[Path, Path]:
-    """Write PATH.npz (x: results in the original scale, plus the inputs) and PATH.png (grid)."""
+    """Write PATH.npz (x: results in the original scale, seeds, plus the inputs) and PATH.png
+    (grid)."""
     stem = output_stem(path)
+    seeds = {} if result.seeds is None else {"seeds": np.asarray(result.seeds, np.uint64)}
     try:
         npz = save_npz_atomic(
             stem.with_name(stem.name + ".npz"),
             x=result.x_original.astype(np.float32),
+            **seeds,
             **{key: np.asarray(value) for key, value in result.inputs.items()},
         )
         png = plots.save_image_grid(

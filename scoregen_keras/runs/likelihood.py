@@ -141,7 +141,9 @@ def run_likelihood(
     Integer-valued images are dequantised uniformly first (u ~ U[0, 1) in original units, so the
     figure bounds the discrete data's -log2 P from above). The model-space log-density becomes one
     in original units by the change of variables: log p(x) = log p_model(y) - D log(scale).
-    ``scaler`` maps the examples' units to model space (default: the run's scaler).
+    ``scaler`` maps the examples' units to model space (default: the run's scaler). Example i
+    (from 0) has the seed ``seed + i``: its dequantisation noise and Hutchinson probe are draws of
+    that seed on their own streams, whatever the batch it is solved in.
     """
     sde = run_sde(run)
     n_dims = int(np.prod(x_original.shape[1:]))
@@ -153,7 +155,6 @@ def run_likelihood(
     if batch_size <= 0 or tol <= 0:
         raise RunError("the batch size and the tolerance must be positive.")
     scaler = run.scaler if scaler is None else scaler
-    generator = keras.random.SeedGenerator(seed)
     rounded = np.round(x_original)
     dequantized = kind == "images" and bool(np.all(np.abs(x_original - rounded) <= INTEGER_ATOL))
     score_fn = run.model.score_fn(use_ema=True)
@@ -161,9 +162,10 @@ def run_likelihood(
     start = time.perf_counter()
     for first in range(0, len(x_original), batch_size):
         chunk = x_original[first : first + batch_size]
+        seeds = seed + np.arange(first, first + len(chunk))
         if dequantized:
             chunk = keras.ops.convert_to_numpy(
-                dequantize(rounded[first : first + batch_size], generator, n_bins=ORIGINAL_UNITS)
+                dequantize(rounded[first : first + batch_size], seeds, n_bins=ORIGINAL_UNITS)
             )
         y = scaler.forward(chunk)
         try:
@@ -171,7 +173,7 @@ def run_likelihood(
                 score_fn,
                 sde,
                 y,
-                seed=generator,
+                seed=seeds,
                 divergence=divergence,
                 probe=probe,
                 rtol=tol,

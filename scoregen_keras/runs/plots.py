@@ -146,20 +146,22 @@ def save_image_files(
     images: np.ndarray,
     value_range: tuple[float, float] = (0.0, 1.0),
     progress: bool = False,
+    names: Sequence[str] | None = None,
 ) -> Path:
-    """Each of (n, H, W, C) images as an 8-bit PNG (grey for one channel): folder/000000.png on.
-
-    The names count from 0 with at least six digits, so that they sort in sample order.
-    """
+    """Each of (n, H, W, C) images as an 8-bit PNG (grey for one channel) in folder, under its
+    name in ``names``; by default 000000.png on, counting from 0 with at least six digits, so
+    that they sort in sample order."""
     from PIL import Image
 
     folder = Path(folder)
-    digits = max(IMAGE_FILE_DIGITS, len(str(len(images) - 1)))
+    if names is None:
+        digits = max(IMAGE_FILE_DIGITS, len(str(len(images) - 1)))
+        names = [f"{k:0{digits}d}.png" for k in range(len(images))]
     bar = tqdm(range(len(images)), desc="writing images", disable=None if progress else True)
     for k in bar:
         pixels = to_uint8(images[k], value_range)
         picture = Image.fromarray(pixels[..., 0] if pixels.shape[-1] == 1 else pixels)
-        picture.save(folder / f"{k:0{digits}d}.png")
+        picture.save(folder / names[k])
     return folder
 
 

@@ -62,6 +62,7 @@ RESUMABLE_KEYS = frozenset(
         "n_sample_preview",
         "sampler",
         "sampler_sigma_max",
+        "sampler_corrector",
         "ald_steps_each",
         "ald_step_lr",
         "distribute",  # where a run trains is not part of the model: resume on other devices

@@ -12,14 +12,24 @@ from scoregen_keras.sampling.chunks import (
     run_steps,
     without_grad,
 )
+from scoregen_keras.sampling.counter_noise import (
+    DEQUANTIZE_STREAM,
+    PROBE_STREAM,
+    SAMPLER_STREAM,
+    CounterNoise,
+)
 from scoregen_keras.sampling.host import host_index, host_to_float
 from scoregen_keras.sampling.latent import interpolate, slerp
-from scoregen_keras.sampling.noise import Noise, NoiseSource, Seed
+from scoregen_keras.sampling.noise import Noise, NoiseSource, Seed, per_sample_seeds
 from scoregen_keras.sampling.ode import FIXED_STEP_METHODS, integrate_ode, probability_flow_drift
 
 __all__ = [
+    "DEQUANTIZE_STREAM",
     "FIXED_STEP_METHODS",
     "MAX_CHUNK_STEPS",
+    "PROBE_STREAM",
+    "SAMPLER_STREAM",
+    "CounterNoise",
     "Noise",
     "NoiseSource",
     "Seed",
@@ -31,6 +41,7 @@ __all__ = [
     "host_to_float",
     "integrate_ode",
     "interpolate",
+    "per_sample_seeds",
     "probability_flow_drift",
     "run_steps",
     "slerp",

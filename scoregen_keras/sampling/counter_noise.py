@@ -40,6 +40,13 @@ UNIFORM_STEP = 2.0**-UNIFORM_BITS
 WORD_LIMIT = 2**32  # draw counters and streams are 32-bit words
 SEED_LIMIT = 2**64  # a seed is the 64-bit key
 PIECE_LANES = 2**14  # counters hashed per host pass: the temporaries then stay in the CPU cache
+# streams: independent uses of one seed (the Philox counter's third word)
+SAMPLER_STREAM = 0
+"""A sampler's normals, in the order its docstring states (draw 0 first)."""
+PROBE_STREAM = 1
+"""The likelihood's Hutchinson probe (one draw per example)."""
+DEQUANTIZE_STREAM = 2
+"""The likelihood's uniform dequantisation of integer data (one draw per example)."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,12 +210,13 @@ class CounterNoise:
         return z.reshape(k, *self.shape).astype(keras.config.floatx())
 
     def draw(self, k: int) -> Tensor:
-        """The next k draws stacked on a new leading axis, a tensor (k, *shape)."""
-        return backend.from_host(self.draw_host(k))
+        """The next k draws stacked on a new leading axis, a tensor (k, *shape); under a
+        data-parallel distribution split over its devices along the batch (`from_host_batch`)."""
+        return backend.from_host_batch(self.draw_host(k), batch_axis=1)
 
     def draw_one(self) -> Tensor:
-        """The next draw, a tensor of shape ``shape``."""
-        return backend.from_host(self.draw_host(1)[0])
+        """The next draw, a tensor of shape ``shape`` (split over devices as ``draw``)."""
+        return backend.from_host_batch(self.draw_host(1)[0], batch_axis=0)
 
 
 # --------------------------------------------------------------------------- keras.ops twin

@@ -208,3 +208,39 @@ def training_scope(config: dict[str, Any]) -> Iterator[Placement]:
             replicas.feed_shard,
             replicas.description,
         )
+
+
+# ------------------------------------------------------------------------------ sampling
+
+SAMPLING_BACKENDS = ("jax",)
+SAMPLING_UNSUPPORTED = (
+    "sampling on several devices of one host is available on the jax backend only: there the "
+    "batch's state and per-sample noise are placed split over keras.distribution.DataParallel's "
+    "devices and the compiled steps follow them; on tensorflow each compiled chunk would have to "
+    "run per replica under tf.distribute (strategy.run on per-replica slices, then gathered), "
+    "and Keras has no distribution for torch. Use --backend jax, or one device per process with "
+    "--shard."
+)
+
+
+@contextlib.contextmanager
+def sampling_scope(devices: int | None) -> Iterator[int]:
+    """Context in which a run is loaded and sampled on ``devices`` devices of this host, the
+    batch split along its samples (JAX: keras.distribution.DataParallel); yields the count.
+
+    Each sample keeps its per-seed noise, so the samples are those of one device (to float32
+    rounding). None or 1: nothing changes. Raises DistributeError.
+    """
+    from scoregen_keras import backend
+
+    if devices is None or devices == 1:
+        yield 1
+        return
+    if backend.name() not in SAMPLING_BACKENDS:
+        raise DistributeError(SAMPLING_UNSUPPORTED)
+    cpu_devices = requested_cpu_devices()
+    if cpu_devices is not None:
+        backend.split_host_cpu(cpu_devices)
+    chosen = choose_devices(devices, backend.device_count(), 1, None)
+    with backend.data_parallel(chosen) as replicas:
+        yield replicas.devices

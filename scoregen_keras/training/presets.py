@@ -11,6 +11,7 @@ from typing import Any
 
 from reference.checks import FAST_SAMPLER_SIGMA_MAX
 from scoregen_keras.choices import (
+    CORRECTORS,
     DEFAULT_PRESET,
     DISTRIBUTE_MODES,
     LOSSES,
@@ -29,6 +30,10 @@ TOY_STEPS = 30_000
 # sigma~_max of the few-step samplers on the toy data: ~3x the mixture's diameter, the value of
 # the exact-score suite; VP's sigma~(T) is ~150
 TOY_SAMPLER_SIGMA_MAX = FAST_SAMPLER_SIGMA_MAX
+# PC corrector of the toy presets: ALD (step 2 alpha (snr sigma_t)^2) reaches the floor of the
+# mean log-density and spread where the Langevin corrector at snr 0.16 is 4 % too wide, and its
+# step reads no norms, so a sample does not depend on its batch (benchmarks/pc_defaults.py)
+TOY_SAMPLER_CORRECTOR = "ald"
 
 # NCSNv2's annealed Langevin on CIFAR-10 (Song & Ermon 2020, configs/cifar10.yml): 5 steps a level
 # at eps = 6.2e-6, which technique 4 gives for its 232 levels (reference.sde.ncsnv2_step_size).
@@ -77,6 +82,10 @@ BASE: dict[str, Any] = {
     # EDM Heun / DPM-Solver++ start at this sigma~ (None: the SDE's sigma~(T)); on data of a known
     # scale, steps above a few data diameters are spent on nearly pure noise
     "sampler_sigma_max": None,
+    # the PC corrector of every draw unless told otherwise (None: ald for point data, langevin
+    # for images); on 2-D mixtures the Langevin corrector at snr 0.16 draws too wide and couples
+    # the samples of a batch, ALD does neither (benchmarks/pc_defaults.py)
+    "sampler_corrector": None,
     # annealed Langevin (runs of NCSN noise levels): steps per level and the step size eps of
     # alpha_i = eps sigma_i^2 / sigma_L^2 (None: NCSN's 100 and 2e-5); every draw uses them unless
     # told otherwise, previews with sampler_steps steps per level when that is set
@@ -98,6 +107,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 200,
         "lr_decay": "cosine",
         "sampler_sigma_max": TOY_SAMPLER_SIGMA_MAX,
+        "sampler_corrector": TOY_SAMPLER_CORRECTOR,
         "batch_size": 512,
         "ema": 0.999,
         "checkpoint_every": 10_000,
@@ -111,6 +121,7 @@ PRESETS: dict[str, dict[str, Any]] = {
         "warmup": 200,
         "lr_decay": "cosine",
         "sampler_sigma_max": TOY_SAMPLER_SIGMA_MAX,
+        "sampler_corrector": TOY_SAMPLER_CORRECTOR,
         "batch_size": 512,
         "ema": 0.999,
         "checkpoint_every": 10_000,
@@ -275,6 +286,12 @@ def validate_config(config: dict[str, Any]) -> None:
     for key in ("sampler_sigma_max", "ald_step_lr"):
         _check_optional_positive(config, key, int | float, "a positive number")
     _check_optional_positive(config, "ald_steps_each", int, "a positive integer")
+    corrector = config.get("sampler_corrector")
+    if corrector is not None and corrector not in CORRECTORS:
+        raise ConfigError(
+            f"sampler_corrector must be one of {', '.join(CORRECTORS)} (or null), got "
+            f"{corrector!r}."
+        )
     _validate_ncsn_rules(config)
     if config["ema"] is not None and not 0.0 <= config["ema"] < 1.0:
         raise ConfigError(f"ema must lie in [0, 1), got {config['ema']!r}.")

@@ -81,12 +81,13 @@ def test_one_class_samples_carry_their_label(toy_run: Path) -> None:
     assert_png(toy_run / "samples" / "pc-class2-seed0.png")
 
 
-def test_all_classes_in_turn_sorted_by_class(toy_run: Path, tmp_path: Path) -> None:
-    """--class all in batches: each batch cycles through the classes, its length a multiple of
-    their number (20 at most 9 at once: 4 batches of 5), so each class gets 20 / 5 samples; the
-    file is sorted. A batch size below the number of classes is refused."""
+def test_all_classes_in_turn_by_seed_position(toy_run: Path, tmp_path: Path) -> None:
+    """--class all in batches: the seed at position j gets class j mod K, its batch's length a
+    multiple of K (20 at most 9 at once: 4 batches of 5), so each class gets 20 / 5 samples; the
+    file keeps the seeds' order. A batch size below the number of classes is refused."""
     samples = sample_file(toy_run, tmp_path / "all", "--class", "all", "--batch-size", "9")
-    np.testing.assert_array_equal(samples["y"], np.repeat(np.arange(N_CLASSES), 4))
+    np.testing.assert_array_equal(samples["y"], np.tile(np.arange(N_CLASSES), 4))
+    np.testing.assert_array_equal(samples["seeds"], np.arange(N_SAMPLES))
     assert len(np.unique(samples["x"], axis=0)) == N_SAMPLES
     assert_one_line_error(
         invoke("sample", toy_run, "--class", "all", "--n", "8", "--batch-size", "4"),
@@ -165,7 +166,7 @@ def test_ncsn_runs_are_guided_through_the_ve_sde_of_their_levels(tmp_path: Path)
     assert sde == pytest.approx({"sigma_min": 0.05, "sigma_max": 5.0, "N": 4, "eps": 1e-5})
     ald = ("--sampler", "ald")
     samples = sample_file(run, tmp_path / "all", *ald, "--class", "all")
-    np.testing.assert_array_equal(samples["y"], np.repeat(np.arange(N_CLASSES), 4))
+    np.testing.assert_array_equal(samples["y"], np.tile(np.arange(N_CLASSES), 4))
     plain = sample_file(run, tmp_path / "plain", *ald)
     off = sample_file(run, tmp_path / "off", *ald, "--class", "0", "--guidance", "0")
     np.testing.assert_allclose(off["x"], plain["x"], rtol=GUIDANCE_OFF_RTOL, atol=1e-6)

@@ -38,13 +38,15 @@ def ncsn_run(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 def test_sample_writes_npz_and_png_it_names(toy_run: Path, tmp_path: Path) -> None:
-    """`sample` writes PATH.npz (key x, n examples) and PATH.png and prints both paths."""
+    """`sample` writes PATH.npz (keys x and seeds, n examples of the seeds 0 .. n-1) and PATH.png
+    and prints both paths."""
     out = tmp_path / "draws"
     result = invoke("sample", toy_run, "--n", N_SAMPLES, "--steps", "10", "--out", out)
     assert result.exit_code == 0, result.output
     with np.load(out.with_suffix(".npz"), allow_pickle=False) as data:
-        assert list(data.keys()) == ["x"]
+        assert list(data.keys()) == ["x", "seeds"]
         assert data["x"].shape == (N_SAMPLES, 2) and np.isfinite(data["x"]).all()
+        np.testing.assert_array_equal(data["seeds"], np.arange(N_SAMPLES))
     assert_png(out.with_suffix(".png"))
     assert str(out.with_suffix(".npz")) in result.output
     assert str(out.with_suffix(".png")) in result.output
@@ -227,20 +229,22 @@ IMAGE_CONFIG = {
 }
 
 
-def _image_samples(n: int) -> runs.Samples:
-    """n 4x4 grey samples in model space, past black and white at both ends."""
+def _image_samples(seeds: np.ndarray) -> runs.Samples:
+    """4x4 grey samples in model space for these seeds, past black and white at both ends."""
+    n = len(seeds)
     x = np.linspace(-0.2, 1.2, n * 16, dtype=np.float32).reshape(n, 4, 4, 1)
-    return runs.Samples(x, x * 16.0, nfe=1, seconds=0.0, sampler="pc")
+    return runs.Samples(x, x * 16.0, nfe=1, seconds=0.0, sampler="pc", seeds=seeds)
 
 
 def test_image_files_hold_every_sample_as_8_bit_pixels(tmp_path: Path) -> None:
-    """PATH/000000.png on: each sample's pixels, black to white mapped onto 0..255 and clipped;
-    the folder is complete and a second call refuses to touch it."""
-    stem, samples = tmp_path / "draws", _image_samples(12)
-    folder = runs.image_files_folder(stem, IMAGE_CONFIG)
+    """PATH/SEED.png (six digits): each sample's pixels, black to white mapped onto 0..255 and
+    clipped; no hidden part is left, and a second draw of the same seeds refuses the folder."""
+    stem, seeds = tmp_path / "draws", np.array([3, 7, 1_234_567, 8, 9, 10])
+    samples = _image_samples(seeds)
+    folder = runs.image_files_folder(stem, IMAGE_CONFIG, seeds)
     runs.save_samples(stem, samples, IMAGE_CONFIG, folder)
-    names = sorted(path.name for path in folder.iterdir())
-    assert names == [f"{k:06d}.png" for k in range(12)]
+    names = [f"{seed:06d}.png" for seed in seeds]
+    assert sorted(path.name for path in folder.iterdir()) == sorted(names)
     for k, name in enumerate(names):
         with Image.open(folder / name) as picture:
             assert picture.mode == "L"
@@ -248,8 +252,34 @@ def test_image_files_hold_every_sample_as_8_bit_pixels(tmp_path: Path) -> None:
         expected = np.round(np.clip(samples.x[k, ..., 0], 0.0, 1.0) * 255)
         np.testing.assert_array_equal(pixels, expected)
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
-    with pytest.raises(runs.RunError, match="exists"):
-        runs.image_files_folder(stem, IMAGE_CONFIG)
+    with pytest.raises(runs.RunError, match=r"000008\.png exists"):
+        runs.image_files_folder(stem, IMAGE_CONFIG, [8, 11])
+
+
+def test_image_files_of_other_seeds_join_the_folder(tmp_path: Path) -> None:
+    """Another process's seeds (a shard) add their files to the same folder, leaving the first
+    ones as they were; a repeated seed is refused."""
+    stem = tmp_path / "draws"
+    first, second = np.arange(0, 3), np.arange(3, 5)
+    runs.save_samples(
+        stem,
+        _image_samples(first),
+        IMAGE_CONFIG,
+        runs.image_files_folder(stem, IMAGE_CONFIG, first),
+    )
+    before = {path.name: path.read_bytes() for path in stem.iterdir()}
+    other = tmp_path / "other"
+    runs.save_samples(
+        other,
+        _image_samples(second),
+        IMAGE_CONFIG,
+        runs.image_files_folder(stem, IMAGE_CONFIG, second),
+    )
+    after = {path.name: path.read_bytes() for path in stem.iterdir()}
+    assert sorted(after) == [f"{seed:06d}.png" for seed in range(5)]
+    assert {name: after[name] for name in before} == before
+    with pytest.raises(runs.RunError, match="seeds repeat"):
+        runs.image_files_folder(tmp_path / "fresh", IMAGE_CONFIG, [1, 2, 1])
 
 
 def test_image_files_written_halfway_leave_no_folder(
@@ -262,10 +292,10 @@ def test_image_files_written_halfway_leave_no_folder(
         raise OSError(28, "No space left on device")
 
     monkeypatch.setattr(plots, "save_image_files", one_then_full)
-    stem = tmp_path / "draws"
-    folder = runs.image_files_folder(stem, IMAGE_CONFIG)
+    stem, seeds = tmp_path / "draws", np.arange(3)
+    folder = runs.image_files_folder(stem, IMAGE_CONFIG, seeds)
     with pytest.raises(runs.RunError, match="No space left"):
-        runs.save_samples(stem, _image_samples(3), IMAGE_CONFIG, folder)
+        runs.save_samples(stem, _image_samples(seeds), IMAGE_CONFIG, folder)
     assert not folder.exists()
     assert [path.name for path in tmp_path.iterdir() if path.name.startswith(".")] == []
 

@@ -21,6 +21,7 @@ from scoregen_keras.training.classifier import (
     train_classifier,
 )
 from tests.keras.conftest import assert_scaled_close, to_numpy
+from tests.keras.counter_rng import CounterRng
 from tests.keras.mixture_ops import keras_mixture
 
 SDES = {
@@ -107,6 +108,27 @@ def replayed_impute(name: str, predictor: str, corrector: str) -> tuple[np.ndarr
 def test_impute_matches_reference_with_injected_noise(name, predictor, corrector):
     x, expected = replayed_impute(name, predictor, corrector)
     assert_scaled_close(x, expected, REPLAY_RTOL)
+
+
+@pytest.mark.parametrize("norm_rule", ["batch", "per_example"])
+def test_impute_with_per_sample_seeds_draws_in_the_references_order(norm_rule):
+    """Per-sample seeds (one per example): the reference fed the same counter normals
+    (CounterRng) gives the same imputations, with either Langevin norm rule; and the result of a
+    seed does not depend on its batch under per-example norms."""
+    ref, sde = ref_sde.VESDE(), keras_sde.VESDE()
+    mixture = mixture5()
+    x_obs = mixture.sample(np.random.default_rng(0), N_COMPARE)
+    seeds = np.arange(100, 100 + N_COMPARE)
+    kwargs = {"n_steps": N_COMPARE_STEPS, "norm_rule": norm_rule}
+    expected, _ = ref_controllable.impute(
+        mixture.score_fn(ref), ref, x_obs, MASK, CounterRng(seeds), **kwargs
+    )
+    score_fn = keras_mixture(mixture).score_fn(sde)
+    x, _ = controllable.impute(score_fn, sde, x_obs, MASK, seeds, **kwargs)
+    assert_scaled_close(x, expected, REPLAY_RTOL)
+    if norm_rule == "per_example":
+        few, _ = controllable.impute(score_fn, sde, x_obs[:3], MASK, seeds[:3], **kwargs)
+        np.testing.assert_allclose(to_numpy(few), to_numpy(x)[:3], atol=1e-5)
 
 
 def test_impute_keeps_observed_values_and_counts_nfe():
@@ -305,6 +327,18 @@ def test_class_conditional_sample_matches_reference_with_injected_noise():
     )
     assert nfe == nfe_ref
     assert_scaled_close(x, expected, REPLAY_RTOL)
+    # per-sample seeds (ALD: no norms shared): each example keeps its label and its sample
+    # whatever its batch
+    seeds = np.arange(N_COMPARE) + 50
+    part, _ = controllable.class_conditional_sample(
+        kmix.score_fn(sde), exact_log_posterior_grad_fn(mixture, sde), sde, (5, mixture.dim),
+        seeds[3:8], y=labels[3:8], scale=2.0, corrector="ald",
+    )  # fmt: skip
+    whole_ald, _ = controllable.class_conditional_sample(
+        kmix.score_fn(sde), exact_log_posterior_grad_fn(mixture, sde), sde, shape, seeds,
+        y=labels, scale=2.0, corrector="ald",
+    )  # fmt: skip
+    np.testing.assert_allclose(to_numpy(part), to_numpy(whole_ald)[3:8], atol=1e-5)
 
 
 def test_classifier_gradient_matches_finite_differences():

@@ -239,6 +239,41 @@ def test_bad_input_is_one_clear_error(tmp_path, make, message):
     assert message in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("arrays", "message"),
+    [
+        ({"y": np.arange(10) % 3}, "only the array 'y'"),
+        ({"y": (np.arange(10) % 3)[:, None]}, "only the array 'y'"),  # (n, 1): would be points
+        ({"labels": np.eye(3)[np.arange(10) % 3]}, "only the array 'labels'"),  # one-hot
+        ({"Targets": np.zeros((10, 2))}, "only the array 'Targets'"),
+        ({"classes": np.arange(10.0)[:, None]}, "only the array 'classes'"),
+        ({"digit": np.arange(10)}, "only the array 'digit'"),  # integer 1-d, any name
+    ],
+)
+def test_a_file_of_labels_only_is_refused(tmp_path, arrays, message):
+    """A .npz whose only array is labels (named so, or integer 1-d) is not data: one sentence
+    saying so, rather than a training run on the labels."""
+    path = tmp_path / "labels.npz"
+    np.savez(path, **arrays)
+    with pytest.raises(data.DataError, match="looks like class labels, not data") as info:
+        data.load_dataset(str(path))
+    assert message in str(info.value)
+
+
+def test_an_npy_of_integers_in_one_axis_is_refused_as_labels(tmp_path):
+    """A .npy of integers in one axis is labels too (a .npy has no name to go by)."""
+    with pytest.raises(data.DataError, match="a 1-d integer array, which looks like class"):
+        data.load_dataset(_save(tmp_path / "y.npy", np.arange(10)))
+
+
+def test_data_with_labels_and_points_named_x_still_load(tmp_path):
+    """x beside y (labels) is data with classes; an array named x is data whatever it holds."""
+    path = tmp_path / "points.npz"
+    np.savez(path, x=np.arange(20.0).reshape(10, 2), y=np.arange(10) % 2)
+    loaded = data.load_dataset(str(path))
+    assert loaded.x.shape == (10, 2) and loaded.labels is not None
+
+
 def _save(path, array):
     np.save(path, array)
     return str(path)

@@ -432,3 +432,50 @@ def test_diverging_run_stops_and_keeps_its_last_good_checkpoint(tmp_path: Path) 
     assert run.step == 10
     for variable in [*run.model.trainable_variables, *run.model.ema_variables]:
         assert np.all(np.isfinite(keras.ops.convert_to_numpy(variable.value)))
+
+
+# ------------------------------------------------------------------ sampling on several devices
+
+
+@pytest.mark.slow
+def test_two_devices_share_a_batch_with_the_same_per_seed_noise(tmp_path: Path) -> None:
+    """`scoregen sample --devices 2` (JAX, the CPU split in two by $SCOREGEN_CPU_DEVICES): each
+    batch split over both devices (a per-sample normal lands half on each), and the samples of
+    five seeds (padded to six) are those of one device."""
+    from tests.keras.untrained_run import POINTS, untrained_run
+
+    run_dir = untrained_run(tmp_path / "run", POINTS)
+    single = runs.load_run(run_dir)
+    options = {"sampler": "pc", "steps": 20, "predictor": "euler_maruyama", "corrector": "ald"}
+    expected = runs.draw_samples(single.model, single.config, seeds=np.arange(5), **options).x
+    env = {**os.environ, "KERAS_BACKEND": "jax", distribute.CPU_DEVICES_ENV: str(N_DEVICES)}
+    env.pop("XLA_FLAGS", None)
+    out = tmp_path / "two"
+    command = [sys.executable, "-m", "cli.main", "sample", str(run_dir), "--devices", "2"]
+    command += ["--seeds", "0-4", "--steps", "20", "--predictor", "euler_maruyama"]
+    command += ["--corrector", "ald", "--out", str(out), "--json", "--no-progress"]
+    probe = "from scoregen_keras.sampling.counter_noise import CounterNoise; "
+    probe += "from scoregen_keras.training import distribution as d\n"
+    probe += "with d.sampling_scope(2):\n    z = CounterNoise(range(4), (2,)).draw(3)\n"
+    probe += "print(len(z.sharding.device_set), z.sharding.spec)"
+    done = [
+        subprocess.run(
+            args, cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+            timeout=SUBPROCESS_TIMEOUT_S, check=False,
+        )
+        for args in (command, [sys.executable, "-c", probe])
+    ]  # fmt: skip
+    for proc in done:
+        assert proc.returncode == 0, proc.stderr[-3000:]
+    assert json.loads(done[0].stdout)["devices"] == N_DEVICES
+    assert done[1].stdout.split()[0] == str(N_DEVICES) and "'batch'" in done[1].stdout
+    with np.load(out.with_suffix(".npz")) as data:
+        np.testing.assert_allclose(data["x"], expected, rtol=0, atol=1e-5)
+
+
+@pytest.mark.skipif(BACKEND == "jax", reason="jax samples on several devices")
+def test_sampling_on_several_devices_elsewhere_is_refused_with_the_reason() -> None:
+    """TensorFlow and PyTorch: one sentence saying what is missing and what to do instead."""
+    with pytest.raises(distribute.DistributeError, match=r"jax backend only.*--shard"):
+        with distribute.sampling_scope(2):
+            pass

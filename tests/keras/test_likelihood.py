@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from keras import ops
+from scipy.special import erfinv
 
 from reference import likelihood as ref_likelihood
 from reference import models as ref_models
@@ -15,6 +16,7 @@ from scoregen_keras import sde as keras_sde
 from scoregen_keras.losses import precondition
 from scoregen_keras.networks import get_network
 from scoregen_keras.networks.mlp import load_reference_params
+from scoregen_keras.sampling import NoiseSource
 from tests.keras.conftest import assert_scaled_close, to_numpy
 from tests.keras.mixture_ops import keras_mixture
 
@@ -195,6 +197,27 @@ def test_bits_per_dim_and_dequantize_match_reference():
         )
     # a uniform density on [0, 1]^D (log p = 0) of 8-bit data is exactly 8 bits/dim
     assert float(likelihood.bits_per_dim(np.zeros(1), 16, likelihood.UINT8_LEVELS)[0]) == 8.0
+
+
+def test_probes_and_dequantisation_are_per_example_draws_of_their_own_streams():
+    """With per-example seeds the probe and the dequantisation noise of an example depend on its
+    seed alone (not on its batch), and the two streams differ from each other and from a
+    sampler's (counter_noise's PROBE_STREAM, DEQUANTIZE_STREAM, SAMPLER_STREAM)."""
+    seeds = np.arange(20, 24)
+    probes = to_numpy(likelihood.draw_probe(seeds, (4, 3), "gaussian"))
+    np.testing.assert_array_equal(
+        to_numpy(likelihood.draw_probe(seeds[2:], (2, 3), "gaussian")), probes[2:]
+    )
+    sampler_draw = to_numpy(NoiseSource((4, 3), seeds).draw_one())
+    x_int = np.zeros((4, 3))
+    u = to_numpy(likelihood.dequantize(x_int, seeds, n_bins=1))
+    z = to_numpy(likelihood.dequantize(x_int[:2], seeds[:2], n_bins=1))
+    np.testing.assert_array_equal(z, u[:2])
+    dequantize_z = np.sqrt(2.0) * erfinv(2.0 * u - 1.0)  # u = Phi(z)
+    for a, b in ((probes, sampler_draw), (probes, dequantize_z), (dequantize_z, sampler_draw)):
+        assert np.abs(a - b).min() > 1e-4  # independent draws, not the same numbers
+    rademacher = to_numpy(likelihood.draw_probe(seeds, (4, 3), "rademacher"))
+    np.testing.assert_array_equal(rademacher, np.where(probes >= 0.0, 1.0, -1.0))
 
 
 def test_rejects_bad_arguments():

@@ -19,10 +19,16 @@ def test_an_sde_override_drops_the_presets_sde_config() -> None:
 
 @pytest.mark.parametrize(
     "overrides",
-    [{"lr_decay": "step"}, {"sampler_sigma_max": -1.0}, {"sampler_sigma_max": True}],
+    [
+        {"lr_decay": "step"},
+        {"sampler_sigma_max": -1.0},
+        {"sampler_sigma_max": True},
+        {"sampler_corrector": "annealed"},
+        {"sampler_corrector": 1},
+    ],
 )
 def test_schedule_values_are_validated(overrides: dict) -> None:
-    """Unknown decays and non-positive sampler sigma_max are ConfigErrors."""
+    """Unknown decays and correctors and non-positive sampler sigma_max are ConfigErrors."""
     with pytest.raises(presets.ConfigError):
         presets.resolve_config("toy", overrides)
 
@@ -33,6 +39,8 @@ def test_toy_presets_decay_their_rate_over_the_whole_run() -> None:
         config = presets.resolve_config(name)
         assert (config["lr_decay"], config["steps"]) == ("cosine", presets.TOY_STEPS)
         assert config["sampler_sigma_max"] == presets.TOY_SAMPLER_SIGMA_MAX
+        assert config["sampler_corrector"] == presets.TOY_SAMPLER_CORRECTOR == "ald"
+    assert presets.resolve_config("digits")["sampler_corrector"] is None  # images: langevin
 
 
 @pytest.mark.parametrize("name", ["cifar10-ncsn", "cifar10-ncsnv2", "mnist-ncsnv2"])

@@ -57,12 +57,14 @@ def test_training_is_the_same_for_the_same_seed():
 
 
 def test_classes_are_chosen_by_name_index_or_all(classifier):
-    """A name, an index, or all in turn (cycled over a batch); anything else lists the names."""
+    """A name, an index, or all in turn (cycled over the positions of a seed list, so a part
+    starting at position 5 continues the cycle); anything else lists the names."""
     assert class_guide(classifier, "T-shirt/top", 2.0).classes == (2,)
     assert class_guide(classifier, "1", 1.0).classes == (1,)
     every = class_guide(classifier, ALL_CLASSES, 1.0)
-    np.testing.assert_array_equal(every.batch_labels(7), [0, 1, 2, 0, 1, 2, 0])
-    np.testing.assert_array_equal(class_guide(classifier, "dog", 1.0).batch_labels(3), [1, 1, 1])
+    np.testing.assert_array_equal(every.labels(np.arange(7)), [0, 1, 2, 0, 1, 2, 0])
+    np.testing.assert_array_equal(every.labels(np.arange(5, 9)), [2, 0, 1, 2])
+    np.testing.assert_array_equal(class_guide(classifier, "dog", 1.0).labels([0, 1, 4]), [1, 1, 1])
     for unknown in ("horse", "3", "-1"):
         with pytest.raises(RunError, match="choose one of cat, dog, T-shirt/top"):
             class_guide(classifier, unknown, 1.0)
@@ -84,7 +86,7 @@ def test_guidance_at_a_noise_level_is_the_classifier_at_its_time(name, rng):
     def no_score(x, noise):
         return ops.zeros_like(x)
 
-    guided = ClassGuide(classifier, (0, 1, 2), scale).sigma_score_fn(no_score, batch=4)
+    guided = ClassGuide(classifier, (0, 1, 2), scale).sigma_score_fn(no_score, labels)
     actual = guided(keras_sde.to_float(x), keras_sde.to_float(std / alpha))
     grad = log_posterior_grad_fn(classifier)
     scaled_x = keras_sde.to_float(alpha[:, None] * x)

@@ -109,14 +109,23 @@ def test_colorizing_a_run_of_ncsn_levels_keeps_the_grey_level() -> None:
 
 
 def test_inpainting_an_sde_run_is_predictor_corrector_with_replacement() -> None:
-    """`steps` PC steps with the given snr, as before runs of NCSN levels were served."""
+    """`steps` PC steps with the given snr, the Langevin corrector's norms per example (an
+    image run), the results' seeds 1 .. N_RESULTS."""
     sde = VESDE(sigma_max=1.0)
     run = _run(sde)
     image, mask = _image_and_mask()
     result = run_tasks.inpaint_image(run, image, mask, n=N_RESULTS, seed=1, steps=STEPS, snr=0.2)
     expected, nfe = controllable.pc_sample_with_replacement(
-        run.model.score_fn(), sde, _batch(image), mask[None], 1, snr=0.2, n_steps=STEPS
+        run.model.score_fn(),
+        sde,
+        _batch(image),
+        mask[None],
+        1,
+        snr=0.2,
+        n_steps=STEPS,
+        norm_rule="per_example",
     )
+    np.testing.assert_array_equal(result.seeds, np.arange(1, 1 + N_RESULTS))
     assert result.nfe == nfe == 2 * STEPS
     np.testing.assert_allclose(result.x, ops.convert_to_numpy(expected), **SAME_CHAIN)
 

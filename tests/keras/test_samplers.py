@@ -1,7 +1,8 @@
 """Keras samplers against the NumPy reference: same score, same injected noise, same output.
 
 The reference runs with ``np.random.default_rng(seed)``; the Keras sampler gets the draws of an
-identical generator through ``noise=``, so both see the same normals in the same order.
+identical generator through ``noise=``, so both see the same normals in the same order. With
+per-sample seeds the reference is fed the same counter normals (``CounterRng``).
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ from reference.datasets import mixture5
 from scoregen_keras import losses, samplers
 from scoregen_keras import sde as keras_sde
 from scoregen_keras.networks.mlp import MLPScoreNet, load_reference_params
+from scoregen_keras.sampling.counter_noise import CounterNoise
 from tests.keras.conftest import assert_scaled_close, to_numpy
+from tests.keras.counter_rng import CounterRng
 from tests.keras.gaussian_model import DATA_STD, sigma_score
 from tests.keras.mixture_ops import keras_mixture
 
@@ -429,3 +432,83 @@ def test_one_score_function_serves_data_of_any_rank():
         denoised = samplers.tweedie_denoise(sigma_score, ops.convert_to_tensor(x), DATA_STD)
         # x + σ² (-x / (DATA_STD² + σ²)) with σ = DATA_STD is x / 2
         np.testing.assert_allclose(to_numpy(denoised), x / 2, rtol=1e-6)
+
+
+# --------------------------------------------------------------------------- per-sample seeds
+# The Keras samplers given per-sample seeds against the reference fed the same counter normals
+# (CounterRng): the draw layout of each sampler is the reference's order of draws.
+
+COUNTER_SEEDS = (11, 0, 2**40 + 3, 7, 123_456, 5)  # one per example of the batch (BATCH = 6)
+COUNTER_CASES = {
+    "pc_langevin": lambda m, score, sde, seed: m.pc_sample(
+        score, sde, (BATCH, DIM), seed, n_steps=PC_STEPS, n_corrector_steps=2
+    ),
+    "pc_ald_euler_maruyama": lambda m, score, sde, seed: m.pc_sample(
+        score, sde, (BATCH, DIM), seed, "euler_maruyama", "ald", n_steps=PC_STEPS
+    ),
+    "ode_heun": lambda m, score, sde, seed: m.ode_sample(
+        score, sde, (BATCH, DIM), seed, "heun", n_steps=FEW_STEPS
+    ),
+    "edm_churn": lambda m, score, sde, seed: m.edm_heun_sample(
+        score, sde, (BATCH, DIM), seed, FEW_STEPS, s_churn=2.0, s_tmin=0.5
+    ),
+    "dpm": lambda m, score, sde, seed: m.dpm_solver_pp_sample(score, sde, (BATCH, DIM), seed, 4),
+}
+
+
+@pytest.mark.parametrize("case", sorted(COUNTER_CASES))
+def test_per_sample_seeds_draw_in_the_references_order(t_mlp, case):
+    """seed = one integer per example: the reference with CounterRng(seeds) gives the same
+    samples (churn steps included, EDM drawing only where gamma_i > 0)."""
+    ref_score, r_sde, keras_score, k_sde = score_pair(t_mlp, "vp")
+    run = COUNTER_CASES[case]
+    want, nfe_ref = run(ref_samplers, ref_score, r_sde, CounterRng(COUNTER_SEEDS))
+    got, nfe = run(samplers, keras_score, k_sde, np.array(COUNTER_SEEDS))
+    assert nfe == nfe_ref
+    assert_scaled_close(got, want, SAMPLER_RTOL)
+
+
+def test_an_int_seed_stands_for_consecutive_per_sample_seeds(t_mlp):
+    """seed S is the seeds S .. S+batch-1; a CounterNoise is taken as it is; a wrong count of
+    seeds or a negative one is refused."""
+    _, _, keras_score, k_sde = score_pair(t_mlp, "ve")
+    run = COUNTER_CASES["pc_ald_euler_maruyama"]
+    by_int, _ = run(samplers, keras_score, k_sde, 40)
+    by_list, _ = run(samplers, keras_score, k_sde, list(range(40, 40 + BATCH)))
+    by_source, _ = run(samplers, keras_score, k_sde, CounterNoise(range(40, 46), (DIM,)))
+    np.testing.assert_array_equal(to_numpy(by_int), to_numpy(by_list))
+    np.testing.assert_array_equal(to_numpy(by_int), to_numpy(by_source))
+    with pytest.raises(ValueError, match="5 seeds given for a batch of 6"):
+        run(samplers, keras_score, k_sde, list(range(5)))
+    with pytest.raises(ValueError, match=r"\[0, 2\*\*64\)"):
+        run(samplers, keras_score, k_sde, -1)
+
+
+@pytest.mark.parametrize("norm_rule", ["batch", "per_example"])
+def test_the_langevin_norm_rules_match_reference(t_mlp, norm_rule):
+    """Both rules, on the same injected noise (Langevin-only chain, where the rule matters)."""
+    ref_score, r_sde, keras_score, k_sde = score_pair(t_mlp, "ve")
+    settings = {"predictor": "none", "n_steps": PC_STEPS, "norm_rule": norm_rule, "snr": 0.1}
+    rng, noise = injected()
+    want, _ = ref_samplers.pc_sample(ref_score, r_sde, (BATCH, DIM), rng, **settings)
+    got, _ = samplers.pc_sample(keras_score, k_sde, (BATCH, DIM), None, noise=noise, **settings)
+    assert_scaled_close(got, want, SAMPLER_RTOL)
+
+
+def test_only_the_batch_norm_rule_couples_a_batch(t_mlp):
+    """A sample's companions change its PC sample under score_sde's batch-averaged norms, not
+    under per-example norms (nor under ALD): seeds 0..5 against 0..2 alone."""
+    _, _, keras_score, k_sde = score_pair(t_mlp, "ve")
+
+    def first_three(batch: int, **settings) -> np.ndarray:
+        x, _ = samplers.pc_sample(keras_score, k_sde, (batch, DIM), 0, n_steps=PC_STEPS, **settings)
+        return to_numpy(x)[:3]
+
+    for settings in ({"norm_rule": "per_example"}, {"corrector": "ald"}):
+        np.testing.assert_allclose(
+            first_three(6, **settings), first_three(3, **settings), atol=1e-5
+        )
+    coupled = np.abs(first_three(6) - first_three(3)).max()
+    assert coupled > 1e-3, coupled
+    with pytest.raises(ValueError, match="norm_rule must be one of"):
+        first_three(3, norm_rule="mean")
