@@ -69,23 +69,22 @@ KIB = 1024
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """One model on both sides: the original's config module, scoregen's preset, loss settings."""
+    """One model on both sides: the original's config module, scoregen's preset, its SDE."""
 
     title: str
     original_config: str  # module of the original's configs/ tree
-    preset: str  # scoregen preset (the same paper configuration)
-    reduce: str  # scoregen's reduce for the original config's training.reduce_mean
+    preset: str  # scoregen preset of the same paper configuration (its reduce included)
     sde: str  # "ve" | "vp"
 
 
 MODELS: dict[str, ModelSpec] = {
     "ncsnpp": ModelSpec(
         "NCSN++ (VE, continuous)", "configs.ve.cifar10_ncsnpp_continuous", "cifar10-ncsnpp-cont",
-        "sum", "ve",
+        "ve",
     ),
     "ddpmpp": ModelSpec(
         "DDPM++ (VP, continuous)", "configs.vp.cifar10_ddpmpp_continuous", "cifar10-ddpmpp-cont",
-        "mean", "vp",
+        "vp",
     ),
 }  # fmt: skip
 # the score SDE paper's eps at the end of sampling (run_lib.py), by SDE
@@ -411,7 +410,7 @@ class Scoregen(System):
 
         _set_threads(keras.backend.backend(), threads)
         overrides = {"model_config": size.network(), "batch_size": size.batch}
-        config = presets.resolve_config(spec.preset, {**overrides, "reduce": spec.reduce})
+        config = presets.resolve_config(spec.preset, overrides)
         self.shape = runs.expected_shape(runs.network_arguments(config))
         self.model = runs.build_model(config, self.shape)
         self.x = _random_images(size, N_EXAMPLES)

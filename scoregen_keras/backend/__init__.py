@@ -1,4 +1,6 @@
-"""The only framework-specific code: autodiff, compilation, train-step and distribution hooks.
+"""The only framework-specific code: autodiff, compilation, train-step and distribution hooks,
+and the network operations with a faster form on some backends (FIR resampling, convolution,
+GroupNorm, dropout).
 
 Every public function dispatches on ``keras.backend.backend()`` to a few lines of backend code that
 import their framework lazily, so importing this package costs nothing beyond Keras (design rule 2).
@@ -34,6 +36,14 @@ from scoregen_keras.backend.distribution import (
     scale_loss_for_replicas,
     split_host_cpu,
 )
+from scoregen_keras.backend.ops import (
+    conv2d,
+    conv_transpose2d,
+    dense,
+    dropout,
+    group_norm,
+    upfirdn2d,
+)
 from scoregen_keras.backend.torch_files import (
     TORCH_INSTALL_HINT,
     read_torch_file,
@@ -51,12 +61,17 @@ __all__ = [
     "VjpFn",
     "batch_devices",
     "clip_after_all_reduce",
+    "conv2d",
+    "conv_transpose2d",
     "data_parallel",
+    "dense",
     "device_count",
     "dispatch",
+    "dropout",
     "first_local_batch",
     "from_host",
     "from_host_batch",
+    "group_norm",
     "initialize_hosts",
     "input_gradient",
     "jit",
@@ -74,6 +89,7 @@ __all__ = [
     "scale_loss_for_replicas",
     "split_host_cpu",
     "train_step_then_update",
+    "upfirdn2d",
     "value_and_input_grad",
     "value_and_param_grad",
     "vjp",

@@ -150,9 +150,9 @@ def _upsample_children(layer: layerspp.Upsample) -> list[tuple[str, Any, Kind]]:
 # score_sde's module class -> its parameters as (child name, Keras layer, kind); "" = the module
 SCORE_SDE_CHILDREN = {
     layerspp.GaussianFourierProjection: lambda layer: [("", layer, FOURIER_KIND)],
-    keras.layers.Dense: lambda layer: [("", layer, LINEAR_KIND)],  # the embedding's nn.Linear
-    keras.layers.Conv2D: lambda layer: [("", layer, CONV_KIND)],
-    keras.layers.GroupNormalization: lambda layer: [("", layer, NORM_KIND)],
+    layerspp.Dense: lambda layer: [("", layer, LINEAR_KIND)],  # the embedding's nn.Linear
+    layerspp.Conv2D: lambda layer: [("", layer, CONV_KIND)],
+    layerspp.GroupNorm: lambda layer: [("", layer, NORM_KIND)],
     layerspp.ResnetBlockBigGANpp: _biggan_children,
     layerspp.ResnetBlockDDPMpp: _ddpm_children,
     layerspp.AttnBlockpp: _attention_children,

@@ -234,7 +234,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "lr": 2e-4,
         "warmup": SDE_PAPER_WARMUP,
         "ema": 0.9999,
-        "reduce": "sum",
+        # configs/vp/cifar10_ddpmpp_continuous.py sets training.reduce_mean = True (the VE
+        # config keeps the default's False: 0.5 * sum over the dims, "sum" here)
+        "reduce": "mean",
         "checkpoint_every": 50_000,
         "sample_every": 10_000,
         "n_sample_preview": 64,

@@ -443,6 +443,8 @@ class ScoreModel(keras.Model):
         loss_scale wraps the optimizer in a LossScaleOptimizer (dynamic loss scaling, for a
         network in mixed_float16). Under tf.distribute, clipping acts on the summed gradient.
         The loss is the model's own (set at construction); `loss=` must not be given.
+        The optimizer is built here when the model is: TensorFlow then traces fit's step once
+        (a first trace that creates the optimizer's variables is traced again).
         """
         if kwargs.get("loss") is not None:
             raise ValueError("ScoreModel's loss is chosen at construction (loss=...), not compile")
@@ -463,13 +465,12 @@ class ScoreModel(keras.Model):
             optimizer = keras.optimizers.LossScaleOptimizer(optimizer)
         super().compile(optimizer=optimizer, **kwargs)
         backend.clip_after_all_reduce(self.optimizer)
-
-    def compile_from_config(self, config: dict[str, Any]) -> None:
-        """Re-compile on load with the saved optimizer, then build it so its state can load."""
-        config = keras.saving.deserialize_keras_object(config)
-        self.compile(**config)
         if self.built:
             self.optimizer.build(self.trainable_variables)
+
+    def compile_from_config(self, config: dict[str, Any]) -> None:
+        """Re-compile on load with the saved optimizer (built, so that its state can load)."""
+        self.compile(**keras.saving.deserialize_keras_object(config))
 
     def get_config(self) -> dict[str, Any]:
         """Serialisable configuration (the network nested as a Keras object)."""

@@ -70,3 +70,19 @@ def test_ncsn_presets_follow_their_papers(name: str) -> None:
 def test_annealed_langevin_settings_are_validated(overrides: dict) -> None:
     with pytest.raises(presets.ConfigError, match="must be a positive"):
         presets.resolve_config("cifar10-ncsn", overrides)
+
+
+# score_sde_pytorch (commit cb1f359): configs/default_cifar10_configs.py sets
+# training.reduce_mean = False; configs/vp/cifar10_ddpmpp_continuous.py overrides it to True;
+# configs/ve/cifar10_ncsnpp_continuous.py keeps the default. losses.get_sde_loss_fn then reduces
+# the squared residual over the dims by torch.mean (True) or 0.5 * torch.sum (False).
+SCORE_SDE_REDUCE_MEAN = {"cifar10-ncsnpp-cont": False, "cifar10-ddpmpp-cont": True}
+
+
+@pytest.mark.parametrize("name", sorted(SCORE_SDE_REDUCE_MEAN))
+def test_score_sde_presets_reduce_over_the_dims_as_the_original(name: str) -> None:
+    """The paper presets' reduce is the original config's reduce_mean: "mean" for True, "sum"
+    (0.5 sum over the dims, losses.REDUCTIONS) for False."""
+    config = presets.resolve_config(name)
+    expected = "mean" if SCORE_SDE_REDUCE_MEAN[name] else "sum"
+    assert config["reduce"] == expected

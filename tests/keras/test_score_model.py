@@ -221,6 +221,19 @@ def test_compile_defaults() -> None:
         model.compile(loss="mse")
 
 
+def test_compile_builds_the_optimizer_of_a_built_model() -> None:
+    """Adam's slots exist after compile when the model is built (fit then traces its step once
+    on TensorFlow), not when it is not."""
+    keras.utils.set_random_seed(0)
+    model = ScoreModel(get_network("mlp/tiny"), sde="ve", input_shape=(None, 2))
+    model.compile()
+    assert model.optimizer.built
+    assert len(model.optimizer.variables) > 2 * len(model.trainable_variables)
+    unbuilt = ScoreModel(get_network("ncsnpp/tiny"), sde="ve")
+    unbuilt.compile()
+    assert not unbuilt.built and not unbuilt.optimizer.built
+
+
 def test_config_round_trip_and_validation() -> None:
     """get_config / from_config round-trips; bad combinations are refused."""
     model = make_model("ncsn", "ncsn", sigmas=[1.0, 0.1], reduce="mean", seed=7)
