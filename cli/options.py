@@ -172,7 +172,27 @@ replacement_options = compose(
 
 
 # --------------------------------------------------------------------------- seed lists
-SEED_INTEGER = click.IntRange(min=0, max=2**64 - 1)
+SEED_LIMIT = 2**64
+"""Seeds are integers in [0, 2^64): the counter generator's key (`sampling.counter_noise`)."""
+
+
+class SeedInteger(click.ParamType):
+    """One seed: an integer in [0, 2^64) (shown as INTEGER in --help, without the long range)."""
+
+    name = "integer"
+
+    def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> int:
+        """The seed as an int; a usage error for anything else."""
+        try:
+            seed = int(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not an integer.", param, ctx)
+        if not 0 <= seed < SEED_LIMIT:
+            self.fail(f"{seed} is not a seed: seeds are integers from 0 to 2^64 - 1.", param, ctx)
+        return seed
+
+
+SEED_INTEGER = SeedInteger()
 SEED_LIST_EXAMPLE = "0-49999 or 0,5,7-9"
 MAX_SEEDS = 100_000_000
 """The most seeds one list may name (800 MB of uint64): a typing slip would exhaust memory."""
@@ -220,7 +240,7 @@ class SeedList(click.ParamType):
         first, last = int(match[1]), int(match[2] if match[2] is not None else match[1])
         if min(first, last) < 0:
             self.fail(f"seeds must not be negative, got {min(first, last)}.", param, ctx)
-        if max(first, last) >= 2**64:
+        if max(first, last) >= SEED_LIMIT:
             self.fail(f"seeds must be below 2**64, got {max(first, last)}.", param, ctx)
         if last < first:
             self.fail(f"the range {item} runs backwards; write {last}-{first}.", param, ctx)
@@ -298,7 +318,7 @@ def resolve_seeds(
         n = default_n if n is None else n
         require_positive(n=n)
         first_seed = 0 if seed is None else seed
-        if first_seed + n > 2**64:
+        if first_seed + n > SEED_LIMIT:
             raise click.BadParameter("the seeds must stay below 2**64.", param_hint="'--seed'")
         seeds = np.arange(first_seed, first_seed + n, dtype=np.uint64)
     if shard is None:
