@@ -55,6 +55,10 @@ SCRIPTS: dict[str, list[str]] = {
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
     "mixed_precision": ["--quick"],
     "fid_features": ["--quick", "--threads", "1"],
+    # peer_speed is left out: without --original (score_sde_pytorch) it exits 2; its JSON renders
+    # import_scale has no --quick: one backend, the smaller CIFAR-10 config (still a 1 GB file)
+    "import_scale": ["--backends", "jax", "--config", "ve/cifar10_ncsnpp_continuous"],
+    "reproducible_sampling": ["--quick", "--backends", "jax"],  # no --run: the step rule only
 }
 
 Row = list[Any]
@@ -544,6 +548,239 @@ def render_train_digits_classifier(data: dict[str, Any], results: Path) -> list[
     return [md_table(["train", "train acc.", "held out", "held-out acc.", "verdict"], rows)]
 
 
+def _number(value: float | None, spec: str) -> str | None:
+    """A number formatted by `spec` (None stays None: a '–' cell)."""
+    return None if value is None else format(value, spec)
+
+
+def _span(bounds: list[float] | None) -> str | None:
+    """A [low, high] range as 'low–high' to 2 decimals (None stays None)."""
+    return None if bounds is None else "–".join(f"{v:.2f}" for v in bounds)
+
+
+def _shared(meta: dict[str, Any]) -> str:
+    """' The machine was shared (...).' when the JSON's machine record says so, else ''."""
+    shared = meta.get("shared")
+    if shared is True:
+        return " The machine was shared with other work."
+    if isinstance(shared, str) and shared.startswith("yes"):
+        return f" The machine was shared ({shared.removeprefix('yes').strip(' :')})."
+    return ""
+
+
+PEER_BEFORE = "peer_speed_before.json"  # the same benchmark before the speed fixes
+PEER_HEADERS = [
+    "model",
+    "system",
+    *[
+        f"{kind} {column}"
+        for kind in ("train", "sample")
+        for column in ("s", "× orig.", "range", "cpu ×")
+    ],
+    "1st train s (cpu)",
+    "1st sample s (cpu)",
+    "RSS MiB",
+    "peak MiB",
+    "rise",
+    "cpu / wall",
+]
+
+
+def _first_call(first: dict[str, float]) -> str:
+    """A first call's wall seconds and, in brackets, its CPU seconds."""
+    return f"{first['wall_s']:.1f} ({first['cpu_s']:.1f})"
+
+
+def _peer_row(title: str, name: str, system: dict[str, Any]) -> Row:
+    """One system's row of the issue 27 table (a system that failed to start: its error)."""
+    if "train" not in system:
+        return [title, name, f"failed: {system.get('failed')}", *[None] * (len(PEER_HEADERS) - 3)]
+    train, sample, memory = system["train"], system["sample"], system["memory"]
+    before, peak = memory["rss_before_training_mb"], memory["peak_rss_training_mb"]
+    return [
+        title,
+        name,
+        *[
+            cell
+            for clock in (train, sample)
+            for cell in (
+                _number(clock["s_per_step"], ".3f"),
+                _number(clock["ratio"], ".2f"),
+                _span(clock["ratio_range"]),
+                _number(clock.get("cpu_ratio"), ".2f"),
+            )
+        ],
+        _first_call(system["first_train"]),
+        _first_call(system["first_sample"]),
+        _number(before, ".0f"),
+        _number(peak, ".0f"),
+        None if before is None or peak is None else f"{peak - before:+.0f}",
+        _number(train["cpu_per_wall"], ".2f"),
+    ]
+
+
+def _parameters(model: dict[str, Any]) -> str:
+    """A model's parameter counts over its systems, and whether they agree."""
+    counts = sorted({s["parameters"] for s in model["systems"].values() if "parameters" in s})
+    agree = "same on every side" if model["parameters_agree"] else "**DIFFER**"
+    return f"{' / '.join(f'{c:,}' for c in counts)} parameters ({agree})"
+
+
+def render_peer_table(data: dict[str, Any]) -> list[str]:
+    """One peer_speed JSON: its note and settings, the table per model and system, notes."""
+    s, models = data["settings"], data["models"].values()
+    networks = "; ".join(
+        f"{m['title']}: {_parameters(m)}, {m['size']['image_size']}×{m['size']['image_size']}"
+        f"×3, nf {m['size']['nf']}, batch {m['batch']}"
+        for m in models
+    )
+    note = data.get("note", "").rstrip(".")
+    intro = (
+        f"{f'Note: {note}. ' if note else ''}Settings: size `{s['size']}`, {s['rounds']} rounds of "
+        f"{s['train_steps']} train + {s['sample_steps']} sample steps, {s['threads']} thread(s) "
+        f"per framework.{_shared(data.get('machine', {}))} {networks}."
+    )
+    rows = [_peer_row(m["title"], n, system) for m in models for n, system in m["systems"].items()]
+    notes = [
+        f"- {m['title']}, {n}: then failed: {system['failed']}"
+        for m in models
+        for n, system in m["systems"].items()
+        if "train" in system and "failed" in system
+    ]
+    return [intro, "", md_table(PEER_HEADERS, rows), *(["", *notes] if notes else [])]
+
+
+def render_peer_speed(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 27 beside score_sde_pytorch; below, the same table of peer_speed_before.json."""
+    legend = (
+        "s: median seconds per step; × orig.: median over rounds of the ratio to the original in "
+        "the same round (range: lowest and highest round); cpu ×: the same for CPU seconds "
+        "(steadier on a shared machine); 1st: the first call (one train step; one sampler run "
+        "of the sample steps), compilation included, wall (CPU) seconds; RSS: resident memory "
+        "before the first train step; peak: peak resident memory of the training rounds; rise: "
+        "peak − RSS; cpu / wall of the training rounds."
+    )
+    out = [*render_peer_table(data), "", legend]
+    before = results / PEER_BEFORE
+    if before.exists():
+        before_data = json.loads(before.read_text(encoding="utf-8"))
+        out += ["", "#### Before the fixes", "", *render_peer_table(before_data)]
+    return out
+
+
+def render_import_scale(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 24: import time and peak memory per backend, then the parity checks."""
+    w, target, rows = data["written"], data["memory_target"], data["backends"]
+    table = [
+        [
+            r["backend"],
+            r.get("import_seconds"),
+            _number(r.get("peak_over_weights"), ".2f"),
+            _number(r.get("peak_total_over_weights"), ".2f"),
+            r.get("load_seconds"),
+            r.get("pc_step_seconds"),
+            r.get("pc_step_nfe"),
+            r.get("sample_finite"),
+            r.get("memory_pass"),
+        ]
+        for r in rows
+    ]
+    headers = ["backend", "import s", "peak / weights", "(total)", "load s", "PC step s", "NFE"]
+    headers += ["finite sample", f"≤ {target:g}×"]
+    with_parity = [r for r in rows if r.get("parity")]
+    checks = list(dict.fromkeys(check for r in with_parity for check in r["parity"]))
+    parity = [
+        [
+            check,
+            *[f"{r['parity'][check]['max_rel_diff']:.2e}" for r in with_parity],
+            f"{with_parity[0]['parity'][check]['tolerance']:.0e}",
+            all(r["parity"][check]["max_rel_diff"] <= r["parity"][check]["tolerance"]
+                for r in with_parity),
+        ]
+        for check in checks
+    ]  # fmt: skip
+    intro = (
+        f"`{data['config']}`: {w['parameters']:,} parameters ({w['weights_bytes'] / 2**20:.0f} "
+        f"MiB of float32 weights), the published checkpoint {w['file_bytes'] / 2**20:.0f} MiB. "
+        f"Peak / weights: the import's peak resident memory above the process's before it, over "
+        f"the weights' size (total: the whole peak); target ≤ {target:g}×. Memory "
+        f"{fmt(bool(data['memory_pass']))}, parity {fmt(bool(data['parity_pass']))}."
+        f"{_shared(data.get('machine', {}))}"
+    )
+    out = [intro, "", md_table(headers, table)]
+    if parity:
+        backends = [r["backend"] for r in with_parity]
+        out += [
+            "",
+            md_table(["max relative difference", *backends, "tolerance", "verdict"], parity),
+        ]
+    notes = [f"- {r['backend']}: {note}" for r in rows for note in r.get("notes", [])]
+    return out + (["", *notes] if notes else [])
+
+
+def _sci(value: float | None) -> str | None:
+    """A difference in scientific notation, exactly 0 as '0' (None stays None)."""
+    if value is None:
+        return None
+    return "0" if value == 0 else f"{value:.1e}"
+
+
+def _run_name(path: str) -> str:
+    """A run folder's name."""
+    return Path(path).name
+
+
+def render_reproducible_sampling(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 25: the same seeds across backends and batch sizes; the Langevin norm rule."""
+    out = [
+        f"{data['seeds']} seeds, {data['steps']} steps for the fixed-step samplers; largest "
+        "|difference| in model space (data of unit scale): differences, not timings."
+    ]
+    backends = data["backends"]
+    if not backends and not data["batch"]:
+        out[0] += " No run folder was given (--run): the step rule only."
+    if backends:
+        others = list(dict.fromkeys(k for row in backends for k in row if " - " in k))
+        rows = [
+            [_run_name(r["run"]), r["sampler"], *[_sci(r.get(k)) for k in others],
+             f"{r['max_abs_value']:.2f}"]
+            for r in backends
+        ]  # fmt: skip
+        out += ["", md_table(["run", "sampler", *others, "max \\|x\\|"], rows)]
+    if data["batch"]:
+        sizes = list(
+            dict.fromkeys(k for e in data["batch"] for row in e["batch"].values() for k in row)
+        )
+        rows = [
+            [_run_name(e["run"]), name, *[_sci(row.get(k)) for k in sizes]]
+            for e in data["batch"]
+            for name, row in e["batch"].items()
+        ]
+        runs = ", ".join(
+            f"`{_run_name(e['run'])}` ({e['dataset']}, step {e['step']})" for e in data["batch"]
+        )
+        out += [
+            "",
+            f"Batch sizes: each seed against the one-batch draw of all seeds; runs {runs}.",
+            "",
+            md_table(["run", "sampler", *[f"{k} vs all" for k in sizes]], rows),
+        ]
+    rule = data.get("rule")
+    if rule:
+        out += [
+            "",
+            f"Langevin step rule at {'×'.join(map(str, rule['shape']))} (PC, snr {rule['snr']:g}, "
+            f"N {rule['N']}, VE σ_max {rule['sigma_max']:g}, exact score of a Gaussian, "
+            f"{rule['n']} seeds; spread 1 = as wide as the data): norms over the batch "
+            f"(score_sde) {rule['spread_batch']:.4f} ± {rule['spread_batch_se']:.4f}, per "
+            f"example {rule['spread_per_example']:.4f} ± {rule['spread_per_example_se']:.4f}; "
+            f"paired difference {rule['paired_difference']:+.5f} ± "
+            f"{rule['paired_difference_se']:.5f}.",
+        ]
+    notes = [f"- {note}" for note in data.get("notes", [])]
+    return out + (["", *notes] if notes else [])
+
+
 def _scalar(value: Any) -> bool:
     """True for a JSON scalar."""
     return value is None or isinstance(value, (bool, int, float, str))
@@ -587,6 +824,12 @@ TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "mixed_precision": ("Mixed precision: score error against float32", render_mixed_precision),
     "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),
     "fid_features": ("Standard FID: feature speed and statistics memory", render_fid_features),
+    "peer_speed": ("NCSN++ and DDPM++ against the original", render_peer_speed),
+    "import_scale": ("Importing published checkpoints: time and peak memory", render_import_scale),
+    "reproducible_sampling": (
+        "Reproducible sampling: the same seed across backends and batch sizes",
+        render_reproducible_sampling,
+    ),
 }
 
 

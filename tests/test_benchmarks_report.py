@@ -404,3 +404,169 @@ def test_render_fid_features(run_all: ModuleType, results: Path) -> None:
     assert "| torch | – | – | – | – | – | – |" in text
     assert "| 50000 | 800 | 930 | 130 | 781.2 | 250 |" in text
     assert "- torch: exit 1: out of memory" in text
+
+
+def _peer_clock(seconds: float, ratio: float, ratio_range: list[float]) -> dict:
+    """One system's train or sample summary of peer_speed.json."""
+    return {
+        "s_per_step": seconds,
+        "s_per_step_range": [seconds, seconds],
+        "cpu_s_per_step": seconds,
+        "ratio": ratio,
+        "ratio_range": ratio_range,
+        "cpu_ratio": 1.18,
+        "cpu_per_wall": 0.65,
+    }
+
+
+def _peer_system(train_s: float, train_ratio: float) -> dict:
+    """One system's entry of peer_speed.json."""
+    return {
+        "parameters": 1777667,
+        "train": _peer_clock(train_s, train_ratio, [0.7325, 1.4597]),
+        "sample": _peer_clock(0.3824, 2.0383, [0.7692, 2.4139]),
+        "first_train": {"wall_s": 54.98, "cpu_s": 34.47},
+        "first_sample": {"wall_s": 15.33, "cpu_s": 8.66},
+        "memory": {"rss_before_training_mb": 1277.0, "peak_rss_training_mb": 2476.2},
+    }
+
+
+def _peer_payload(note: str, train_s: float, train_ratio: float) -> dict:
+    """peer_speed.json with the original, scoregen jax and a system that failed to start."""
+    model = {
+        "title": "NCSN++ (VE, continuous)",
+        "size": {"image_size": 32, "nf": 32},
+        "batch": 8,
+        "parameters_agree": True,
+        "systems": {
+            "original": _peer_system(1.1322, 1.0),
+            "scoregen jax": _peer_system(train_s, train_ratio),
+            "scoregen torch": {"failed": "exit 1: out of memory"},
+        },
+    }
+    settings = {"size": "issue", "rounds": 5, "train_steps": 3, "sample_steps": 5, "threads": 1}
+    machine = {"shared": "yes: other developers' work runs beside it"}
+    return {"settings": settings, "machine": machine, "note": note, "models": {"ncsnpp": model}}
+
+
+def test_render_peer_speed(run_all: ModuleType, results: Path) -> None:
+    """Issue 27: a row per model and system under the note and settings; a failed system says
+    so; peer_speed_before.json, when present, adds the same table for the figures before."""
+    payload = _peer_payload("after the fixes", 1.4813, 1.3484)
+    (results / "peer_speed.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### NCSN++ and DDPM++ against the original" in text
+    assert (
+        "Note: after the fixes. Settings: size `issue`, 5 rounds of 3 train + 5 sample steps, "
+        "1 thread(s) per framework. The machine was shared (other developers' work runs beside "
+        "it). NCSN++ (VE, continuous): 1,777,667 parameters (same on every side)"
+    ) in text
+    row = "| NCSN++ (VE, continuous) | scoregen jax | 1.481 | 1.35 | 0.73–1.46 | 1.18 | 0.382 |"
+    assert (
+        row + " 2.04 | 0.77–2.41 | 1.18 | 55.0 (34.5) | 15.3 (8.7) | 1277 | 2476 | +1199 |" in text
+    )
+    assert "| scoregen torch | failed: exit 1: out of memory | – |" in text
+    assert "Before the fixes" not in text
+    before = _peer_payload("before any fix", 2.9626, 2.6168)
+    (results / "peer_speed_before.json").write_text(json.dumps(before))
+    after, _, earlier = run_all.render_results(results).partition("#### Before the fixes")
+    assert row in after and "Note: before any fix." in earlier
+    assert "| NCSN++ (VE, continuous) | scoregen jax | 2.963 | 2.62 | 0.73–1.46 |" in earlier
+
+
+def test_render_import_scale(run_all: ModuleType, results: Path) -> None:
+    """Issue 24: import seconds and peak memory over the weights per backend with the memory
+    verdict, a failed backend's note, then the parity checks with their tolerances."""
+    parity = {
+        "ncsnpp_ve_c3 score": {"max_rel_diff": 3.3948e-07, "tolerance": 1e-05},
+        "diffusers PC pipeline final mean": {"max_rel_diff": 2.7691e-07, "tolerance": 1e-04},
+    }
+    jax = {
+        "backend": "jax",
+        "import_seconds": 56.0,
+        "load_seconds": 6.8,
+        "pc_step_seconds": 57.7,
+        "pc_step_nfe": 2,
+        "sample_finite": True,
+        "parity": parity,
+        "notes": [],
+        "peak_over_weights": 3.38,
+        "peak_total_over_weights": 7.44,
+        "memory_pass": False,
+    }
+    payload = {
+        "config": "ve/celebahq_256_ncsnpp_continuous",
+        "written": {"parameters": 65574549, "weights_bytes": 262298196, "file_bytes": 1050108053},
+        "memory_target": 3.0,
+        "backends": [jax, {"backend": "torch", "notes": ["exit 1: killed"]}],
+        "parity_pass": False,
+        "memory_pass": False,
+        "machine": {"shared": True},
+    }
+    (results / "import_scale.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### Importing published checkpoints: time and peak memory" in text
+    assert (
+        "65,574,549 parameters (250 MiB of float32 weights), the published checkpoint 1001 MiB"
+        in text
+    )
+    assert "Memory **FAIL**, parity **FAIL**. The machine was shared with other work." in text
+    assert "| jax | 56 | 3.38 | 7.44 | 6.8 | 57.7 | 2 | pass | **FAIL** |" in text
+    assert "| torch | – | – | – | – | – | – | – | – |" in text and "- torch: exit 1: killed" in text
+    assert "| max relative difference | jax | tolerance | verdict |" in text
+    assert "| diffusers PC pipeline final mean | 2.77e-07 | 1e-04 | pass |" in text
+
+
+def test_render_reproducible_sampling(run_all: ModuleType, results: Path) -> None:
+    """Issue 25: backend differences per run and sampler, batch-size differences (exactly 0
+    as 0), and the Langevin step rule's spreads."""
+    payload = {
+        "seeds": 8,
+        "steps": 10,
+        "backends": [
+            {
+                "run": "/tmp/runs/toy",
+                "sampler": "ode heun",
+                "max_abs_value": 2.7018,
+                "jax - tensorflow": 3.5763e-07,
+                "torch - tensorflow": 0.0,
+            }
+        ],
+        "batch": [
+            {
+                "run": "/tmp/runs/toy",
+                "dataset": "mixture5",
+                "step": 3000,
+                "batch": {
+                    "ode RK45": {"batch 1": 0.0016847, "batch 3": 0.00073779},
+                    "edm heun": {"batch 1": 0.0, "batch 3": 2.3842e-07},
+                },
+            }
+        ],
+        "rule": {
+            "shape": [8, 8, 3],
+            "n": 32,
+            "N": 100,
+            "snr": 0.16,
+            "sigma_max": 50.0,
+            "spread_batch": 1.01234,
+            "spread_batch_se": 0.0123,
+            "spread_per_example": 1.00321,
+            "spread_per_example_se": 0.0111,
+            "paired_difference": -0.00913,
+            "paired_difference_se": 0.00101,
+        },
+        "notes": ["exit 1: torch failed"],
+    }
+    (results / "reproducible_sampling.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "### Reproducible sampling: the same seed across backends and batch sizes" in text
+    assert "| run | sampler | jax - tensorflow | torch - tensorflow | max \\|x\\| |" in text
+    assert "| toy | ode heun | 3.6e-07 | 0 | 2.70 |" in text
+    assert "runs `toy` (mixture5, step 3000)" in text
+    assert (
+        "| toy | ode RK45 | 1.7e-03 | 7.4e-04 |" in text
+        and "| toy | edm heun | 0 | 2.4e-07 |" in text
+    )
+    assert "norms over the batch (score_sde) 1.0123 ± 0.0123, per example 1.0032 ± 0.0111" in text
+    assert "paired difference -0.00913 ± 0.00101." in text and "- exit 1: torch failed" in text
