@@ -155,6 +155,7 @@ def test_train_writes_a_complete_run_folder(tmp_path: Path) -> None:
         assert line in result.output
 
 
+@pytest.mark.slow  # 20 s: an image network trained and sampled; the preview's count is all it adds
 def test_an_image_preview_draws_only_what_its_grid_shows(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
