@@ -4,7 +4,7 @@ Trains the `digits` preset through `scoregen_keras.runs.train_run` (or reuses a 
 folder: --run, or the folder a previous call left under benchmarks/results/runs/ when its
 configuration is still the preset's), draws 1 000 samples with the preset's sampler (PC, 500
 steps), and compares them with real digits in the feature space of the digits classifier shipped
-in data/ (`scoregen_keras.features.digits_features`).
+in data/ (`scoregen_keras.networks.features.digits_features`).
 
 The data split. The preset trains on `digits:train`, the 1 438 digits of the fixed split of
 `scoregen_keras.data.digits_split` (the split the feature classifier was trained on too); the 359

@@ -1,11 +1,11 @@
 """Train the digits feature classifier shipped in data/digits_classifier.weights.npz.
 
-The small CNN of `scoregen_keras.features.build_digits_classifier` is trained on scikit-learn's
-8×8 digits, scaled to [0, 1] exactly as `scoregen_keras.data.load_dataset("digits")` does
-(pixels / 16), on the fixed train split of `data.digits_split` (the data set `digits:train`),
-with a fixed seed. Prints a table (train and held-out accuracy), writes the weights as plain .npz
-arrays and benchmarks/results/train_digits_classifier.json, and exits with status 1 when the
-held-out accuracy is below TARGET_ACCURACY.
+The small CNN of `scoregen_keras.networks.features.build_digits_classifier` is trained on
+scikit-learn's 8×8 digits, scaled to [0, 1] exactly as `scoregen_keras.data.load_dataset("digits")`
+does (pixels / 16), on the fixed train split of `data.digits_split` (the data set
+`digits:train`), with a fixed seed. Prints a table (train and held-out accuracy), writes the
+weights as plain .npz arrays and benchmarks/results/train_digits_classifier.json, and exits with
+status 1 when the held-out accuracy is below TARGET_ACCURACY.
 
 Usage: KERAS_BACKEND=tensorflow python benchmarks/train_digits_classifier.py [--out PATH]
 """

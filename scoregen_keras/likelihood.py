@@ -4,7 +4,8 @@ log p_eps(x) = log p_T(x_T) + int_eps^T div F(x_t, t) dt, with F = f - g^2 s / 2
 The state (all examples flattened, plus one log-density increment per example) is integrated by
 ``scipy.integrate.solve_ivp`` (RK45) in float64; every right-hand side evaluates the drift and
 its divergence on the backend (compiled through ``backend.jit``) in one call over the whole batch.
-``method="dopri5"`` runs the same RK45 compiled on the backend instead (``scoregen_keras.dopri``).
+``method="dopri5"`` runs the same RK45 compiled on the backend instead
+(``scoregen_keras.sampling.dopri``).
 The divergence is exact (one forward-mode JVP per data dimension, all stacked into one batched
 JVP; for low-dimensional data) or the Hutchinson-Skilling estimate v^T J_F v with ONE probe v per
 example fixed for the whole solve. Same names, signature and numbers as ``reference.likelihood``.
@@ -130,7 +131,7 @@ def ode_likelihood(
     ``sde.prior_logp``. log_p and z come back as float64 NumPy arrays (the solver's state);
     ``nfe`` counts ODE right-hand sides (each one forward-mode pass of the score).
     ``method``: "RK45", SciPy's ``solve_ivp`` on the host in float64, or "dopri5", the same
-    RK45 compiled on the backend in the default float dtype (``scoregen_keras.dopri``).
+    RK45 compiled on the backend in the default float dtype (``scoregen_keras.sampling.dopri``).
     """
     if divergence not in DIVERGENCES:
         raise ValueError(f"unknown divergence {divergence!r}; choose from {DIVERGENCES}")

@@ -30,6 +30,7 @@ from PIL import Image
 from reference.metrics import frechet_distance
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import invoke
+from tests.frameworks import require_torch
 from tests.shared_fixtures import REPOSITORY, shared_fixture
 
 POOL3_RTOL = 1e-4
@@ -66,7 +67,7 @@ def fixture_arrays() -> dict[str, Any]:
 @pytest.fixture(scope="module")
 def files(fixture_arrays: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict:
     """weights.pth (torch.save of the state_dict), images/ (4 PNGs), subset.npz (3 of them)."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     folder = tmp_path_factory.mktemp("fid_cli")
     state_dict = fixture_arrays["state_dict"]
     torch.save({k: torch.from_numpy(v) for k, v in state_dict.items()}, folder / "weights.pth")
@@ -153,7 +154,7 @@ def test_cli_defaults_are_the_librarys() -> None:
 
 def bad_weights(files: dict, fixture_arrays: dict[str, Any], folder: Path) -> dict[str, tuple]:
     """{name: (weights file, fragments of the sentence)} for weights that do not fit."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     state_dict = fixture_arrays["state_dict"]
     missing = {k: v for k, v in state_dict.items() if k != "Mixed_6b.branch7x7_2.conv.weight"}
     extra = {**state_dict, "AuxLogits.fc.weight": np.zeros((1000, 768), np.float32)}

@@ -32,6 +32,7 @@ from scoregen_keras.networks.score_sde_weights import score_sde_targets
 from scoregen_keras.training.score_model import ScoreModel
 from tests.cli.test_bad_input import assert_one_line_error
 from tests.cli.test_train_cli import BACKENDS, invoke, scoregen_subprocess
+from tests.frameworks import require_torch
 from tests.keras import import_parity as parity
 from tests.keras.import_parity import RTOL, SCORE_SDE_NAMES
 from tests.keras.published_checkpoint import perturbed, write_published_checkpoint
@@ -47,7 +48,11 @@ SAMPLER_OF = {"vp": "vp/cifar10_ddpmpp_continuous"}  # a built-in file's samplin
 TINY_IMAGE_SIZE = 8  # digits' size: `evaluate` has a feature network for 8x8x1 images
 FAST_BACKEND = "torch"  # the quickest to start and sample in a fresh process here
 SUBPROCESS_BACKENDS = [
-    pytest.param(backend, marks=() if backend == FAST_BACKEND else pytest.mark.slow)
+    pytest.param(
+        backend,
+        marks=[pytest.mark.backends(backend)]
+        + ([] if backend == FAST_BACKEND else [pytest.mark.slow]),
+    )
     for backend in BACKENDS
 ]
 
@@ -96,7 +101,8 @@ class Fixture:
 
 @pytest.fixture(scope="module")
 def published(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Fixture]:
-    """Both fixtures in the published layout."""
+    """Both fixtures in the published layout (written with torch)."""
+    require_torch()
     folder = tmp_path_factory.mktemp("published")
     return {name: Fixture(folder, name) for name in SCORE_SDE_NAMES}
 

@@ -331,7 +331,7 @@ KILL_DURING_SAVE = textwrap.dedent(
     import os, signal, sys
     import keras
     from scoregen_keras import runs
-    from scoregen_keras.checkpoint import save_checkpoint
+    from scoregen_keras.training import save_checkpoint
 
     run = runs.load_run(sys.argv[1])
 

@@ -100,9 +100,9 @@ import json, sys
 import keras, numpy as np
 sys.path.insert(0, {root!r})
 from reference.datasets import mixture5
-from scoregen_keras.checkpoint import save_checkpoint
+from scoregen_keras.training import save_checkpoint
 from scoregen_keras.networks import get_network
-from scoregen_keras.score_model import ScoreModel
+from scoregen_keras.training import ScoreModel
 keras.utils.set_random_seed(0)
 model = ScoreModel(get_network("mlp/tiny"), sde="ve", loss="dsm", seed=3)
 model.compile(learning_rate=3e-3, warmup_steps=0)

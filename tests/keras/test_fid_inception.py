@@ -14,6 +14,7 @@ import pytest
 
 from scoregen_keras.networks import fid_inception
 from scoregen_keras.networks.fid_inception import FIDError
+from tests.frameworks import require_torch
 
 FIXTURE_RTOL = 1e-4
 """max |Δ| / max |expected|: the fixture README's tolerance (≥ 45x float32 noise, ≥ 100x below
@@ -150,7 +151,7 @@ def test_bilinear_resize_is_the_interpolation_defined(shape):
 def test_bilinear_resize_matches_torch_itself(shape):
     """Against torch.nn.functional.interpolate where torch is installed (no torchvision needed):
     the same float32 source coordinates (torch_bilinear_taps), so only the lerp's rounding."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     from keras import ops
 
     x = np.random.default_rng(7).random((1, *shape, 3), dtype=np.float32)

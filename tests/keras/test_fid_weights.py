@@ -26,6 +26,7 @@ from scoregen_keras.networks.fid_weights import (
     find_fid_weights,
     read_fid_weights,
 )
+from tests.frameworks import require_torch
 
 
 def assert_one_sentence(error: pytest.ExceptionInfo, *fragments: str) -> None:
@@ -74,7 +75,7 @@ def test_pth_from_the_fixture_gives_the_same_network(weights_files, fid_fixture,
     """torch.load(weights_only=True) of the .pth: the same 566 arrays; the network built from it
     has exactly the weights of the network loaded from the fixture's arrays."""
     if "pth" not in weights_files:
-        pytest.skip("torch is not installed")
+        require_torch()
     assert_same_arrays(read_fid_weights(weights_files["pth"]), fid_fixture["state_dict"])
     network = fid_weights.load_fid_inception(weights_files["pth"], download=False)
     for loaded, expected in zip(network.weights, fid_network.weights, strict=True):
@@ -138,7 +139,7 @@ class RunsCode:
 
 def test_a_pickle_that_would_run_code_is_refused(tmp_path):
     """weights_only refuses it and nothing runs (the marker file is never created)."""
-    torch = pytest.importorskip("torch")
+    torch = require_torch()
     marker = tmp_path / "ran"
     evil = tmp_path / "evil.pth"
     torch.save({"fc.bias": torch.zeros(1008), "payload": RunsCode(marker)}, evil)

@@ -38,6 +38,7 @@ from scoregen_keras.networks.score_sde_weights import (
     score_sde_targets,
 )
 from scoregen_keras.training.score_model import ScoreModel
+from tests.frameworks import require_torch
 from tests.keras import import_parity as parity
 from tests.keras.import_parity import PC_RTOL, RTOL, SCORE_SDE_NAMES
 from tests.keras.score_sde_shapes import original_state_dict_shapes
@@ -375,7 +376,7 @@ def test_the_unet_is_found_under_the_name_model_index_gives_it(tmp_path, diffuse
 
 def test_bin_weights_read_through_torch(tmp_path, diffusers_case) -> None:
     """diffusion_pytorch_model.bin (torch.save of the state_dict) gives the same weights."""
-    torch = pytest.importorskip("torch", reason="reading .bin weights needs PyTorch")
+    torch = require_torch()  # reading .bin weights needs PyTorch
     _, _, state_dict = diffusers_case
     folder = _copy_pipeline(tmp_path)
     (folder / "unet" / "diffusion_pytorch_model.safetensors").unlink()
