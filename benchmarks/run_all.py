@@ -55,7 +55,8 @@ SCRIPTS: dict[str, list[str]] = {
     "train_throughput": ["--backends", "jax", "--steps", "5", "--repeats", "1"],
     "mixed_precision": ["--quick"],
     "fid_features": ["--quick", "--threads", "1"],
-    # peer_speed is left out: without --original (score_sde_pytorch) it exits 2; its JSON renders
+    # peer_speed and peer_profile are left out: without --original (score_sde_pytorch) they exit
+    # 2; their JSON renders
     # import_scale has no --quick: one backend, the smaller CIFAR-10 config (still a 1 GB file)
     "import_scale": ["--backends", "jax", "--config", "ve/cifar10_ncsnpp_continuous"],
     "reproducible_sampling": ["--quick", "--backends", "jax"],  # no --run: the step rule only
@@ -668,6 +669,77 @@ def render_peer_speed(data: dict[str, Any], results: Path) -> list[str]:
     return out
 
 
+PROFILE_OPS = ["op", "scoregen ms", "calls", "original ms", "calls", "difference ms"]
+PROFILE_TF = ["grappler", "1st step s (cpu)", "train_step traced s", "grappler passes s"]
+PROFILE_TF += ["rest s", "steady step s", "largest passes (s)"]
+PROFILE_SIDES = ("scoregen", "original")
+
+
+def _profile_torch(torch: dict[str, Any]) -> list[str]:
+    """One model's op table of the PyTorch score call, then its annotations' self time."""
+    if "failed" in torch:
+        return [f"PyTorch profile failed: {torch['failed']}"]
+    rows = []
+    for row in torch["rows"]:
+        (ours, n_ours), (theirs, n_theirs) = (row[side] for side in PROFILE_SIDES)
+        row_ms = [f"{ours:.1f}", _number(n_ours, ".0f"), f"{theirs:.1f}", _number(n_theirs, ".0f")]
+        rows.append([row["op"], *row_ms, f"{ours - theirs:+.1f}"])
+    spans = [
+        f"{side}: " + (", ".join(f"{k} {v[0]:.1f} ms" for k, v in found.items()) or "none")
+        for side, found in torch["annotations"].items()
+    ]
+    return [md_table(PROFILE_OPS, rows), "", f"Annotations (not ops): {'; '.join(spans)}."]
+
+
+def _profile_tf(tf: dict[str, dict[str, Any]]) -> list[str]:
+    """One model's TensorFlow first fit step split, grappler on and off."""
+    rows = []
+    for grappler, fit in tf.items():
+        if "failed" in fit:
+            rows.append([grappler, f"failed: {fit['failed']}", *[None] * (len(PROFILE_TF) - 2)])
+            continue
+        split, passes = fit["split"], list(fit["grappler_passes_ms"].items())[:4]
+        rows.append(
+            [
+                grappler,
+                f"{fit['first_s']:.1f} ({fit['first_cpu_s']:.1f})",
+                *[f"{split[key]:.1f}" for key in ("trace_s", "grappler_s", "rest_s")],
+                f"{fit['steady_s']:.3f}",
+                ", ".join(f"{name} {ms / 1000:.1f}" for name, ms in passes) or None,
+            ]
+        )
+    out = [md_table(PROFILE_TF, rows)]
+    if all("failed" not in fit for fit in tf.values()):
+        on, off = tf["on"], tf["off"]
+        out += [
+            "",
+            f"Grappler on − off: first step {on['first_s'] - off['first_s']:+.1f} s, "
+            f"steady step {on['steady_s'] - off['steady_s']:+.3f} s.",
+        ]
+    return out
+
+
+def render_peer_profile(data: dict[str, Any], results: Path) -> list[str]:
+    """Issue 27's remaining costs: per model the PyTorch score call's ops beside the original's,
+    and TensorFlow's first fit step split, grappler on and off."""
+    s = data["settings"]
+    note = data.get("note", "").rstrip(".")
+    out = [
+        f"{f'Note: {note}. ' if note else ''}Size `{s['size']}`, batch {s['batch']}, "
+        f"{s['threads']} thread. PyTorch: self CPU ms and calls per score call over {s['calls']} "
+        "profiled calls (scoregen's EMA score, no grad; the original's score function); wall: "
+        "median without the profiler, or the profiled run's; outside ops = a wall − all ops (the "
+        "profiled run's op times include some of the profiler's cost). TensorFlow: the first "
+        "one-step fit call split into train_step's tracing, grappler's passes (its log) and the "
+        "rest (outer trace, executor set-up, first run beyond a steady step); steady: mean of "
+        f"{s['train_steps']} steps.{_shared(data.get('machine', {}))}"
+    ]
+    for model in data["models"].values():
+        out += ["", f"#### {model['title']}", "", *_profile_torch(model["torch"]), ""]
+        out += _profile_tf(model["tensorflow"])
+    return out
+
+
 def render_import_scale(data: dict[str, Any], results: Path) -> list[str]:
     """Issue 24: import time and peak memory per backend, then the parity checks."""
     w, target, rows = data["written"], data["memory_target"], data["backends"]
@@ -825,6 +897,10 @@ TITLES: dict[str, tuple[str, Callable[[dict[str, Any], Path], list[str]]]] = {
     "train_digits_classifier": ("Digits feature classifier", render_train_digits_classifier),
     "fid_features": ("Standard FID: feature speed and statistics memory", render_fid_features),
     "peer_speed": ("NCSN++ and DDPM++ against the original", render_peer_speed),
+    "peer_profile": (
+        "Where the remaining time goes (profiles beside the original)",
+        render_peer_profile,
+    ),
     "import_scale": ("Importing published checkpoints: time and peak memory", render_import_scale),
     "reproducible_sampling": (
         "Reproducible sampling: the same seed across backends and batch sizes",

@@ -474,6 +474,61 @@ def test_render_peer_speed(run_all: ModuleType, results: Path) -> None:
     assert "| NCSN++ (VE, continuous) | scoregen jax | 2.963 | 2.62 | 0.73–1.46 |" in earlier
 
 
+def _profile_payload() -> dict:
+    """peer_profile.json: one model, two op rows, the sums and a wall row; TF with grappler on,
+    and off failed."""
+    rows = [
+        {"op": "aten::mkldnn_convolution", "scoregen": [60.7, 22.0], "original": [72.8, 22.0]},
+        {"op": "aten::native_group_norm", "scoregen": [10.4, 47.0], "original": [0.0, 0.0]},
+        {"op": "all ops", "scoregen": [106.5, None], "original": [101.25, None]},
+        {
+            "op": "outside ops, no profiler (wall - all ops)",
+            "scoregen": [25.5, None],
+            "original": [2.0, None],
+        },
+    ]
+    annotations = {"scoregen": {}, "original": {"DataParallel.forward": [2.04, 1.0]}}
+    torch = {"rows": rows, "annotations": annotations}
+    on = {
+        "first_s": 31.04,
+        "first_cpu_s": 28.61,
+        "steady_s": 0.4871,
+        "grappler_passes_ms": {"remapper": 3150.0, "constant_folding": 2460.0},
+        "split": {"trace_s": 11.26, "grappler_s": 9.81, "rest_s": 9.48},
+    }
+    tf = {"on": on, "off": {"failed": "exit 1: killed"}}
+    model = {"title": "DDPM++ (VP, continuous)", "torch": torch, "tensorflow": tf}
+    settings = {"size": "issue", "batch": 8, "threads": 1, "calls": 20, "train_steps": 3}
+    return {"settings": settings, "machine": {"shared": True}, "models": {"ddpmpp": model}}
+
+
+def test_render_peer_profile(run_all: ModuleType, results: Path) -> None:
+    """Issue 27's profiles: per model the op rows beside the original's (sums without calls,
+    the difference signed), the annotations, and TF's first-step split; a failed run says so;
+    with both runs, grappler's on − off difference."""
+    (results / "peer_profile.json").write_text(json.dumps(_profile_payload()))
+    text = run_all.render_results(results)
+    assert "### Where the remaining time goes (profiles beside the original)" in text
+    assert "Size `issue`, batch 8, 1 thread. PyTorch: self CPU ms and calls per score call " in text
+    assert "steady: mean of 3 steps. The machine was shared with other work." in text
+    assert "#### DDPM++ (VP, continuous)" in text
+    assert "| aten::mkldnn_convolution | 60.7 | 22 | 72.8 | 22 | -12.1 |" in text
+    assert "| aten::native_group_norm | 10.4 | 47 | 0.0 | 0 | +10.4 |" in text
+    assert "| all ops | 106.5 | – | 101.2 | – | +5.2 |" in text
+    assert "| outside ops, no profiler (wall - all ops) | 25.5 | – | 2.0 | – | +23.5 |" in text
+    assert "Annotations (not ops): scoregen: none; original: DataParallel.forward 2.0 ms." in text
+    row = "| on | 31.0 (28.6) | 11.3 | 9.8 | 9.5 | 0.487 | remapper 3.1, constant_folding 2.5 |"
+    assert row in text
+    assert "| off | failed: exit 1: killed | – |" in text
+    assert "Grappler on − off" not in text
+    payload = _profile_payload()
+    off = {**payload["models"]["ddpmpp"]["tensorflow"]["on"], "first_s": 14.34, "steady_s": 0.4}
+    payload["models"]["ddpmpp"]["tensorflow"]["off"] = off
+    (results / "peer_profile.json").write_text(json.dumps(payload))
+    text = run_all.render_results(results)
+    assert "Grappler on − off: first step +16.7 s, steady step +0.087 s." in text
+
+
 def test_render_import_scale(run_all: ModuleType, results: Path) -> None:
     """Issue 24: import seconds and peak memory over the weights per backend with the memory
     verdict, a failed backend's note, then the parity checks with their tolerances."""
